@@ -1,0 +1,12 @@
+//! astpatch: make Asterisk's chan_sip log the real source address of failed authentications,
+//! and ban the offenders through the firewall.
+//!
+//! Pure logic (version parsing, patch matching, log recognition, ban decisions) lives in
+//! side-effect-free modules; files, `make`, the firewall and the clock sit behind small traits.
+
+pub mod cli;
+pub mod config;
+pub mod duration;
+pub mod error;
+pub mod exit_codes;
+pub mod output;
