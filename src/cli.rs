@@ -68,7 +68,10 @@ fn run(cli: Cli, _style: Style) -> Result<u8, Error> {
             if json {
                 crate::output::print_json(&settings);
             } else {
-                print!("{}", toml::to_string(&settings).expect("settings serialise"));
+                print!(
+                    "{}",
+                    toml::to_string(&settings).expect("settings serialise")
+                );
             }
             Ok(exit_codes::SUCCESS)
         }

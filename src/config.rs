@@ -72,7 +72,10 @@ impl Default for Settings {
             findtime: Duration::from_secs(600),
             bantime: Duration::from_secs(3600),
             ignoreip: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
-            logs: vec![PathBuf::from("/var/log/asterisk/messages"), PathBuf::from("/var/log/asterisk/security")],
+            logs: vec![
+                PathBuf::from("/var/log/asterisk/messages"),
+                PathBuf::from("/var/log/asterisk/security"),
+            ],
             backend: Backend::Iptables,
             patched: false,
             state_dir: PathBuf::from("/var/lib/astpatch"),
@@ -91,7 +94,11 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error("{}:{line}: {message}", path.display())]
-    Parse { path: PathBuf, line: usize, message: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("{}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
 }
@@ -114,10 +121,22 @@ impl Settings {
     /// Parse settings text; `path` is only used to name the file in errors.
     pub fn from_toml(text: &str, path: &Path) -> Result<Settings, ConfigError> {
         let settings: Settings = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1).unwrap_or(0);
-            ConfigError::Parse { path: path.to_owned(), line, message: e.message().trim().to_owned() }
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+                .unwrap_or(0);
+            ConfigError::Parse {
+                path: path.to_owned(),
+                line,
+                message: e.message().trim().to_owned(),
+            }
         })?;
-        settings.validate().map_err(|message| ConfigError::Invalid { path: path.to_owned(), message })?;
+        settings
+            .validate()
+            .map_err(|message| ConfigError::Invalid {
+                path: path.to_owned(),
+                message,
+            })?;
         Ok(settings)
     }
 
@@ -129,7 +148,9 @@ impl Settings {
         };
         match std::fs::read_to_string(&path) {
             Ok(text) => Settings::from_toml(&text, &path),
-            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
+            Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Settings::default())
+            }
             Err(source) => Err(ConfigError::Read { path, source }),
         }
     }
@@ -146,7 +167,9 @@ impl Settings {
         }
         if let Some(p) = self.ipv6_prefix {
             if !(16..=128).contains(&p) {
-                return Err(format!("ipv6_prefix: {p} is not a prefix length from 16 to 128"));
+                return Err(format!(
+                    "ipv6_prefix: {p} is not a prefix length from 16 to 128"
+                ));
             }
         }
         if let Some(inc) = &self.bantime_increment {
@@ -172,10 +195,13 @@ pub fn is_never_bannable(addr: IpAddr) -> bool {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
         v4 => v4,
     };
-    addr.is_loopback() || addr.is_unspecified() || addr.is_multicast() || match addr {
-        IpAddr::V4(v4) => v4.is_broadcast() || v4.octets()[0] == 0,
-        IpAddr::V6(_) => false,
-    }
+    addr.is_loopback()
+        || addr.is_unspecified()
+        || addr.is_multicast()
+        || match addr {
+            IpAddr::V4(v4) => v4.is_broadcast() || v4.octets()[0] == 0,
+            IpAddr::V6(_) => false,
+        }
 }
 
 /// serde glue: durations as fail2ban-style text (`10m`) or bare seconds.
@@ -250,12 +276,16 @@ max = "1w"
 
     #[test]
     fn errors_name_line_and_key() {
-        let e = parse("maxretry = 5\nfindtime = \"10x\"\n").unwrap_err().to_string();
+        let e = parse("maxretry = 5\nfindtime = \"10x\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("t.toml:2"), "{e}");
         assert!(e.contains("unknown unit"), "{e}");
         let e = parse("maxretry = 5\nbogus = 1\n").unwrap_err().to_string();
         assert!(e.contains(":2:") && e.contains("bogus"), "{e}");
-        let e = parse("ignoreip = [\"not-an-ip\"]\n").unwrap_err().to_string();
+        let e = parse("ignoreip = [\"not-an-ip\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(":1:"), "{e}");
         let e = parse("maxretry = 0\n").unwrap_err().to_string();
         assert!(e.contains("maxretry"), "{e}");
@@ -264,7 +294,15 @@ max = "1w"
     #[test]
     fn loopback_is_never_banned_even_if_not_ignored() {
         let s = parse("ignoreip = []\n").unwrap();
-        for a in ["127.0.0.1", "127.9.9.9", "::1", "0.0.0.0", "::", "::ffff:127.0.0.1", "255.255.255.255"] {
+        for a in [
+            "127.0.0.1",
+            "127.9.9.9",
+            "::1",
+            "0.0.0.0",
+            "::",
+            "::ffff:127.0.0.1",
+            "255.255.255.255",
+        ] {
             assert!(s.is_ignored(a.parse().unwrap()), "{a}");
         }
         assert!(!s.is_ignored("192.0.2.1".parse().unwrap()));

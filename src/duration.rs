@@ -36,9 +36,15 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             "h" | "hour" | "hours" => 3600,
             "d" | "day" | "days" => 86_400,
             "w" | "week" | "weeks" => 604_800,
-            _ => return Err(format!("unknown unit '{unit}' in duration '{t}' (use s, m, h, d, w)")),
+            _ => {
+                return Err(format!(
+                    "unknown unit '{unit}' in duration '{t}' (use s, m, h, d, w)"
+                ));
+            }
         };
-        let n: u64 = num.parse().map_err(|_| format!("missing number before '{unit}' in '{t}'"))?;
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("missing number before '{unit}' in '{t}'"))?;
         num.clear();
         total = n
             .checked_mul(mult)
@@ -46,7 +52,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
             .ok_or_else(|| format!("duration '{t}' is too large"))?;
     }
     if !num.is_empty() {
-        return Err(format!("number without unit at the end of '{t}' (e.g. write {num}s)"));
+        return Err(format!(
+            "number without unit at the end of '{t}' (e.g. write {num}s)"
+        ));
     }
     Ok(Duration::from_secs(total))
 }
@@ -58,7 +66,13 @@ pub fn format(d: Duration) -> String {
         return "0s".into();
     }
     let mut out = String::new();
-    for (unit, len) in [("w", 604_800), ("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+    for (unit, len) in [
+        ("w", 604_800),
+        ("d", 86_400),
+        ("h", 3600),
+        ("m", 60),
+        ("s", 1),
+    ] {
         if s >= len {
             out.push_str(&format!("{}{unit}", s / len));
             s %= len;

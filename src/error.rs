@@ -38,19 +38,31 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     pub fn input(message: impl Into<String>, hint: Option<&str>) -> Self {
-        Error::Input { message: message.into(), hint: hint.map(str::to_owned) }
+        Error::Input {
+            message: message.into(),
+            hint: hint.map(str::to_owned),
+        }
     }
 
     pub fn nothing_to_do(message: impl Into<String>, hint: Option<&str>) -> Self {
-        Error::NothingToDo { message: message.into(), hint: hint.map(str::to_owned) }
+        Error::NothingToDo {
+            message: message.into(),
+            hint: hint.map(str::to_owned),
+        }
     }
 
     pub fn environment(message: impl Into<String>, hint: Option<&str>) -> Self {
-        Error::Environment { message: message.into(), hint: hint.map(str::to_owned) }
+        Error::Environment {
+            message: message.into(),
+            hint: hint.map(str::to_owned),
+        }
     }
 
     pub fn exit_code(&self) -> u8 {

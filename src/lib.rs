@@ -10,3 +10,5 @@ pub mod duration;
 pub mod error;
 pub mod exit_codes;
 pub mod output;
+pub mod patch;
+pub mod sites;

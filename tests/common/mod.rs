@@ -1,0 +1,20 @@
+//! Helpers shared by integration tests.
+#![allow(dead_code)]
+
+/// True when the test may run as root. When not root, prints a visible SKIP line and returns
+/// false; with `ASTPATCH_REQUIRE_ROOT=1` (CI) a skip is a failure instead.
+pub fn require_root(test: &str) -> bool {
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("ASTPATCH_REQUIRE_ROOT").as_deref() == Ok("1") {
+        panic!("{test}: needs root, and ASTPATCH_REQUIRE_ROOT=1 forbids skipping");
+    }
+    eprintln!("SKIP {test}: needs root");
+    false
+}
+
+/// Path of the built binary.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_astpatch")
+}
