@@ -31,6 +31,37 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Patch chan_sip.c so every inbound failed-auth line ends with the real source address.
+    ///
+    /// Finds each "Failed to authenticate" and "Sending fake auth rejection" statement by its
+    /// content, rewrites all of them or none, keeps the original as chan_sip.c.astpatch-orig,
+    /// and does nothing on a second run. Outbound lines ("... on INVITE to ...") are untouched.
+    #[command(
+        after_help = "Examples:\n  astpatch apply --dry-run /usr/src/asterisk-11.23.1 > astpatch.diff\n  astpatch apply /usr/src/asterisk-11.23.1"
+    )]
+    Apply {
+        /// Top of the Asterisk source tree (holds .version and channels/chan_sip.c).
+        #[arg(value_name = "SRC")]
+        src: PathBuf,
+        /// Print the unified diff (applies with `patch -p1`) and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print a JSON report instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Undo `astpatch apply`: restore the original chan_sip.c byte for byte.
+    ///
+    /// If the file was edited after apply, only astpatch's own statements are put back, and
+    /// only when each is still exactly as astpatch wrote it; otherwise nothing is changed.
+    Revert {
+        /// Top of the Asterisk source tree.
+        #[arg(value_name = "SRC")]
+        src: PathBuf,
+        /// Print a JSON report instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the effective watcher settings (defaults merged with the settings file).
     ShowConfig {
         /// Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]
@@ -61,8 +92,12 @@ fn report(e: &Error, style: Style) {
     }
 }
 
-fn run(cli: Cli, _style: Style) -> Result<u8, Error> {
+fn run(cli: Cli, style: Style) -> Result<u8, Error> {
     match cli.command {
+        Command::Apply { src, dry_run, json } => {
+            crate::cmd_apply::run_apply(&src, dry_run, json, style)
+        }
+        Command::Revert { src, json } => crate::cmd_apply::run_revert(&src, json, style),
         Command::ShowConfig { config, json } => {
             let settings = crate::config::Settings::load(config.as_deref())?;
             if json {

@@ -4,11 +4,17 @@
 //! Pure logic (version parsing, patch matching, log recognition, ban decisions) lives in
 //! side-effect-free modules; files, `make`, the firewall and the clock sit behind small traits.
 
+pub mod apply;
+pub mod atomic;
 pub mod cli;
+pub mod cmd_apply;
 pub mod config;
 pub mod duration;
 pub mod error;
 pub mod exit_codes;
+pub mod manifest;
 pub mod output;
 pub mod patch;
+pub mod revert;
 pub mod sites;
+pub mod tree;

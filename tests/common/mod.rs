@@ -1,6 +1,8 @@
 //! Helpers shared by integration tests.
 #![allow(dead_code)]
 
+pub mod fixtures;
+
 /// True when the test may run as root. When not root, prints a visible SKIP line and returns
 /// false; with `ASTPATCH_REQUIRE_ROOT=1` (CI) a skip is a failure instead.
 pub fn require_root(test: &str) -> bool {

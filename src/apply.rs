@@ -1,0 +1,265 @@
+//! `astpatch apply`: detect, pick the patch, and rewrite chan_sip.c all-or-nothing.
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::manifest::{self, Manifest};
+use crate::patch::{self, Action, Direction, Patch, PlannedSite};
+use crate::sites::{self, PatchState};
+use crate::tree::{CHAN_SIP, SourceTree};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyReport {
+    pub tree: PathBuf,
+    pub file: PathBuf,
+    pub patch: String,
+    pub shape: String,
+    pub state_before: PatchState,
+    pub sites: Vec<PlannedSite>,
+    /// How many statements were (or, with --dry-run, would be) rewritten.
+    pub changed: usize,
+    pub written: bool,
+    /// Unified diff of the change; empty when nothing changes.
+    pub diff: String,
+    pub notes: Vec<String>,
+}
+
+/// Everything `apply` and `revert` learn from the file before deciding anything.
+pub(crate) struct Loaded {
+    pub tree: SourceTree,
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+    pub scan: sites::SiteScan,
+}
+
+/// Open the tree and read chan_sip.c, refusing files astpatch must not rewrite.
+pub(crate) fn load(root: &Path) -> Result<Loaded> {
+    let tree = SourceTree::open(root)?;
+    let path = tree.chan_sip();
+    let link = fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
+    if link.file_type().is_symlink() {
+        let target = fs::read_link(&path)
+            .map(|t| t.display().to_string())
+            .unwrap_or_default();
+        return Err(Error::input(
+            format!(
+                "{} is a symlink (to {target}); astpatch only rewrites regular files",
+                path.display()
+            ),
+            Some(
+                "run astpatch on the tree that holds the real file, or replace the link with a copy",
+            ),
+        ));
+    }
+    let bytes = tree.read_chan_sip()?;
+    if bytes.is_empty() {
+        return Err(Error::input(
+            format!("{} is empty", path.display()),
+            Some(
+                "restore chan_sip.c from the release tarball or `git checkout channels/chan_sip.c`",
+            ),
+        ));
+    }
+    if !bytes.ends_with(b"\n") {
+        return Err(Error::input(
+            format!(
+                "{} looks truncated: it does not end with a newline",
+                path.display()
+            ),
+            Some(
+                "restore chan_sip.c from the release tarball or `git checkout channels/chan_sip.c`",
+            ),
+        ));
+    }
+    let scan = sites::scan(&bytes);
+    Ok(Loaded {
+        tree,
+        path,
+        bytes,
+        scan,
+    })
+}
+
+/// The patch for a loaded file, or an error that lists what was found.
+pub(crate) fn choose_patch(l: &Loaded) -> Result<&'static Patch> {
+    if l.scan.sites.is_empty() {
+        return Err(Error::nothing_to_do(
+            format!(
+                "{}: no inbound \"Failed to authenticate\" log statements found",
+                l.path.display()
+            ),
+            Some(
+                "this chan_sip.c logs no inbound authentication failures; there is nothing to patch",
+            ),
+        ));
+    }
+    patch::select(patch::embedded(), &l.scan).ok_or_else(|| {
+        let listing: Vec<String> =
+            l.scan.sites.iter().map(|s| format!("line {} in {}()", s.line, s.function)).collect();
+        Error::input(
+            format!(
+                "{}: unrecognised chan_sip.c layout (sites at {}; shape {}, address API {})",
+                l.path.display(),
+                listing.join(", "),
+                l.scan.shape().unwrap_or("unknown"),
+                l.scan.address_api.map(|a| format!("{a:?}")).unwrap_or_else(|| "unknown".into()),
+            ),
+            Some("nothing was written; please file an issue with the output of `astpatch detect --json SRC`"),
+        )
+    })
+}
+
+/// Refuse, naming each site, when any site fits no hunk.
+pub(crate) fn refuse_unknown(path: &Path, plan: &patch::Plan, patch: &Patch) -> Result<()> {
+    let unknown: Vec<String> = plan
+        .unknown()
+        .map(|s| {
+            format!(
+                "  {}:{} in {}(): statement matches no hunk of {}",
+                CHAN_SIP, s.site.line, s.site.function, patch.file
+            )
+        })
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(Error::input(
+        format!(
+            "{}: {} site(s) cannot be matched; nothing was written\n{}",
+            path.display(),
+            unknown.len(),
+            unknown.join("\n")
+        ),
+        Some(
+            "a local change touched these log statements; compare them with the patch in `astpatch apply --dry-run` and file an issue with the lines above",
+        ),
+    ))
+}
+
+pub fn apply(root: &Path, dry_run: bool) -> Result<ApplyReport> {
+    let l = load(root)?;
+    let patch = choose_patch(&l)?;
+    let plan = patch::plan(&l.bytes, &l.scan, patch, Direction::Forward);
+    refuse_unknown(&l.path, &plan, patch)?;
+    let state_before = l.scan.state();
+    let changed = plan.changes();
+    let mut notes = Vec::new();
+    if plan.sites.iter().any(|s| s.action == Action::PatchedByHand) {
+        notes.push("some sites were already patched by hand with other wording; they were left as they are".into());
+    }
+    let new = patch::execute(&l.bytes, &plan, patch, Direction::Forward);
+    let diff = if changed > 0 {
+        unified_diff(&l.bytes, &new)
+    } else {
+        String::new()
+    };
+    let mut report = ApplyReport {
+        tree: l.tree.root.clone(),
+        file: l.path.clone(),
+        patch: patch.file.clone(),
+        shape: patch.shape.clone(),
+        state_before,
+        sites: plan.sites,
+        changed,
+        written: false,
+        diff,
+        notes,
+    };
+    if changed == 0 || dry_run {
+        return Ok(report);
+    }
+    if let Some(note) = git_note(&l.tree.root, &l.path) {
+        report.notes.push(note);
+    }
+    write_patched(&l, &new, patch, &report.sites)?;
+    report.written = true;
+    Ok(report)
+}
+
+fn write_patched(l: &Loaded, new: &[u8], patch: &Patch, planned: &[PlannedSite]) -> Result<()> {
+    let path = &l.path;
+    let meta = fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.permissions().readonly() {
+        return Err(Error::input(
+            format!("{} is read-only; nothing was written", path.display()),
+            Some("make it writable (chmod u+w) if you mean astpatch to change it"),
+        ));
+    }
+    let mode = crate::atomic::mode_of(path).map_err(|e| Error::io(path, e))?;
+    let current = manifest::sha256_hex(&l.bytes);
+    if let Some(old) = manifest::load(path)? {
+        // A record from an earlier apply: only safe to overwrite if the file is back to the
+        // pristine bytes that record describes.
+        if old.original_sha256 != current {
+            return Err(Error::input(
+                format!(
+                    "{} changed since astpatch last patched it, and its record does not match",
+                    path.display()
+                ),
+                Some(
+                    "run `astpatch revert SRC` first, or remove chan_sip.c.astpatch.json and chan_sip.c.astpatch-orig if you restored the file yourself",
+                ),
+            ));
+        }
+    }
+    // Pristine copy and record first: a crash after them but before the rename leaves the
+    // original in place and a record revert understands.
+    let orig = manifest::original_path(path);
+    crate::atomic::write(&orig, &l.bytes, Some(mode)).map_err(|e| Error::io(&orig, e))?;
+    let rescan = sites::scan(new);
+    let changed_lines = planned
+        .iter()
+        .zip(&rescan.sites)
+        .filter(|(p, _)| p.action == Action::Patch)
+        .map(|(_, s)| s.line)
+        .collect();
+    let record = Manifest {
+        format: manifest::FORMAT,
+        astpatch_version: env!("CARGO_PKG_VERSION").into(),
+        patch: patch.file.clone(),
+        original_sha256: current,
+        patched_sha256: manifest::sha256_hex(new),
+        changed_lines,
+        applied_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    };
+    manifest::store(path, &record)?;
+    crate::atomic::write(path, new, Some(mode)).map_err(|e| Error::io(path, e))
+}
+
+/// A git checkout gets a note when chan_sip.c has uncommitted changes; astpatch never commits,
+/// stashes or resets anything.
+fn git_note(root: &Path, file: &Path) -> Option<String> {
+    let repo = git2::Repository::discover(root).ok()?;
+    let workdir = repo.workdir()?.canonicalize().ok()?;
+    let rel = file
+        .canonicalize()
+        .ok()?
+        .strip_prefix(&workdir)
+        .ok()?
+        .to_owned();
+    let status = repo.status_file(&rel).ok()?;
+    let dirty = git2::Status::WT_MODIFIED
+        | git2::Status::INDEX_MODIFIED
+        | git2::Status::WT_NEW
+        | git2::Status::INDEX_NEW;
+    status.intersects(dirty).then(|| {
+        format!("{} had uncommitted changes in git before apply; they are kept (astpatch never commits or resets)", rel.display())
+    })
+}
+
+/// Unified diff for people; bytes that are not UTF-8 are shown lossily (the file is exact).
+pub fn unified_diff(old: &[u8], new: &[u8]) -> String {
+    let old = String::from_utf8_lossy(old);
+    let new = String::from_utf8_lossy(new);
+    similar::TextDiff::from_lines(old.as_ref(), new.as_ref())
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("a/{CHAN_SIP}"), &format!("b/{CHAN_SIP}"))
+        .to_string()
+}

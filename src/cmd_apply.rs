@@ -1,0 +1,98 @@
+//! Presentation of `astpatch apply` and `astpatch revert`.
+use std::path::Path;
+
+use crate::apply::{self, ApplyReport};
+use crate::error::Result;
+use crate::exit_codes;
+use crate::output::{Style, print_json};
+use crate::revert::{self, RevertOutcome};
+
+pub fn run_apply(src: &Path, dry_run: bool, json: bool, style: Style) -> Result<u8> {
+    let report = apply::apply(src, dry_run)?;
+    if json {
+        print_json(&report);
+    } else if dry_run {
+        print_dry_run(&report, style);
+    } else {
+        print_applied(&report, style);
+    }
+    Ok(exit_codes::SUCCESS)
+}
+
+fn total(r: &ApplyReport) -> usize {
+    r.sites.len()
+}
+
+fn print_dry_run(r: &ApplyReport, style: Style) {
+    // The diff goes to stdout so it can be saved and applied with `patch -p1`; the summary to
+    // stderr so it does not end up inside that file.
+    print!("{}", r.diff);
+    if r.changed == 0 {
+        eprintln!(
+            "{} is already patched ({} of {} sites carry the source address); nothing would change",
+            r.file.display(),
+            total(r),
+            total(r)
+        );
+    } else {
+        eprintln!(
+            "{} {} of {} inbound sites would change with {} (shape {}); nothing was written",
+            style.bold("dry run:"),
+            r.changed,
+            total(r),
+            r.patch,
+            r.shape
+        );
+    }
+    for n in &r.notes {
+        eprintln!("note: {n}");
+    }
+}
+
+fn print_applied(r: &ApplyReport, style: Style) {
+    if r.changed == 0 {
+        println!(
+            "{} {} is already patched: all {} inbound sites carry the source address; nothing to do",
+            style.ok("ok:"),
+            r.file.display(),
+            total(r)
+        );
+    } else {
+        println!(
+            "{} patched {} with {} (shape {}): {} of {} inbound sites now log the source address",
+            style.ok("ok:"),
+            r.file.display(),
+            r.patch,
+            r.shape,
+            r.changed,
+            total(r)
+        );
+        println!(
+            "   the original is kept as {}.astpatch-orig; `astpatch revert` restores it",
+            r.file.display()
+        );
+    }
+    for n in &r.notes {
+        println!("note: {n}");
+    }
+}
+
+pub fn run_revert(src: &Path, json: bool, style: Style) -> Result<u8> {
+    let report = revert::revert(src)?;
+    if json {
+        print_json(&report);
+        return Ok(exit_codes::SUCCESS);
+    }
+    let what = match report.outcome {
+        RevertOutcome::Restored => "restored the original byte for byte".to_owned(),
+        RevertOutcome::RevertedSitesOnly => format!(
+            "put back the {} statements astpatch changed; your other edits since apply are kept",
+            report.sites
+        ),
+        RevertOutcome::AlreadyOriginal => {
+            "already held the original bytes; removed astpatch's leftover record".to_owned()
+        }
+    };
+    println!("{} {}: {what}", style.ok("ok:"), report.file.display());
+    Ok(exit_codes::SUCCESS)
+}

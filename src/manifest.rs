@@ -1,0 +1,76 @@
+//! What `apply` leaves beside chan_sip.c so `revert` can be exact: the pristine bytes
+//! (`chan_sip.c.astpatch-orig`) and a small JSON record of hashes and the sites it changed.
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub astpatch_version: String,
+    pub patch: String,
+    pub original_sha256: String,
+    pub patched_sha256: String,
+    /// 1-based lines (in the patched file) of the statements astpatch rewrote.
+    pub changed_lines: Vec<usize>,
+    pub applied_at: u64,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub fn manifest_path(chan_sip: &Path) -> PathBuf {
+    sibling(chan_sip, ".astpatch.json")
+}
+
+pub fn original_path(chan_sip: &Path) -> PathBuf {
+    sibling(chan_sip, ".astpatch-orig")
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Read the manifest if there is one.
+pub fn load(chan_sip: &Path) -> Result<Option<Manifest>> {
+    let path = manifest_path(chan_sip);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let m: Manifest = serde_json::from_str(&text).map_err(|e| {
+        Error::input(
+            format!("{}: not a valid astpatch manifest: {e}", path.display()),
+            Some("if chan_sip.c.astpatch-orig is the pristine file, copy it back by hand and delete both files"),
+        )
+    })?;
+    if m.format != FORMAT {
+        return Err(Error::input(
+            format!(
+                "{}: manifest format {} is not {FORMAT}",
+                path.display(),
+                m.format
+            ),
+            Some("use the astpatch version that applied the patch to revert it"),
+        ));
+    }
+    Ok(Some(m))
+}
+
+pub fn store(chan_sip: &Path, m: &Manifest) -> Result<()> {
+    let path = manifest_path(chan_sip);
+    let text = serde_json::to_string_pretty(m).expect("manifest serialises") + "\n";
+    crate::atomic::write(&path, text.as_bytes(), None).map_err(|e| Error::io(&path, e))
+}

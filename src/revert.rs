@@ -1,0 +1,133 @@
+//! `astpatch revert`: put back the chan_sip.c that `apply` found, byte for byte.
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::apply::load;
+use crate::error::{Error, Result};
+use crate::manifest;
+use crate::patch::{self, Action, Direction};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RevertOutcome {
+    /// The file was exactly as astpatch left it: the pristine bytes are back.
+    Restored,
+    /// The file had other edits since apply; only astpatch's statements were put back.
+    RevertedSitesOnly,
+    /// The file already held the pristine bytes; the leftover record was removed.
+    AlreadyOriginal,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RevertReport {
+    pub file: PathBuf,
+    pub outcome: RevertOutcome,
+    pub sites: usize,
+}
+
+pub fn revert(root: &Path) -> Result<RevertReport> {
+    let l = load(root)?;
+    let path = &l.path;
+    let Some(record) = manifest::load(path)? else {
+        return Err(Error::nothing_to_do(
+            format!(
+                "nothing to revert: {} carries no astpatch record",
+                path.display()
+            ),
+            Some(
+                "astpatch apply leaves chan_sip.c.astpatch.json beside the file; `astpatch detect SRC` shows whether the file is patched",
+            ),
+        ));
+    };
+    let mode = crate::atomic::mode_of(path).map_err(|e| Error::io(path, e))?;
+    let current = manifest::sha256_hex(&l.bytes);
+    let orig_path = manifest::original_path(path);
+    let outcome = if current == record.original_sha256 {
+        RevertOutcome::AlreadyOriginal
+    } else if current == record.patched_sha256 {
+        let orig = fs::read(&orig_path).map_err(|e| Error::io(&orig_path, e))?;
+        if manifest::sha256_hex(&orig) != record.original_sha256 {
+            return Err(Error::input(
+                format!(
+                    "{} does not match the hash astpatch recorded; nothing was changed",
+                    orig_path.display()
+                ),
+                Some(
+                    "the pristine copy was altered; restore chan_sip.c from the release tarball or git instead",
+                ),
+            ));
+        }
+        crate::atomic::write(path, &orig, Some(mode)).map_err(|e| Error::io(path, e))?;
+        RevertOutcome::Restored
+    } else {
+        revert_sites_only(&l, &record, mode)?;
+        RevertOutcome::RevertedSitesOnly
+    };
+    for leftover in [manifest::manifest_path(path), orig_path] {
+        match fs::remove_file(&leftover) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&leftover, e)),
+        }
+    }
+    if let Some(dir) = path.parent() {
+        crate::atomic::sync_dir(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(RevertReport {
+        file: path.clone(),
+        outcome,
+        sites: record.changed_lines.len(),
+    })
+}
+
+/// The file was edited after apply. Undo exactly the statements astpatch wrote, keeping every
+/// other edit — but only when each of them is still there, word for word.
+fn revert_sites_only(
+    l: &crate::apply::Loaded,
+    record: &manifest::Manifest,
+    mode: u32,
+) -> Result<()> {
+    let refuse = |why: String| {
+        Error::input(
+            format!(
+                "{} changed after apply in a way astpatch cannot undo safely: {why}; nothing was changed",
+                l.path.display()
+            ),
+            Some(
+                "compare with chan_sip.c.astpatch-orig (the file as it was before apply) and restore by hand",
+            ),
+        )
+    };
+    let patch = patch::embedded()
+        .iter()
+        .find(|p| p.file == record.patch)
+        .ok_or_else(|| {
+            refuse(format!(
+                "the record names {}, which this astpatch does not ship",
+                record.patch
+            ))
+        })?;
+    let plan = patch::plan(&l.bytes, &l.scan, patch, Direction::Reverse);
+    if let Some(s) = plan.unknown().next() {
+        return Err(refuse(format!(
+            "the log statement at line {} in {}() was edited",
+            s.site.line, s.site.function
+        )));
+    }
+    let reverting = plan
+        .sites
+        .iter()
+        .filter(|s| s.action == Action::Patch)
+        .count();
+    if reverting != record.changed_lines.len() {
+        return Err(refuse(format!(
+            "astpatch changed {} statements but {} now match its wording",
+            record.changed_lines.len(),
+            reverting
+        )));
+    }
+    let out = patch::execute(&l.bytes, &plan, patch, Direction::Reverse);
+    crate::atomic::write(&l.path, &out, Some(mode)).map_err(|e| Error::io(&l.path, e))
+}

@@ -1,0 +1,460 @@
+//! apply / revert on synthetic trees of every shape, through the library and the CLI.
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use astpatch::apply::apply;
+use astpatch::revert::{RevertOutcome, revert};
+use astpatch::sites::{self, PatchState};
+use common::fixtures::{self, SHAPES};
+
+fn chan_sip(dir: &Path) -> Vec<u8> {
+    fs::read(dir.join("channels/chan_sip.c")).unwrap()
+}
+
+fn lines(b: &[u8]) -> Vec<&[u8]> {
+    b.split(|&c| c == b'\n').collect()
+}
+
+#[test]
+fn every_shape_gains_the_address_and_reverts_exactly() {
+    for spec in SHAPES {
+        let d = tempfile::tempdir().unwrap();
+        fixtures::write_tree(d.path(), spec);
+        let before = chan_sip(d.path());
+        let report = apply(d.path(), false)
+            .unwrap_or_else(|e| panic!("shape {} {}: {e}", spec.id, spec.version));
+        let expected = fixtures::site_count(spec);
+        assert_eq!(
+            report.changed, expected,
+            "shape {} {}",
+            spec.id, spec.version
+        );
+        assert_eq!(report.shape, spec.id);
+        let after = chan_sip(d.path());
+        let scan = sites::scan(&after);
+        assert_eq!(scan.state(), PatchState::Patched, "shape {}", spec.id);
+        // Only the site lines differ; every other line (outbound failures, Latin-1) is identical.
+        let (a, b) = (lines(&before), lines(&after));
+        assert_eq!(a.len(), b.len());
+        let changed: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
+        // Shape 8's statement spans two lines, and both change.
+        let expected_lines = if spec.id == "8" { 2 } else { expected };
+        assert_eq!(
+            changed.len(),
+            expected_lines,
+            "shape {} {}: changed lines {changed:?}",
+            spec.id,
+            spec.version
+        );
+        for &i in &changed {
+            let l = String::from_utf8_lossy(b[i]);
+            assert!(
+                l.contains("(%s") || l.contains("&p->recv"),
+                "shape {}: {l}",
+                spec.id
+            );
+            assert!(!l.contains(" on INVITE to "), "outbound line touched: {l}");
+        }
+        let text = String::from_utf8_lossy(&after);
+        match spec.api {
+            "sockaddr" if spec.id == "8" => {
+                assert!(text.contains("ast_sockaddr_stringify(&p->recv)"))
+            }
+            "sockaddr" => assert!(text.contains("\"From\"), ast_sockaddr_stringify(addr));")),
+            "one" => assert!(text.contains("ast_inet_ntoa(sin->sin_addr), ntohs(sin->sin_port));")),
+            "buf" => assert!(text.contains(
+                "ast_inet_ntoa((char [INET_ADDRSTRLEN]){ 0 }, INET_ADDRSTRLEN, sin->sin_addr)"
+            )),
+            "inet" => assert!(text.contains("inet_ntoa(sin->sin_addr), ntohs(sin->sin_port));")),
+            _ => unreachable!(),
+        }
+        // Idempotent.
+        let again = apply(d.path(), false).unwrap();
+        assert_eq!(again.changed, 0);
+        assert!(!again.written);
+        assert_eq!(chan_sip(d.path()), after);
+        // Exact revert, leftovers gone.
+        let r = revert(d.path()).unwrap();
+        assert_eq!(r.outcome, RevertOutcome::Restored);
+        assert_eq!(chan_sip(d.path()), before, "shape {}", spec.id);
+        assert!(!d.path().join("channels/chan_sip.c.astpatch.json").exists());
+        assert!(!d.path().join("channels/chan_sip.c.astpatch-orig").exists());
+    }
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    fixtures::write_tree(d.path(), &fixtures::spec("7", "11.23.1"));
+    let before = chan_sip(d.path());
+    let r = apply(d.path(), true).unwrap();
+    assert_eq!(r.changed, 5);
+    assert!(!r.written);
+    assert!(
+        r.diff
+            .contains("+\t\tast_log(LOG_NOTICE, \"Failed to authenticate device %s (%s)\\n\"")
+    );
+    assert_eq!(chan_sip(d.path()), before);
+    assert_eq!(fs::read_dir(d.path().join("channels")).unwrap().count(), 1);
+}
+
+#[test]
+fn seed_hand_patch_is_completed_not_doubled() {
+    // The seed page patched one of four 1.4.40 sites by hand, in exactly astpatch's words.
+    let d = tempfile::tempdir().unwrap();
+    fixtures::write_tree(d.path(), &fixtures::spec("2", "1.4.40"));
+    let path = d.path().join("channels/chan_sip.c");
+    let text = fs::read(&path).unwrap();
+    let stock =
+        b"ast_log(LOG_NOTICE, \"Failed to authenticate user %s\\n\", get_header(req, \"From\"));";
+    let seed = b"ast_log(LOG_NOTICE, \"Failed to authenticate user %s (%s:%d)\\n\", get_header(req, \"From\"), ast_inet_ntoa(sin->sin_addr), ntohs(sin->sin_port));";
+    let at = memchr::memmem::find(&text, stock).unwrap();
+    let mut hand = text[..at].to_vec();
+    hand.extend_from_slice(seed);
+    hand.extend_from_slice(&text[at + stock.len()..]);
+    fs::write(&path, &hand).unwrap();
+    assert_eq!(sites::scan(&hand).state(), PatchState::PartlyPatched);
+    let r = apply(d.path(), false).unwrap();
+    assert_eq!(r.state_before, PatchState::PartlyPatched);
+    assert_eq!(r.changed, 3);
+    let after = fs::read(&path).unwrap();
+    assert_eq!(
+        memchr::memmem::find_iter(&after, b"(%s:%d)").count(),
+        4,
+        "no site patched twice"
+    );
+    assert_eq!(
+        memchr::memmem::find_iter(&after, b"(%s:%d) (%s:%d)").count(),
+        0
+    );
+    revert(d.path()).unwrap();
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        hand,
+        "revert restores the hand-patched original"
+    );
+}
+
+#[test]
+fn crlf_files_keep_their_line_endings() {
+    let d = tempfile::tempdir().unwrap();
+    let spec = fixtures::spec("8", "16.30.0");
+    fixtures::write_tree(d.path(), &spec);
+    let path = d.path().join("channels/chan_sip.c");
+    let crlf: Vec<u8> = fixtures::chan_sip(&spec)
+        .iter()
+        .flat_map(|&b| {
+            if b == b'\n' {
+                vec![b'\r', b'\n']
+            } else {
+                vec![b]
+            }
+        })
+        .collect();
+    fs::write(&path, &crlf).unwrap();
+    assert_eq!(apply(d.path(), false).unwrap().changed, 1);
+    let after = fs::read(&path).unwrap();
+    assert_eq!(
+        after.iter().filter(|&&b| b == b'\n').count(),
+        crlf.iter().filter(|&&b| b == b'\n').count()
+    );
+    assert!(
+        !after.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'),
+        "a bare LF crept in"
+    );
+    assert!(memchr::memmem::find(&after, b"(%s) for %s, code = %d\\n\",\r\n\t\t\tsip_get_header(req, \"From\"), ast_sockaddr_stringify(&p->recv)").is_some());
+    revert(d.path()).unwrap();
+    assert_eq!(fs::read(&path).unwrap(), crlf);
+}
+
+#[test]
+fn bad_input_is_refused_and_the_original_survives() {
+    let spec = fixtures::spec("7", "11.23.1");
+    // An edited site that no hunk fits: nothing written, each site named.
+    let d = tempfile::tempdir().unwrap();
+    fixtures::write_tree(d.path(), &spec);
+    let path = d.path().join("channels/chan_sip.c");
+    let odd = String::from_utf8_lossy(&fs::read(&path).unwrap()).replacen(
+        "\"Failed to authenticate device %s for SUBSCRIBE\\n\", sip_get_header(req, \"From\"));",
+        "\"Failed to authenticate device %s for SUBSCRIBE\\n\", sip_get_header(req, \"From\"), vendor_extra);",
+        1,
+    );
+    fs::write(&path, odd.as_bytes()).unwrap();
+    let e = apply(d.path(), false).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("handle_request_subscribe") && msg.contains("nothing was written"),
+        "{msg}"
+    );
+    assert_eq!(fs::read(&path).unwrap(), odd.as_bytes());
+    assert_eq!(fs::read_dir(d.path().join("channels")).unwrap().count(), 1);
+
+    // Empty and truncated files.
+    for (content, needle) in [
+        (&b""[..], "is empty"),
+        (
+            &b"static int f(void)\n{\n\tast_log(LOG_NOTICE, \"Failed to"[..],
+            "truncated",
+        ),
+    ] {
+        fs::write(&path, content).unwrap();
+        let e = apply(d.path(), false).unwrap_err().to_string();
+        assert!(e.contains(needle), "{e}");
+        assert_eq!(fs::read(&path).unwrap(), content);
+    }
+
+    // A read-only file is respected.
+    fixtures::write_tree(d.path(), &spec);
+    let before = fs::read(&path).unwrap();
+    let mut perm = fs::metadata(&path).unwrap().permissions();
+    perm.set_readonly(true);
+    fs::set_permissions(&path, perm).unwrap();
+    let e = apply(d.path(), false).unwrap_err().to_string();
+    assert!(e.contains("read-only"), "{e}");
+    assert_eq!(fs::read(&path).unwrap(), before);
+    assert_eq!(fs::read_dir(d.path().join("channels")).unwrap().count(), 1);
+
+    // A symlinked chan_sip.c is not replaced by a regular file.
+    let d2 = tempfile::tempdir().unwrap();
+    fixtures::write_tree(d2.path(), &spec);
+    let real = d2.path().join("real_chan_sip.c");
+    fs::rename(d2.path().join("channels/chan_sip.c"), &real).unwrap();
+    std::os::unix::fs::symlink(&real, d2.path().join("channels/chan_sip.c")).unwrap();
+    let e = apply(d2.path(), false).unwrap_err().to_string();
+    assert!(e.contains("symlink"), "{e}");
+    assert!(
+        fs::symlink_metadata(d2.path().join("channels/chan_sip.c"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(fs::read(&real).unwrap(), before);
+}
+
+#[test]
+fn revert_keeps_later_edits_or_refuses() {
+    let spec = fixtures::spec("6", "11.2.1");
+    let d = tempfile::tempdir().unwrap();
+    fixtures::write_tree(d.path(), &spec);
+    let path = d.path().join("channels/chan_sip.c");
+    let original = fs::read(&path).unwrap();
+    apply(d.path(), false).unwrap();
+    // An edit elsewhere after apply: only astpatch's statements are put back.
+    let mut edited = fs::read(&path).unwrap();
+    edited.extend_from_slice(b"/* local change after apply */\n");
+    fs::write(&path, &edited).unwrap();
+    let r = revert(d.path()).unwrap();
+    assert_eq!(r.outcome, RevertOutcome::RevertedSitesOnly);
+    let mut expect = original.clone();
+    expect.extend_from_slice(b"/* local change after apply */\n");
+    assert_eq!(fs::read(&path).unwrap(), expect);
+
+    // An edit to a statement astpatch wrote: refuse, change nothing.
+    fs::write(&path, &original).unwrap();
+    apply(d.path(), false).unwrap();
+    let patched = String::from_utf8_lossy(&fs::read(&path).unwrap()).into_owned();
+    let tampered = patched.replacen(
+        "\"From\"), ast_sockaddr_stringify(addr));",
+        "\"From\"), ast_sockaddr_stringify(addr), 1);",
+        1,
+    );
+    let tampered: Vec<u8> = tampered
+        .chars()
+        .map(|c| if c == '\u{fffd}' { 0xe9 } else { c as u8 })
+        .collect();
+    fs::write(&path, &tampered).unwrap();
+    let e = revert(d.path()).unwrap_err().to_string();
+    assert!(e.contains("cannot undo safely"), "{e}");
+    assert_eq!(fs::read(&path).unwrap(), tampered);
+    assert!(
+        d.path().join("channels/chan_sip.c.astpatch-orig").exists(),
+        "the pristine copy is kept"
+    );
+
+    // Nothing to revert.
+    let d3 = tempfile::tempdir().unwrap();
+    fixtures::write_tree(d3.path(), &spec);
+    let e = revert(d3.path()).unwrap_err();
+    assert_eq!(e.exit_code(), astpatch::exit_codes::CHECK_FAILED);
+}
+
+/// A tiny xorshift: deterministic "random" edits without another dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[test]
+fn random_edits_outside_log_statements_round_trip() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut applied = 0;
+    for round in 0..300 {
+        let spec = SHAPES[round % SHAPES.len()];
+        let mut src = fixtures::chan_sip(&spec);
+        // Protected: the log statements and the function signature lines (the engine keys on
+        // both); anything else may be changed, inserted into or deleted.
+        let scan = sites::scan(&src);
+        let protected: Vec<std::ops::Range<usize>> = scan
+            .sites
+            .iter()
+            .map(|s| s.span.clone())
+            .chain(
+                astpatch::sites::function_definitions(&src)
+                    .into_iter()
+                    .map(|(o, _)| o..o + 200),
+            )
+            .collect();
+        for _ in 0..1 + rng.below(20) {
+            let at = rng.below(src.len() - 1);
+            if protected
+                .iter()
+                .any(|r| r.start.saturating_sub(2) <= at && at <= r.end + 2)
+            {
+                continue;
+            }
+            let byte = b"abcXYZ019 \t\n;{}()\"'/*#\xe9\xff\r"[rng.below(25)];
+            match rng.below(3) {
+                0 => src[at] = byte,
+                1 => src.insert(at, byte),
+                _ => {
+                    src.remove(at);
+                }
+            }
+            // Shifted offsets: recompute protection from scratch next round of edits.
+            break;
+        }
+        if !src.ends_with(b"\n") {
+            src.push(b'\n');
+        }
+        let d = tempfile::tempdir().unwrap();
+        fixtures::write_tree(d.path(), &spec);
+        let path = d.path().join("channels/chan_sip.c");
+        fs::write(&path, &src).unwrap();
+        match apply(d.path(), false) {
+            Ok(_) => {
+                applied += 1;
+                revert(d.path()).unwrap();
+                assert_eq!(fs::read(&path).unwrap(), src, "round {round}");
+            }
+            Err(_) => assert_eq!(
+                fs::read(&path).unwrap(),
+                src,
+                "a refused apply changed the file (round {round})"
+            ),
+        }
+    }
+    assert!(applied > 250, "only {applied} of 300 edited files applied");
+}
+
+#[test]
+fn git_checkout_with_local_changes_gets_a_note_and_nothing_committed() {
+    let d = tempfile::tempdir().unwrap();
+    let spec = fixtures::spec("7", "11.23.1");
+    fixtures::write_tree(d.path(), &spec);
+    let repo = git2::Repository::init(d.path()).unwrap();
+    let mut index = repo.index().unwrap();
+    index.add_path(Path::new("channels/chan_sip.c")).unwrap();
+    index.write().unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let sig = git2::Signature::now("t", "t@example.org").unwrap();
+    repo.commit(Some("HEAD"), &sig, &sig, "import", &tree, &[])
+        .unwrap();
+    let path = d.path().join("channels/chan_sip.c");
+    let mut local = fs::read(&path).unwrap();
+    local.extend_from_slice(b"/* local vendor change */\n");
+    fs::write(&path, &local).unwrap();
+    let head = repo.head().unwrap().target().unwrap();
+    let r = apply(d.path(), false).unwrap();
+    assert!(
+        r.notes.iter().any(|n| n.contains("uncommitted changes")),
+        "{:?}",
+        r.notes
+    );
+    assert_eq!(
+        repo.head().unwrap().target().unwrap(),
+        head,
+        "astpatch committed something"
+    );
+}
+
+fn cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(common::bin())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cli_dry_run_diff_is_pinned() {
+    for (id, version) in [("7", "11.23.1"), ("8", "16.30.0"), ("2", "1.4.40")] {
+        let d = tempfile::tempdir().unwrap();
+        fixtures::write_tree(d.path(), &fixtures::spec(id, version));
+        let (code, stdout, stderr) = cli(&["apply", "--dry-run", d.path().to_str().unwrap()]);
+        assert_eq!(code, 0, "{stderr}");
+        let stderr = stderr.replace(d.path().to_str().unwrap(), "[TREE]");
+        insta::assert_snapshot!(
+            format!("dry_run_shape_{id}"),
+            format!("{stdout}---- stderr ----\n{stderr}")
+        );
+        // The diff is a real patch: GNU patch applies it.
+        let st = Command::new("patch")
+            .args(["-p1", "--dry-run", "-s"])
+            .current_dir(d.path())
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(stdout.as_bytes())?;
+                c.wait()
+            });
+        if let Ok(st) = st {
+            assert!(
+                st.success(),
+                "patch -p1 rejected the dry-run diff for shape {id}"
+            );
+        }
+    }
+}
+
+#[test]
+fn cli_apply_twice_and_errors() {
+    let d = tempfile::tempdir().unwrap();
+    fixtures::write_tree(d.path(), &fixtures::spec("7", "11.23.1"));
+    let p = d.path().to_str().unwrap();
+    let (code, out, _) = cli(&["apply", p]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("5 of 5 inbound sites now log the source address"),
+        "{out}"
+    );
+    let (code, out, _) = cli(&["apply", p]);
+    assert_eq!(code, 0);
+    assert!(out.contains("already patched"), "{out}");
+    let (code, out, _) = cli(&["revert", "--json", p]);
+    assert_eq!(code, 0);
+    assert!(out.contains("\"outcome\": \"restored\""), "{out}");
+    let (code, _, err) = cli(&["apply", "/nonexistent/asterisk"]);
+    assert_eq!(code, 2);
+    assert!(err.starts_with("error: /nonexistent/asterisk:"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    let (code, _, err) = cli(&["apply", d.path().join(".version").to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is a file, not a source tree"));
+}
