@@ -22,7 +22,7 @@ pub struct ApplyReport {
     /// How many statements were (or, with --dry-run, would be) rewritten.
     pub changed: usize,
     pub written: bool,
-    /// Unified diff of the change; empty when nothing changes.
+    /// Unified diff of the change (dry run only); empty when nothing changes.
     pub diff: String,
     pub notes: Vec<String>,
 }
