@@ -12,6 +12,7 @@ pub mod config;
 pub mod duration;
 pub mod error;
 pub mod exit_codes;
+pub mod firewall;
 pub mod manifest;
 pub mod output;
 pub mod patch;
