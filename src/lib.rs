@@ -16,6 +16,8 @@ pub mod firewall;
 pub mod manifest;
 pub mod output;
 pub mod patch;
+pub mod policy;
 pub mod revert;
 pub mod sites;
+pub mod state;
 pub mod tree;

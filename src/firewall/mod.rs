@@ -198,6 +198,11 @@ pub(crate) fn timeout_secs(until: Option<i64>, now: i64) -> Option<i64> {
 }
 
 pub(crate) fn now() -> i64 {
+    now_secs()
+}
+
+/// The wall clock in unix seconds.
+pub fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
