@@ -8,6 +8,7 @@ pub mod apply;
 pub mod atomic;
 pub mod cli;
 pub mod cmd_apply;
+pub mod cmd_control;
 pub mod config;
 pub mod duration;
 pub mod error;
