@@ -14,6 +14,7 @@ pub mod duration;
 pub mod error;
 pub mod exit_codes;
 pub mod firewall;
+pub mod follow;
 pub mod manifest;
 pub mod output;
 pub mod patch;
