@@ -17,4 +17,5 @@ pub mod output;
 pub mod patch;
 pub mod revert;
 pub mod sites;
+pub mod tracker;
 pub mod tree;
