@@ -13,6 +13,7 @@ pub mod duration;
 pub mod error;
 pub mod exit_codes;
 pub mod logframe;
+pub mod logread;
 pub mod manifest;
 pub mod output;
 pub mod patch;
