@@ -223,6 +223,18 @@ pub fn parse_date(s: &[u8], tc: &TimeContext) -> Option<(i64, usize)> {
     None
 }
 
+/// `2026-11-24 10:11:12` (UTC), for reports.
+pub fn format_utc(t: i64) -> String {
+    let (y, m, d) = civil_from_days(t.div_euclid(86_400));
+    let s = t.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
 fn num(s: &[u8]) -> Option<u32> {
     if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
         return None;
@@ -321,6 +333,7 @@ mod tests {
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(to_unix(2026, 11, 24, 10 * 3600 + 11 * 60 + 12), Some(T));
         assert_eq!(civil_from_days(T / 86_400), (2026, 11, 24));
+        assert_eq!(format_utc(T), "2026-11-24 10:11:12");
     }
 
     #[test]
