@@ -29,3 +29,4 @@ pub mod sites;
 pub mod state;
 pub mod tracker;
 pub mod tree;
+pub mod watch;
