@@ -92,6 +92,36 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Follow Asterisk's logs and ban addresses that fail too often (like fail2ban).
+    ///
+    /// Follows each log across rotation (rename, copytruncate, delete-and-recreate) and waits
+    /// for logs that do not exist yet; starts at their end unless --from-start. Counts failures
+    /// per source address (maxretry within findtime); with --ban it records each ban durably,
+    /// then puts it into the firewall, expires it on time, and at start restores every ban the
+    /// firewall lost (reboot, iptables -F). Without --ban it only reports what it would ban.
+    #[command(
+        after_help = "Examples:\n  astpatch watch                      # dry: report what would be banned\n  astpatch watch --ban\n  astpatch watch --ban --backend nftables --log /var/log/asterisk/messages\n  astpatch install-watcher            # run it under systemd"
+    )]
+    Watch {
+        /// Ban through the firewall (without it, only report).
+        #[arg(long)]
+        ban: bool,
+        /// Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// A log to follow (repeatable) [default: logs from the settings]
+        #[arg(long = "log", value_name = "FILE")]
+        logs: Vec<PathBuf>,
+        /// Firewall backend [default: backend from the settings, iptables]
+        #[arg(long, value_name = "BACKEND", value_parser = parse_backend)]
+        backend: Option<crate::config::Backend>,
+        /// Where bans are kept [default: state_dir from the settings, /var/lib/astpatch]
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// Read the logs from their beginning (default: only lines written from now on).
+        #[arg(long)]
+        from_start: bool,
+    },
     /// Ban an address or network now, through the firewall, recorded durably.
     ///
     /// Works whether or not the watcher runs: the ban is written to the state store first,
@@ -144,6 +174,15 @@ pub enum Command {
     },
 }
 
+fn parse_backend(s: &str) -> Result<crate::config::Backend, String> {
+    match s {
+        "iptables" => Ok(crate::config::Backend::Iptables),
+        "ipset" => Ok(crate::config::Backend::Ipset),
+        "nftables" => Ok(crate::config::Backend::Nftables),
+        _ => Err("one of iptables, ipset, nftables".into()),
+    }
+}
+
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     match crate::duration::parse(s)? {
         d if d.is_zero() => Err("must be longer than 0s".into()),
@@ -192,6 +231,26 @@ fn run(cli: Cli, style: Style) -> Result<u8, Error> {
                 );
             }
             Ok(exit_codes::SUCCESS)
+        }
+        Command::Watch {
+            ban,
+            config,
+            logs,
+            backend,
+            state_dir,
+            from_start,
+        } => {
+            let settings = crate::config::Settings::load(config.as_deref())?;
+            crate::cmd_watch::run_watch(
+                settings,
+                crate::cmd_watch::WatchArgs {
+                    ban,
+                    logs,
+                    backend,
+                    state_dir,
+                    from_start,
+                },
+            )
         }
         Command::Ban {
             addr,

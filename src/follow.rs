@@ -114,6 +114,10 @@ impl Follower {
                 }
             }
         }
+        // A log that appears later is new: all of it is read.
+        for t in &mut f.files {
+            t.at_start = false;
+        }
         f
     }
 
@@ -369,6 +373,15 @@ mod tests {
         assert!(h.read().is_empty());
         append(&p, "recreated\n");
         assert_eq!(h.read(), ["recreated"]);
+    }
+
+    #[test]
+    fn a_log_created_after_start_is_read_whole_even_before_the_first_look() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("late");
+        let mut h = Harness::new(std::slice::from_ref(&p), false, 1000);
+        append(&p, "one\ntwo\n");
+        assert_eq!(h.read(), ["one", "two"]);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod cmd_apply;
 pub mod cmd_control;
 pub mod cmd_scan;
+pub mod cmd_watch;
 pub mod config;
 pub mod duration;
 pub mod error;
