@@ -122,6 +122,45 @@ pub enum Command {
         #[arg(long)]
         from_start: bool,
     },
+    /// Turn a fail2ban jail (jail.local's [asterisk] and [DEFAULT]) into astpatch settings.
+    ///
+    /// Carries over maxretry, findtime, bantime, ignoreip, logpath, the ban action (as the
+    /// backend) and bantime.increment; prints notes, as comments, for what has no equivalent.
+    #[command(
+        after_help = "Examples:\n  astpatch import-fail2ban /etc/fail2ban/jail.local\n  astpatch import-fail2ban /etc/fail2ban/jail.local --output /etc/astpatch/astpatch.toml"
+    )]
+    ImportFail2ban {
+        /// The fail2ban jail file.
+        #[arg(value_name = "JAIL_LOCAL")]
+        jail_local: PathBuf,
+        /// Jail section to import.
+        #[arg(long, default_value = "asterisk", value_name = "NAME")]
+        jail: String,
+        /// Write the settings here instead of printing them.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Replace --output if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Install the watcher as a hardened systemd service, enabled and started.
+    ///
+    /// The unit runs `astpatch watch --ban` as root limited to CAP_NET_ADMIN, CAP_NET_RAW and
+    /// CAP_DAC_READ_SEARCH, with no new privileges and a read-only system.
+    #[command(
+        after_help = "Examples:\n  astpatch install-watcher --dry-run\n  astpatch install-watcher --config /etc/astpatch/astpatch.toml"
+    )]
+    InstallWatcher {
+        /// Settings file the service uses [default: /etc/astpatch/astpatch.toml]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print the unit and the commands; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Where the unit goes.
+        #[arg(long, value_name = "DIR", default_value = "/etc/systemd/system")]
+        unit_dir: PathBuf,
+    },
     /// Ban an address or network now, through the firewall, recorded durably.
     ///
     /// Works whether or not the watcher runs: the ban is written to the state store first,
@@ -251,6 +290,20 @@ fn run(cli: Cli, style: Style) -> Result<u8, Error> {
                     from_start,
                 },
             )
+        }
+        Command::ImportFail2ban {
+            jail_local,
+            jail,
+            output,
+            force,
+        } => crate::cmd_import_fail2ban::run(&jail_local, &jail, output.as_deref(), force, style),
+        Command::InstallWatcher {
+            config,
+            dry_run,
+            unit_dir,
+        } => {
+            let settings = crate::config::Settings::load(config.as_deref())?;
+            crate::cmd_install_watcher::run(config.as_deref(), &settings, &unit_dir, dry_run, style)
         }
         Command::Ban {
             addr,
