@@ -47,6 +47,15 @@ pub fn run_watch(mut settings: Settings, args: WatchArgs) -> Result<u8> {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
     }
+    // Positions are fixed before anything announces readiness (start-up line, pid file), so
+    // "start at the end" means the end as of when we said we were watching.
+    let mut follower = Follower::new(
+        &settings.logs,
+        FollowOptions {
+            from_start: args.from_start,
+            ..FollowOptions::default()
+        },
+    );
     let out = Box::new(std::io::stdout());
     let local = crate::policy::local_addresses();
     let mut _lock = None;
@@ -83,13 +92,6 @@ pub fn run_watch(mut settings: Settings, args: WatchArgs) -> Result<u8> {
         println!("astpatch watch: report only (no --ban): nothing is banned");
         Engine::new(settings.clone(), None, None, local, args.from_start, out)
     };
-    let mut follower = Follower::new(
-        &settings.logs,
-        FollowOptions {
-            from_start: args.from_start,
-            ..FollowOptions::default()
-        },
-    );
     for l in &settings.logs {
         if !l.exists() {
             println!("waiting for {} to appear", l.display());
