@@ -241,12 +241,23 @@ fn main() {
     } else {
         (20, 2_000, 20_000)
     };
+    // `cargo bench --bench watch -- nftables` runs only what names nftables ("rss": the RSS run).
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
     for b in ["iptables", "ipset", "nftables"] {
-        latency(b, bans);
+        if wanted(b) {
+            latency(b, bans);
+        }
     }
     for b in ["ipset", "nftables"] {
-        restore(b, restore_n);
+        if wanted(b) {
+            restore(b, restore_n);
+        }
     }
-    restore("iptables", restore_n / 10);
-    rss(addrs);
+    if wanted("iptables") {
+        restore("iptables", restore_n / 10);
+    }
+    if wanted("rss") {
+        rss(addrs);
+    }
 }

@@ -112,6 +112,8 @@ pub struct BanInfo {
 pub struct Status {
     pub watcher: WatcherInfo,
     pub backend: Backend,
+    /// Whether INPUT reaches astpatch's objects (None when the firewall could not be read).
+    pub hooked: Option<bool>,
     /// Only known while the watcher runs.
     pub currently_failing: Option<usize>,
     pub total_failed: Option<u64>,
@@ -143,6 +145,7 @@ pub fn status(settings: &Settings, fw: &dyn Firewall, now: i64) -> Result<Status
     Ok(Status {
         watcher: WatcherInfo { running, pid_file },
         backend: fw.name(),
+        hooked: fw.hooked().ok(),
         currently_failing: stats.as_ref().map(|s| s.currently_failing),
         total_failed: stats.as_ref().map(|s| s.total_failed),
         currently_banned: banned.len(),

@@ -94,6 +94,7 @@ fn control_cycle(backend: &str) {
     assert_eq!(s["currently_banned"], 2, "{s}");
     assert_eq!(s["total_banned"], 2);
     assert_eq!(s["watcher"]["running"], false);
+    assert_eq!(s["hooked"], true, "{s}");
     assert_eq!(s["banned"][0]["in_kernel"], true, "{s}");
     assert_eq!(s["banned"][0]["reason"], "manual");
     let left = s["banned"][0]["expires_in"].as_i64().unwrap();
