@@ -36,6 +36,10 @@ pub fn run_ban(
 ) -> Result<u8> {
     let net = policy::parse_target(target)?;
     policy::check_bannable(&net, settings, &policy::local_addresses())?;
+    // The firewall must be usable before anything is recorded (a missing tool or module is
+    // reported here, and nothing changes).
+    let mut fw = open_firewall(settings);
+    fw.ensure()?;
     let mut st = State::open(&settings.state_dir)?;
     let now = now_secs();
     let len = ban_for.unwrap_or_else(|| policy::ban_length(settings, st.previous_bans(&net)));
@@ -47,8 +51,6 @@ pub fn run_ban(
         failures: 0,
         banned_at: now,
     })?;
-    let mut fw = open_firewall(settings);
-    fw.ensure()?;
     fw.ban(net, Some(until))?;
     println!(
         "{} {net} for {} (backend {})",

@@ -146,3 +146,31 @@ fn ban_status_unban_nftables() {
         control_cycle("nftables");
     }
 }
+
+#[test]
+fn a_missing_firewall_tool_names_the_package_and_records_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    for (backend, package) in [
+        ("iptables", "iptables"),
+        ("ipset", "ipset"),
+        ("nftables", "nftables"),
+    ] {
+        let cfg = config(d.path(), backend);
+        let out = Command::new(common::bin())
+            .args(["ban", "203.0.113.7", "--config", cfg.to_str().unwrap()])
+            .env("PATH", d.path()) // no firewall tools here
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{backend}: {err}");
+        assert!(
+            err.contains(&format!("apt-get install {package}")),
+            "{backend}: {err}"
+        );
+        assert!(
+            !d.path().join("state/bans.journal").exists(),
+            "{backend}: recorded anyway"
+        );
+    }
+}
