@@ -20,9 +20,9 @@ pub fn parse_ini(text: &str) -> Result<Vec<(String, HashMap<String, String>)>> {
             continue;
         }
         // An indented line continues the previous value (logpath lists, ignoreip lists).
-        if line.starts_with([' ', '\t']) && last_key.is_some() {
+        if let (true, Some(key)) = (line.starts_with([' ', '\t']), &last_key) {
             if let Some((_, map)) = sections.last_mut() {
-                let v = map.get_mut(last_key.as_ref().unwrap()).expect("key exists");
+                let v = map.get_mut(key).expect("key exists");
                 v.push(' ');
                 v.push_str(strip_comment(trimmed));
                 continue;

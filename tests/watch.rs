@@ -256,7 +256,7 @@ fn report_only_mode_touches_nothing() {
     let d = tempfile::tempdir().unwrap();
     let log = d.path().join("messages");
     std::fs::write(&log, "").unwrap();
-    let mut child = Command::new(common::bin())
+    let child = Command::new(common::bin())
         .args(["watch", "--log"])
         .arg(&log)
         .arg("--state-dir")
