@@ -227,6 +227,13 @@ impl Recogniser {
         self.prefilter.is_match(line)
     }
 
+    /// Offset of the first prefilter hit in `haystack` (any number of lines): the line around
+    /// it may be a failure, and no line before it is.
+    #[inline]
+    pub fn find_candidate(&self, haystack: &[u8]) -> Option<usize> {
+        self.prefilter.find(haystack).map(|m| m.start())
+    }
+
     /// Classify one line (without its newline; a trailing `\r` is ignored).
     pub fn recognise(&self, line: &[u8]) -> Recognition {
         if !self.may_match(line) {
