@@ -343,7 +343,11 @@ mod tests {
     fn newline_counting_matches_the_naive_count() {
         let mut data = vec![];
         for i in 0..100_000u32 {
-            data.push(if i % 7 == 0 || i % 251 == 0 { b'\n' } else { b'a' });
+            data.push(if i % 7 == 0 || i % 251 == 0 {
+                b'\n'
+            } else {
+                b'a'
+            });
         }
         for len in [0, 1, 31, 32, 33, 8160, 8161, 100_000] {
             let s = &data[..len];
