@@ -80,6 +80,27 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Count failed logins in Asterisk logs: per rule, per address, and whom the watcher would ban.
+    ///
+    /// Reads plain or gzip-rotated logs (or `-` for stdin) with the watcher's own recogniser
+    /// and settings (maxretry, findtime, ignoreip, patched), so it answers "what would
+    /// `astpatch watch --ban` do with these lines?" without touching the firewall. Addresses are
+    /// taken only from fields Asterisk writes; lines whose source cannot be trusted (stock
+    /// chan_sip, forged second addresses) are counted but never blamed on anyone.
+    #[command(
+        after_help = "Examples:\n  astpatch scan /var/log/asterisk/messages\n  astpatch scan /var/log/asterisk/messages.1.gz /var/log/asterisk/messages --json\n  journalctl -u asterisk -o short-iso | astpatch scan -"
+    )]
+    Scan {
+        /// Log files to read, oldest first; `-` reads stdin; .gz files are unpacked.
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+        /// Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print a JSON report instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the effective watcher settings (defaults merged with the settings file).
     ShowConfig {
         /// Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]
@@ -117,6 +138,11 @@ fn run(cli: Cli, style: Style) -> Result<u8, Error> {
             crate::cmd_apply::run_apply(&src, dry_run, json, style)
         }
         Command::Revert { src, json } => crate::cmd_apply::run_revert(&src, json, style),
+        Command::Scan {
+            files,
+            config,
+            json,
+        } => crate::cmd_scan::run(&files, config.as_deref(), json, style),
         Command::ShowConfig { config, json } => {
             let settings = crate::config::Settings::load(config.as_deref())?;
             if json {
