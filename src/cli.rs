@@ -110,6 +110,63 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ban an address or network now, through the firewall, recorded durably.
+    ///
+    /// Works whether or not the watcher runs: the ban is written to the state store first,
+    /// then put into the firewall; a running watcher expires it on time. Loopback, this host's
+    /// own addresses and anything overlapping ignoreip are refused.
+    #[command(
+        after_help = "Examples:\n  astpatch ban 203.0.113.7\n  astpatch ban 203.0.113.0/24 --for 2h\n  astpatch ban 2001:db8:1:2::/64 --for 1d"
+    )]
+    Ban {
+        /// IPv4/IPv6 address or CIDR network.
+        #[arg(value_name = "ADDR")]
+        addr: String,
+        /// How long [default: bantime from the settings, grown by bantime_increment].
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+        ban_for: Option<std::time::Duration>,
+        /// Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Lift a ban (or every ban with --all), from the state store and the firewall.
+    #[command(after_help = "Examples:\n  astpatch unban 203.0.113.7\n  astpatch unban --all")]
+    Unban {
+        /// The address or network as banned.
+        #[arg(
+            value_name = "ADDR",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        addr: Option<String>,
+        /// Lift every ban astpatch holds.
+        #[arg(long)]
+        all: bool,
+        /// Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Show the watcher, failure counters and current bans (like fail2ban-client status).
+    ///
+    /// Each ban shows its time left, reason, and whether the firewall really holds it.
+    #[command(
+        after_help = "Examples:\n  astpatch status\n  astpatch status --json | jq '.banned[].net'"
+    )]
+    Status {
+        /// Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    match crate::duration::parse(s)? {
+        d if d.is_zero() => Err("must be longer than 0s".into()),
+        d => Ok(d),
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -154,6 +211,22 @@ fn run(cli: Cli, style: Style) -> Result<u8, Error> {
                 );
             }
             Ok(exit_codes::SUCCESS)
+        }
+        Command::Ban {
+            addr,
+            ban_for,
+            config,
+        } => {
+            let settings = crate::config::Settings::load(config.as_deref())?;
+            crate::cmd_control::run_ban(&settings, &addr, ban_for, style)
+        }
+        Command::Unban { addr, all, config } => {
+            let settings = crate::config::Settings::load(config.as_deref())?;
+            crate::cmd_control::run_unban(&settings, addr.as_deref(), all, style)
+        }
+        Command::Status { config, json } => {
+            let settings = crate::config::Settings::load(config.as_deref())?;
+            crate::cmd_control::run_status(&settings, json, style)
         }
     }
 }
