@@ -43,7 +43,11 @@ fn main() {
     let src = big_chan_sip();
     let patches = patch::embedded();
     // `cargo test --all-targets` runs this too: one quick pass there, full runs under `cargo bench`.
-    let runs = if std::env::args().any(|a| a == "--bench") { 50 } else { 2 };
+    let runs = if std::env::args().any(|a| a == "--bench") {
+        50
+    } else {
+        2
+    };
     // Pure engine: scan, choose, plan, rewrite.
     let mut t = Vec::new();
     for _ in 0..runs {
