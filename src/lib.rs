@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod atomic;
+pub mod build;
 pub mod cli;
 pub mod cmd_apply;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod exit_codes;
 pub mod manifest;
 pub mod output;
 pub mod patch;
+pub mod progress;
 pub mod revert;
 pub mod sites;
 pub mod tree;
