@@ -5,6 +5,7 @@
 //! side-effect-free modules; files, `make`, the firewall and the clock sit behind small traits.
 
 pub mod apply;
+pub mod asterisk_conf;
 pub mod atomic;
 pub mod build;
 pub mod cli;
@@ -13,6 +14,8 @@ pub mod config;
 pub mod duration;
 pub mod error;
 pub mod exit_codes;
+pub mod install;
+pub mod makeopts;
 pub mod manifest;
 pub mod output;
 pub mod patch;
