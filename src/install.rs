@@ -145,6 +145,34 @@ fn check_moddir(moddir: &Path) -> Result<()> {
     }
 }
 
+/// The module must come from the patched chan_sip.c: newer than it, and carrying its strings.
+fn check_built_from_patched_source(tree: &Path, built: &Path, bytes: &[u8]) -> Result<()> {
+    let src = tree.join(crate::tree::CHAN_SIP);
+    let modified = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    if let (Some(so), Some(c)) = (modified(built), modified(&src)) {
+        if so < c {
+            return Err(Error::input(
+                format!(
+                    "{} is older than {}: it was built before the last change; nothing was installed",
+                    built.display(),
+                    src.display()
+                ),
+                Some("rebuild it first: add --rebuild"),
+            ));
+        }
+    }
+    if !module_is_patched(bytes) {
+        return Err(Error::input(
+            format!(
+                "{} does not carry astpatch's log format; nothing was installed",
+                built.display()
+            ),
+            Some("patch and rebuild first: astpatch apply --rebuild --install SRC"),
+        ));
+    }
+    Ok(())
+}
+
 /// Copy `tree`'s built chan_sip.so into `moddir` atomically, keeping the previous module.
 pub fn install_module(tree: &Path, moddir: &Path) -> Result<InstallReport> {
     let built = tree.join("channels").join(MODULE);
@@ -155,6 +183,7 @@ pub fn install_module(tree: &Path, moddir: &Path) -> Result<InstallReport> {
         ),
         _ => Error::io(&built, e),
     })?;
+    check_built_from_patched_source(tree, &built, &bytes)?;
     check_moddir(moddir)?;
     let target = moddir.join(MODULE);
     let sha256 = crate::manifest::sha256_hex(&bytes);

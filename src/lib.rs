@@ -10,6 +10,7 @@ pub mod atomic;
 pub mod build;
 pub mod cli;
 pub mod cmd_apply;
+pub mod cmd_build;
 pub mod config;
 pub mod duration;
 pub mod error;
