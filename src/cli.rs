@@ -69,6 +69,27 @@ pub enum Command {
         #[command(flatten)]
         install: crate::cmd_build::RevertInstallArgs,
     },
+    /// Count failed logins in Asterisk logs: per rule, per address, and whom the watcher would ban.
+    ///
+    /// Reads plain or gzip-rotated logs (or `-` for stdin) with the watcher's own recogniser
+    /// and settings (maxretry, findtime, ignoreip, patched), so it answers "what would
+    /// `astpatch watch --ban` do with these lines?" without touching the firewall. Addresses are
+    /// taken only from fields Asterisk writes; lines whose source cannot be trusted (stock
+    /// chan_sip, forged second addresses) are counted but never blamed on anyone.
+    #[command(
+        after_help = "Examples:\n  astpatch scan /var/log/asterisk/messages\n  astpatch scan /var/log/asterisk/messages.1.gz /var/log/asterisk/messages --json\n  journalctl -u asterisk -o short-iso | astpatch scan -"
+    )]
+    Scan {
+        /// Log files to read, oldest first; `-` reads stdin; .gz files are unpacked.
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+        /// Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print a JSON report instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the effective watcher settings (defaults merged with the settings file).
     ShowConfig {
         /// Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]
@@ -78,6 +99,63 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ban an address or network now, through the firewall, recorded durably.
+    ///
+    /// Works whether or not the watcher runs: the ban is written to the state store first,
+    /// then put into the firewall; a running watcher expires it on time. Loopback, this host's
+    /// own addresses and anything overlapping ignoreip are refused.
+    #[command(
+        after_help = "Examples:\n  astpatch ban 203.0.113.7\n  astpatch ban 203.0.113.0/24 --for 2h\n  astpatch ban 2001:db8:1:2::/64 --for 1d"
+    )]
+    Ban {
+        /// IPv4/IPv6 address or CIDR network.
+        #[arg(value_name = "ADDR")]
+        addr: String,
+        /// How long [default: bantime from the settings, grown by bantime_increment].
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+        ban_for: Option<std::time::Duration>,
+        /// Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Lift a ban (or every ban with --all), from the state store and the firewall.
+    #[command(after_help = "Examples:\n  astpatch unban 203.0.113.7\n  astpatch unban --all")]
+    Unban {
+        /// The address or network as banned.
+        #[arg(
+            value_name = "ADDR",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        addr: Option<String>,
+        /// Lift every ban astpatch holds.
+        #[arg(long)]
+        all: bool,
+        /// Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Show the watcher, failure counters and current bans (like fail2ban-client status).
+    ///
+    /// Each ban shows its time left, reason, and whether the firewall really holds it.
+    #[command(
+        after_help = "Examples:\n  astpatch status\n  astpatch status --json | jq '.banned[].net'"
+    )]
+    Status {
+        /// Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    match crate::duration::parse(s)? {
+        d if d.is_zero() => Err("must be longer than 0s".into()),
+        d => Ok(d),
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -110,6 +188,11 @@ fn run(cli: Cli, style: Style) -> Result<u8, Error> {
         Command::Revert { src, json, install } => {
             crate::cmd_apply::run_revert(&src, json, &install, style)
         }
+        Command::Scan {
+            files,
+            config,
+            json,
+        } => crate::cmd_scan::run(&files, config.as_deref(), json, style),
         Command::ShowConfig { config, json } => {
             let settings = crate::config::Settings::load(config.as_deref())?;
             if json {
@@ -121,6 +204,22 @@ fn run(cli: Cli, style: Style) -> Result<u8, Error> {
                 );
             }
             Ok(exit_codes::SUCCESS)
+        }
+        Command::Ban {
+            addr,
+            ban_for,
+            config,
+        } => {
+            let settings = crate::config::Settings::load(config.as_deref())?;
+            crate::cmd_control::run_ban(&settings, &addr, ban_for, style)
+        }
+        Command::Unban { addr, all, config } => {
+            let settings = crate::config::Settings::load(config.as_deref())?;
+            crate::cmd_control::run_unban(&settings, addr.as_deref(), all, style)
+        }
+        Command::Status { config, json } => {
+            let settings = crate::config::Settings::load(config.as_deref())?;
+            crate::cmd_control::run_status(&settings, json, style)
         }
     }
 }

@@ -1,0 +1,176 @@
+//! Presentation of `astpatch scan`: the `fail2ban-regex` of astpatch.
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::Settings;
+use crate::error::Result;
+use crate::exit_codes;
+use crate::logframe::format_utc;
+use crate::logread::Source;
+use crate::output::{Style, print_json};
+use crate::recognise::{RecogniseOptions, Recogniser};
+use crate::scan::{ScanReport, Scanner};
+
+/// Addresses listed in the text table; `--json` lists all.
+const TEXT_ADDRESSES: usize = 50;
+
+pub fn run(files: &[PathBuf], config: Option<&Path>, json: bool, style: Style) -> Result<u8> {
+    let settings = Settings::load(config)?;
+    // Open everything first: a wrong argument is reported before minutes of scanning.
+    let mut inputs = Vec::with_capacity(files.len());
+    for f in files {
+        let src = Source::from_arg(f);
+        let reader = src.open()?;
+        inputs.push((src.name(), reader));
+    }
+    let rec = Recogniser::new(RecogniseOptions {
+        trust_chan_sip_tail: settings.patched,
+    });
+    let mut scanner = Scanner::new(&rec, &settings);
+    for (name, reader) in inputs {
+        scanner.read(reader, &name);
+    }
+    let report = scanner.finish();
+    for w in &report.warnings {
+        eprintln!("{} {w}", style.warn("warning:"));
+    }
+    if json {
+        print_json(&report);
+    } else {
+        print!("{}", render_text(&report, style));
+    }
+    Ok(exit_codes::SUCCESS)
+}
+
+/// The human-readable report (also pinned by snapshot tests).
+pub fn render_text(r: &ScanReport, style: Style) -> String {
+    let mut o = String::new();
+    let files = if r.files.len() == 1 {
+        r.files[0].clone()
+    } else {
+        format!("{} files", r.files.len())
+    };
+    let _ = writeln!(
+        o,
+        "{} {files}: {} lines, {} failure lines",
+        style.bold("scanned"),
+        r.lines,
+        r.matched
+    );
+    if r.matched > 0 {
+        let _ = writeln!(
+            o,
+            "  {} with an address, {} without one, {} ambiguous (the last two are never banned)",
+            r.with_address, r.no_address, r.ambiguous
+        );
+    }
+    if let Some(w) = &r.window {
+        let _ = writeln!(
+            o,
+            "window: {} to {} UTC",
+            format_utc(w.first),
+            format_utc(w.last)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "settings: maxretry {} within {}; chan_sip address tails trusted: {}",
+        r.maxretry,
+        crate::duration::format(Duration::from_secs(r.findtime_secs)),
+        if r.trust_chan_sip_tail {
+            "yes (patched = true)"
+        } else {
+            "no (patched = false)"
+        }
+    );
+    if !r.rules.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "{:<24}{:>13}{:>12}{:>11}",
+            "RULE", "WITH ADDRESS", "NO ADDRESS", "AMBIGUOUS"
+        );
+        for rc in &r.rules {
+            let _ = writeln!(
+                o,
+                "{:<24}{:>13}{:>12}{:>11}",
+                rc.rule, rc.failures, rc.no_address, rc.ambiguous
+            );
+        }
+    }
+    if !r.addresses.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "{:<40}{:>9}  {:<20} {:<20} WOULD BAN",
+            "ADDRESS", "FAILURES", "FIRST (UTC)", "LAST (UTC)"
+        );
+        for a in r.addresses.iter().take(TEXT_ADDRESSES) {
+            let t = |x: Option<i64>| x.map_or("-".to_owned(), format_utc);
+            let verdict = if a.would_ban {
+                style.bad("yes")
+            } else if a.ignored {
+                "no (ignored)".to_owned()
+            } else {
+                "no".to_owned()
+            };
+            let _ = writeln!(
+                o,
+                "{:<40}{:>9}  {:<20} {:<20} {verdict}",
+                a.address,
+                a.failures,
+                t(a.first),
+                t(a.last)
+            );
+        }
+        if r.addresses.len() > TEXT_ADDRESSES {
+            let _ = writeln!(
+                o,
+                "... and {} more addresses (--json lists all)",
+                r.addresses.len() - TEXT_ADDRESSES
+            );
+        }
+    }
+    let banned: Vec<&str> = r
+        .addresses
+        .iter()
+        .filter(|a| a.would_ban)
+        .map(|a| a.address.as_str())
+        .collect();
+    let _ = writeln!(o);
+    match banned.len() {
+        0 => {
+            let _ = writeln!(o, "would ban no address");
+        }
+        n => {
+            let shown: Vec<&str> = banned.iter().take(10).copied().collect();
+            let more = if n > 10 {
+                format!(" and {} more", n - 10)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                o,
+                "would ban {n} address{}: {}{more}",
+                if n == 1 { "" } else { "es" },
+                shown.join(", ")
+            );
+        }
+    }
+    let chan_sip_blind: u64 = r
+        .rules
+        .iter()
+        .filter(|rc| rc.rule.starts_with("chan-sip-") && !r.trust_chan_sip_tail)
+        .map(|rc| rc.no_address)
+        .sum();
+    if chan_sip_blind > 0 {
+        let _ = writeln!(
+            o,
+            "note: {chan_sip_blind} chan_sip lines name no trustworthy address: on a stock module \
+             their end is the attacker's From header. Patch the module (astpatch apply), then set \
+             patched = true."
+        );
+    }
+    o
+}

@@ -1,0 +1,970 @@
+//! Which log lines are failed logins, and whom to blame — taking the address only from a field
+//! Asterisk itself writes.
+//!
+//! Every rule starts at the message start found by [`crate::logframe`] (a position no remote
+//! party can move) and reads the address from a place fixed by Asterisk's format string:
+//!
+//! * at the **start** of the message (`Host ADDR failed MD5…`, AMI's `ADDR failed to
+//!   authenticate as…`): nothing attacker-written comes before it;
+//! * at the **end** (`… failed for 'ADDR' - Wrong password`, `… (from ADDR)`, patched chan_sip's
+//!   `… (ADDR)`): nothing attacker-written comes after it;
+//! * **between** attacker fields (`Call from '…' (ADDR) to extension '…'`, PJSIP's `… failed for
+//!   'ADDR' (callid: …)`, security events' `RemoteAddress=`): only when exactly one place in the
+//!   line fits the pattern. Asterisk always writes one, so a second can only be forged; such a
+//!   line is [`Recognition::Ambiguous`] and never blamed on anyone.
+//!
+//! A stock chan_sip `Failed to authenticate device FROM` line ends in the attacker's From
+//! header, so its tail is trusted only when the module is known to be patched
+//! ([`RecogniseOptions::trust_chan_sip_tail`]); otherwise it is [`Recognition::NoAddress`].
+//!
+//! The hot path allocates nothing: a multi-literal prefilter rejects the ~95% of lines that
+//! cannot be failures before any parsing happens.
+use std::fmt;
+use std::net::IpAddr;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use memchr::memmem;
+
+use crate::logframe::{self, TimeContext};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecogniseOptions {
+    /// Trust the `(ADDR)` tail of chan_sip "Failed to authenticate" / "fake auth rejection"
+    /// lines. True only when the running chan_sip is known patched (`patched = true`, or verify
+    /// proved it): on a stock module that tail is the attacker's From header.
+    pub trust_chan_sip_tail: bool,
+}
+
+/// The kind of failure a line reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(into = "&'static str")]
+pub enum Rule {
+    /// chan_sip `Failed to authenticate user|device FROM [(ADDR)] …`.
+    ChanSipAuth,
+    /// chan_sip `Sending fake auth rejection for user|device FROM [(ADDR)]` (alwaysauthreject).
+    ChanSipFakeAuth,
+    /// chan_sip `Registration from '…' failed for 'ADDR' - REASON`.
+    ChanSipRegister,
+    /// chan_sip `Call from '…' (ADDR) to extension '…' rejected because extension not found…`.
+    ChanSipNoExtension,
+    /// IAX2 `No registration for peer '…' (from ADDR)`.
+    Iax2NoPeer,
+    /// IAX2 `Host ADDR failed MD5 authentication…` / `did not provide proper plaintext password`.
+    Iax2Auth,
+    /// AMI `ADDR failed to authenticate as '…'`, `tried to authenticate with nonexistent user`,
+    /// `failed to pass IP ACL`.
+    AmiAuth,
+    /// PJSIP `Request '…' from '…' failed for 'ADDR' (callid: …) - No matching endpoint found`.
+    PjsipNoEndpoint,
+    /// PJSIP `… - Failed to authenticate` / `Error to authenticate`.
+    PjsipAuth,
+    /// PJSIP `… - Not match Endpoint ACL` / `Not match Endpoint Contact ACL`.
+    PjsipAcl,
+    /// Security log `SecurityEvent="InvalidPassword|ChallengeResponseFailed|InvalidAccountID|
+    /// FailedACL|…",…,RemoteAddress="IPV4/UDP/ADDR/PORT"`.
+    SecurityEvent,
+}
+
+impl Rule {
+    pub const ALL: [Rule; 11] = [
+        Rule::ChanSipAuth,
+        Rule::ChanSipFakeAuth,
+        Rule::ChanSipRegister,
+        Rule::ChanSipNoExtension,
+        Rule::Iax2NoPeer,
+        Rule::Iax2Auth,
+        Rule::AmiAuth,
+        Rule::PjsipNoEndpoint,
+        Rule::PjsipAuth,
+        Rule::PjsipAcl,
+        Rule::SecurityEvent,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Rule::ChanSipAuth => "chan-sip-auth",
+            Rule::ChanSipFakeAuth => "chan-sip-fake-auth",
+            Rule::ChanSipRegister => "chan-sip-register",
+            Rule::ChanSipNoExtension => "chan-sip-no-extension",
+            Rule::Iax2NoPeer => "iax2-no-peer",
+            Rule::Iax2Auth => "iax2-auth",
+            Rule::AmiAuth => "ami-auth",
+            Rule::PjsipNoEndpoint => "pjsip-no-endpoint",
+            Rule::PjsipAuth => "pjsip-auth",
+            Rule::PjsipAcl => "pjsip-acl",
+            Rule::SecurityEvent => "security-event",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Rule> {
+        Rule::ALL.into_iter().find(|r| r.name() == name)
+    }
+}
+
+impl From<Rule> for &'static str {
+    fn from(r: Rule) -> &'static str {
+        r.name()
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The verdict on one line. `time` is the line's own timestamp (unix seconds), when its frame
+/// carries one astpatch can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recognition {
+    NotFailure,
+    /// A failure, and the address Asterisk wrote for its source.
+    Failure {
+        rule: Rule,
+        addr: IpAddr,
+        time: Option<i64>,
+    },
+    /// A failure with no trustworthy address (e.g. a stock chan_sip line): seen, never banned.
+    NoAddress {
+        rule: Rule,
+        time: Option<i64>,
+    },
+    /// A failure where attacker text forged a second candidate address: never banned.
+    Ambiguous {
+        rule: Rule,
+        time: Option<i64>,
+    },
+}
+
+impl Recognition {
+    pub fn rule(&self) -> Option<Rule> {
+        match *self {
+            Recognition::NotFailure => None,
+            Recognition::Failure { rule, .. }
+            | Recognition::NoAddress { rule, .. }
+            | Recognition::Ambiguous { rule, .. } => Some(rule),
+        }
+    }
+
+    pub fn time(&self) -> Option<i64> {
+        match *self {
+            Recognition::NotFailure => None,
+            Recognition::Failure { time, .. }
+            | Recognition::NoAddress { time, .. }
+            | Recognition::Ambiguous { time, .. } => time,
+        }
+    }
+}
+
+/// Literals at least one of which every failure line contains. Chosen from the Asterisk-written
+/// part of each message, so the prefilter can only let through more, never less.
+const PREFILTER: &[&str] = &[
+    "Failed to authenticate user ",
+    "Failed to authenticate device ",
+    "fake auth rejection for ",
+    "' failed for '",
+    "rejected because extension not found",
+    "No registration for peer '",
+    " failed MD5 authentication",
+    " did not provide proper plaintext password",
+    " failed RSA authentication",
+    " tried to authenticate with nonexistent user",
+    " failed to authenticate as '",
+    " failed to pass IP ACL as '",
+    "SecurityEvent=\"",
+];
+
+/// Security events that mean a failed or refused login attempt.
+const FAILURE_EVENTS: &[&[u8]] = &[
+    b"InvalidPassword",
+    b"ChallengeResponseFailed",
+    b"InvalidAccountID",
+    b"FailedACL",
+    b"AuthMethodNotAllowed",
+    b"InvalidTransport",
+    b"RequestNotAllowed",
+    b"UnexpectedAddress",
+];
+
+pub struct Recogniser {
+    opts: RecogniseOptions,
+    tc: TimeContext,
+    prefilter: AhoCorasick,
+    pjsip_candidate: memmem::Finder<'static>,
+    remote_address: memmem::Finder<'static>,
+    call_candidate: memmem::Finder<'static>,
+}
+
+impl Recogniser {
+    /// A recogniser reading yearless and zoneless dates against the host clock and zone.
+    pub fn new(opts: RecogniseOptions) -> Self {
+        Recogniser::with_time_context(opts, TimeContext::system())
+    }
+
+    /// As [`Recogniser::new`], with an explicit "now" and zone (tests, replays).
+    pub fn with_time_context(opts: RecogniseOptions, tc: TimeContext) -> Self {
+        let prefilter = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(PREFILTER)
+            .expect("static patterns build");
+        Recogniser {
+            opts,
+            tc,
+            prefilter,
+            pjsip_candidate: memmem::Finder::new(b"' failed for '"),
+            remote_address: memmem::Finder::new(b"RemoteAddress=\""),
+            call_candidate: memmem::Finder::new(b"' ("),
+        }
+    }
+
+    pub fn options(&self) -> RecogniseOptions {
+        self.opts
+    }
+
+    /// True when `line` may be a failure; false is final. For bulk scanning.
+    #[inline]
+    pub fn may_match(&self, line: &[u8]) -> bool {
+        self.prefilter.is_match(line)
+    }
+
+    /// Classify one line (without its newline; a trailing `\r` is ignored).
+    pub fn recognise(&self, line: &[u8]) -> Recognition {
+        if !self.may_match(line) {
+            return Recognition::NotFailure;
+        }
+        self.recognise_candidate(line)
+    }
+
+    /// [`Recogniser::recognise`] for a line that already passed [`Recogniser::may_match`].
+    pub fn recognise_candidate(&self, line: &[u8]) -> Recognition {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(frame) = logframe::parse(line, &self.tc) else {
+            return Recognition::NotFailure;
+        };
+        let msg = &line[frame.msg_start..];
+        let time = frame.time;
+        let found = |rule, found: Found| match found {
+            Found::Addr(addr) => Recognition::Failure { rule, addr, time },
+            Found::NoAddr => Recognition::NoAddress { rule, time },
+            Found::Ambiguous => Recognition::Ambiguous { rule, time },
+        };
+        if let Some(rest) = strip_either(
+            msg,
+            b"Failed to authenticate user ",
+            b"Failed to authenticate device ",
+        ) {
+            return found(Rule::ChanSipAuth, self.chan_sip_tail(rest));
+        }
+        if let Some(rest) = strip_either(
+            msg,
+            b"Sending fake auth rejection for user ",
+            b"Sending fake auth rejection for device ",
+        ) {
+            return found(Rule::ChanSipFakeAuth, self.chan_sip_tail(rest));
+        }
+        if msg.starts_with(b"Registration from '") {
+            return match register_addr(msg) {
+                Some(a) => found(Rule::ChanSipRegister, Found::Addr(a)),
+                None => Recognition::NotFailure,
+            };
+        }
+        if msg.starts_with(b"Call from '") {
+            return match self.call_from(msg) {
+                Some(f) => found(Rule::ChanSipNoExtension, f),
+                None => Recognition::NotFailure,
+            };
+        }
+        if let Some(rest) = msg.strip_prefix(b"No registration for peer '") {
+            let f = tail_in(rest, b"' (from ", b")")
+                .and_then(|a| parse_addr(a, Port::Optional))
+                .map_or(Found::NoAddr, Found::Addr);
+            return found(Rule::Iax2NoPeer, f);
+        }
+        if let Some(rest) = msg.strip_prefix(b"Host ") {
+            return match iax2_host(rest) {
+                Some(f) => found(Rule::Iax2Auth, f),
+                None => Recognition::NotFailure,
+            };
+        }
+        if msg.starts_with(b"Request '") || msg.starts_with(b"Request from '") {
+            return match self.pjsip(msg) {
+                Some((rule, f)) => found(rule, f),
+                None => Recognition::NotFailure,
+            };
+        }
+        if let Some(rest) = msg.strip_prefix(b"SecurityEvent=\"") {
+            return match self.security_event(rest) {
+                Some(f) => found(Rule::SecurityEvent, f),
+                None => Recognition::NotFailure,
+            };
+        }
+        if let Some(a) = ami(msg) {
+            return found(Rule::AmiAuth, Found::Addr(a));
+        }
+        Recognition::NotFailure
+    }
+
+    /// Patched chan_sip: `FROM (ADDR)`, `FROM (ADDR) for SUBSCRIBE`,
+    /// `FROM (ADDR) for METHOD, code = N`. `rest` starts after "user "/"device ".
+    fn chan_sip_tail(&self, rest: &[u8]) -> Found {
+        if !self.opts.trust_chan_sip_tail {
+            return Found::NoAddr;
+        }
+        let mut tail = rest;
+        if let Some(t) = tail.strip_suffix(b" for SUBSCRIBE") {
+            tail = t;
+        } else if let Some(t) = strip_method_code(tail) {
+            tail = t;
+        }
+        tail_in(tail, b" (", b")")
+            .and_then(|a| parse_addr(a, Port::Optional))
+            .map_or(Found::NoAddr, Found::Addr)
+    }
+
+    /// `Call from 'USER' (ADDR) to extension 'EXTEN' rejected because extension not found in
+    /// context 'CTX'.` — USER and EXTEN are both attacker-written. Releases before 1.6.2 wrote no
+    /// address (`… rejected because extension not found.`).
+    fn call_from(&self, msg: &[u8]) -> Option<Found> {
+        if msg.ends_with(b"' rejected because extension not found.") {
+            return Some(Found::NoAddr);
+        }
+        let ctx = memmem::rfind(msg, b"' rejected because extension not found in context '")?;
+        let head = &msg[..ctx];
+        let mut count = 0;
+        let mut addr = None;
+        for i in self.call_candidate.find_iter(head) {
+            let rest = &head[i + 3..];
+            let Some(close) = memmem::find(rest, b") to extension '") else {
+                continue;
+            };
+            if let Some(a) = parse_addr(&rest[..close], Port::Optional) {
+                count += 1;
+                addr = Some(a);
+            }
+        }
+        Some(one_candidate(count, addr))
+    }
+
+    /// `Request 'METHOD' from 'FROM' failed for 'ADDR' (callid: CALLID) - REASON[ after N tries
+    /// in X ms]` (13.10+) or `Request from 'FROM' failed for 'ADDR:PORT' (callid: …) - …` (12,
+    /// 13.0). METHOD, FROM and CALLID are attacker-written; REASON is Asterisk's.
+    fn pjsip(&self, msg: &[u8]) -> Option<(Rule, Found)> {
+        let dash = memmem::rfind(msg, b") - ")?;
+        let mut reason = &msg[dash + 4..];
+        if let Some(p) = memmem::rfind(reason, b" after ") {
+            if reason.ends_with(b" ms") && memmem::find(&reason[p..], b" tries in ").is_some() {
+                reason = &reason[..p];
+            }
+        }
+        let rule = match reason {
+            b"No matching endpoint found" => Rule::PjsipNoEndpoint,
+            b"Failed to authenticate" | b"Error to authenticate" => Rule::PjsipAuth,
+            b"Not match Endpoint ACL" | b"Not match Endpoint Contact ACL" => Rule::PjsipAcl,
+            _ => return None,
+        };
+        let head = &msg[..dash];
+        let mut count = 0;
+        let mut addr = None;
+        for i in self.pjsip_candidate.find_iter(head) {
+            let rest = &head[i + 14..];
+            let Some(close) = memmem::find(rest, b"' (callid: ") else {
+                continue;
+            };
+            if let Some(a) = parse_addr(&rest[..close], Port::Required) {
+                count += 1;
+                addr = Some(a);
+            }
+        }
+        Some((rule, one_candidate(count, addr)))
+    }
+
+    /// `NAME",Field="…",…,RemoteAddress="IPV4/UDP/ADDR/PORT",…` in any field order. Values are
+    /// not escaped by Asterisk, so attacker-written ones (AccountID, SessionID, Received*) may
+    /// carry a forged `,RemoteAddress="…"`.
+    fn security_event(&self, rest: &[u8]) -> Option<Found> {
+        let q = memchr::memchr(b'"', rest)?;
+        if !FAILURE_EVENTS.contains(&&rest[..q]) {
+            return None;
+        }
+        let mut count = 0;
+        let mut addr = None;
+        for i in self.remote_address.find_iter(rest) {
+            if i == 0 || rest[i - 1] != b',' {
+                continue;
+            }
+            let v = &rest[i + 15..];
+            let Some(end) = memchr::memchr(b'"', v) else {
+                continue;
+            };
+            if let Some(a) = security_addr(&v[..end]) {
+                count += 1;
+                addr = Some(a);
+            }
+        }
+        Some(one_candidate(count, addr))
+    }
+}
+
+enum Found {
+    Addr(IpAddr),
+    NoAddr,
+    Ambiguous,
+}
+
+fn one_candidate(count: usize, addr: Option<IpAddr>) -> Found {
+    match (count, addr) {
+        (1, Some(a)) => Found::Addr(a),
+        (0, _) => Found::NoAddr,
+        _ => Found::Ambiguous,
+    }
+}
+
+fn strip_either<'a>(msg: &'a [u8], a: &[u8], b: &[u8]) -> Option<&'a [u8]> {
+    msg.strip_prefix(a).or_else(|| msg.strip_prefix(b))
+}
+
+/// The text between the last `open` and the end, when the line ends with `close`.
+fn tail_in<'a>(s: &'a [u8], open: &[u8], close: &[u8]) -> Option<&'a [u8]> {
+    let inner = s.strip_suffix(close)?;
+    let p = memmem::rfind(inner, open)?;
+    Some(&inner[p + open.len()..])
+}
+
+/// Strip ` for METHOD, code = N` (shape 8), METHOD being one of chan_sip's own upper-case names.
+fn strip_method_code(s: &[u8]) -> Option<&[u8]> {
+    let p = memmem::rfind(s, b" for ")?;
+    let t = &s[p + 5..];
+    let comma = memchr::memchr(b',', t)?;
+    let method = &t[..comma];
+    let code = t[comma..].strip_prefix(b", code = ")?;
+    let code = code.strip_prefix(b"-").unwrap_or(code);
+    let ok = !method.is_empty()
+        && method.iter().all(u8::is_ascii_uppercase)
+        && !code.is_empty()
+        && code.iter().all(u8::is_ascii_digit);
+    ok.then_some(&s[..p])
+}
+
+/// `… failed for 'ADDR' - REASON`: REASON is one of chan_sip's fixed texts, none with a quote.
+fn register_addr(msg: &[u8]) -> Option<IpAddr> {
+    let sep = memmem::rfind(msg, b"' - ")?;
+    if memchr::memchr(b'\'', &msg[sep + 4..]).is_some() {
+        return None;
+    }
+    let head = &msg[..sep];
+    let p = memmem::rfind(head, b"' failed for '")?;
+    parse_addr(&head[p + 14..], Port::Optional)
+}
+
+/// `ADDR failed MD5 authentication for '…'`, `ADDR did not provide proper plaintext password
+/// for '…'`; `NAME failed RSA authentication …` names a peer, not an address.
+fn iax2_host(rest: &[u8]) -> Option<Found> {
+    let sp = memchr::memchr(b' ', rest)?;
+    let after = &rest[sp..];
+    if after.starts_with(b" failed MD5 authentication for '")
+        || after.starts_with(b" did not provide proper plaintext password for '")
+    {
+        return parse_addr(&rest[..sp], Port::Optional).map(Found::Addr);
+    }
+    if after.starts_with(b" failed RSA authentication with inkeys '") {
+        return Some(Found::NoAddr);
+    }
+    None
+}
+
+/// AMI: the message starts with the address Asterisk took from the TCP connection.
+fn ami(msg: &[u8]) -> Option<IpAddr> {
+    let sp = memchr::memchr(b' ', msg)?;
+    let after = &msg[sp..];
+    if after.starts_with(b" tried to authenticate with nonexistent user '")
+        || after.starts_with(b" failed to authenticate as '")
+        || after.starts_with(b" failed to pass IP ACL as '")
+    {
+        return parse_addr(&msg[..sp], Port::Optional);
+    }
+    None
+}
+
+/// `IPV4/UDP/203.0.113.7/5060`, `IPV6/TCP/[2001:db8::7]/5060`, `IPV4/203.0.113.7/5060`.
+fn security_addr(v: &[u8]) -> Option<IpAddr> {
+    let rest = v
+        .strip_prefix(b"IPV4/")
+        .or_else(|| v.strip_prefix(b"IPV6/"))?;
+    let rest = ["UDP/", "TCP/", "TLS/", "WS/", "WSS/"]
+        .iter()
+        .find_map(|t| rest.strip_prefix(t.as_bytes()))
+        .unwrap_or(rest);
+    let slash = memchr::memrchr(b'/', rest)?;
+    let port = &rest[slash + 1..];
+    if port.is_empty() || !port.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let host = &rest[..slash];
+    let host = host
+        .strip_prefix(b"[")
+        .and_then(|h| h.strip_suffix(b"]"))
+        .unwrap_or(host);
+    parse_ip(host)
+}
+
+/// Whether an address printed by Asterisk carries a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// `ADDR`, `ADDR:PORT` (IPv4), `[V6]:PORT`, `[V6]` or bare `V6`.
+    Optional,
+    /// `ADDR:PORT` always present: pjsip's `%s:%d` prints a bare IPv6 followed by `:port`.
+    Required,
+}
+
+/// An address as Asterisk prints it; IPv4-mapped IPv6 comes back as IPv4.
+pub fn parse_addr(s: &[u8], port: Port) -> Option<IpAddr> {
+    if s.len() > 64 {
+        return None;
+    }
+    if let Some(rest) = s.strip_prefix(b"[") {
+        let close = memchr::memchr(b']', rest)?;
+        let after = &rest[close + 1..];
+        let port_ok = match after.strip_prefix(b":") {
+            Some(p) => !p.is_empty() && p.iter().all(u8::is_ascii_digit),
+            None => after.is_empty() && port == Port::Optional,
+        };
+        return if port_ok {
+            parse_ip(&rest[..close])
+        } else {
+            None
+        };
+    }
+    if port == Port::Optional {
+        if let Some(a) = parse_ip(s) {
+            return Some(a);
+        }
+    }
+    let colon = memchr::memrchr(b':', s)?;
+    let p = &s[colon + 1..];
+    if p.is_empty() || p.len() > 5 || !p.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let host = &s[..colon];
+    match port {
+        // Outside pjsip an unbracketed host with a port is IPv4 (Asterisk brackets IPv6).
+        Port::Optional => parse_ip(host).filter(IpAddr::is_ipv4),
+        Port::Required => parse_ip(host),
+    }
+}
+
+fn parse_ip(s: &[u8]) -> Option<IpAddr> {
+    let s = std::str::from_utf8(s).ok()?;
+    let a: IpAddr = s.parse().ok()?;
+    Some(match a {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_795_996_800;
+    const T: i64 = 1_795_515_072;
+
+    fn rec(trust: bool) -> Recogniser {
+        Recogniser::with_time_context(
+            RecogniseOptions {
+                trust_chan_sip_tail: trust,
+            },
+            TimeContext::utc(NOW),
+        )
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn fail(rule: Rule, a: &str) -> Recognition {
+        Recognition::Failure {
+            rule,
+            addr: ip(a),
+            time: Some(T),
+        }
+    }
+
+    const F: &str = "[Nov 24 10:11:12] NOTICE[1234] chan_sip.c: ";
+
+    fn line(msg: &str) -> String {
+        format!("{F}{msg}")
+    }
+
+    #[test]
+    fn patched_chan_sip_every_shape() {
+        let r = rec(true);
+        for (msg, a) in [
+            (
+                "Failed to authenticate user \"100\" <sip:100@192.0.2.1>;tag=as1 (203.0.113.7:5060)",
+                "203.0.113.7",
+            ),
+            (
+                "Failed to authenticate user <sip:100@192.0.2.1> (203.0.113.7:5060) for SUBSCRIBE",
+                "203.0.113.7",
+            ),
+            (
+                "Failed to authenticate device <sip:100@192.0.2.1>;tag=a (203.0.113.7:5061)",
+                "203.0.113.7",
+            ),
+            (
+                "Failed to authenticate device <sip:100@192.0.2.1> ([2001:db8::7]:5060)",
+                "2001:db8::7",
+            ),
+            (
+                "Failed to authenticate device <sip:100@192.0.2.1> (203.0.113.7) for SUBSCRIBE",
+                "203.0.113.7",
+            ),
+            (
+                "Failed to authenticate device <sip:100@192.0.2.1>;tag=x (203.0.113.7:5060) for REGISTER, code = -1",
+                "203.0.113.7",
+            ),
+            (
+                "Failed to authenticate device <sip:1@h> ([2001:db8::7]:5060) for INVITE, code = 3",
+                "2001:db8::7",
+            ),
+        ] {
+            assert_eq!(
+                r.recognise(line(msg).as_bytes()),
+                fail(Rule::ChanSipAuth, a),
+                "{msg}"
+            );
+        }
+        assert_eq!(
+            r.recognise(
+                line("Sending fake auth rejection for device <sip:x@y> (203.0.113.8:5060)")
+                    .as_bytes()
+            ),
+            fail(Rule::ChanSipFakeAuth, "203.0.113.8")
+        );
+        assert_eq!(
+            r.recognise(
+                line("Sending fake auth rejection for user <sip:x@y> (203.0.113.8:5060)")
+                    .as_bytes()
+            ),
+            fail(Rule::ChanSipFakeAuth, "203.0.113.8")
+        );
+    }
+
+    #[test]
+    fn stock_chan_sip_lines_have_no_address_whatever_the_trust() {
+        let untrusted = rec(false);
+        let l = line("Failed to authenticate device <sip:100@192.0.2.1>;tag=a (203.0.113.7:5061)");
+        assert_eq!(
+            untrusted.recognise(l.as_bytes()),
+            Recognition::NoAddress {
+                rule: Rule::ChanSipAuth,
+                time: Some(T)
+            }
+        );
+        let trusted = rec(true);
+        let l = line("Failed to authenticate device <sip:100@192.0.2.1>;tag=as6e1");
+        assert_eq!(
+            trusted.recognise(l.as_bytes()),
+            Recognition::NoAddress {
+                rule: Rule::ChanSipAuth,
+                time: Some(T)
+            }
+        );
+    }
+
+    #[test]
+    fn chan_sip_registration_all_reasons_and_eras() {
+        let r = rec(false);
+        for (msg, a) in [
+            (
+                "Registration from '<sip:100@192.0.2.1>' failed for '203.0.113.7:5060' - Wrong password",
+                "203.0.113.7",
+            ),
+            (
+                "Registration from '\"x\"<sip:1@h>' failed for '203.0.113.7' - No matching peer found",
+                "203.0.113.7",
+            ),
+            (
+                "Registration from '<sip:1@h>' failed for '[2001:db8::7]:5060' - Device does not match ACL",
+                "2001:db8::7",
+            ),
+            (
+                "Registration from '<sip:1@h>' failed for '203.0.113.7:5060' - Username/auth name mismatch",
+                "203.0.113.7",
+            ),
+            (
+                "Registration from '<sip:1@h>' failed for '203.0.113.7:5060' - Not a local domain",
+                "203.0.113.7",
+            ),
+            (
+                "Registration from '<sip:1@h>' failed for '203.0.113.7:5060' - Peer is not supposed to register",
+                "203.0.113.7",
+            ),
+            (
+                "Registration from '<sip:1@h>' failed for '203.0.113.7' - ACL error (permit/deny)",
+                "203.0.113.7",
+            ),
+        ] {
+            assert_eq!(
+                r.recognise(line(msg).as_bytes()),
+                fail(Rule::ChanSipRegister, a),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn call_from_needs_exactly_one_candidate() {
+        let r = rec(false);
+        let ok = line(
+            "Call from '100' (203.0.113.7:5060) to extension '900441' rejected because extension not found in context 'public'.",
+        );
+        assert_eq!(
+            r.recognise(ok.as_bytes()),
+            fail(Rule::ChanSipNoExtension, "203.0.113.7")
+        );
+        let forged = line(
+            "Call from 'x' (192.0.2.1:5060) to extension 'y' (203.0.113.7:5060) to extension '9' rejected because extension not found in context 'public'.",
+        );
+        assert_eq!(
+            r.recognise(forged.as_bytes()),
+            Recognition::Ambiguous {
+                rule: Rule::ChanSipNoExtension,
+                time: Some(T)
+            }
+        );
+        let old = line(
+            "Call from 'x' (192.0.2.1) to extension '9' rejected because extension not found.",
+        );
+        assert_eq!(
+            r.recognise(old.as_bytes()),
+            Recognition::NoAddress {
+                rule: Rule::ChanSipNoExtension,
+                time: Some(T)
+            }
+        );
+    }
+
+    #[test]
+    fn iax2_and_ami() {
+        let r = rec(false);
+        let f = "[2026-11-24 10:11:12] NOTICE[42] chan_iax2.c: ";
+        assert_eq!(
+            r.recognise(
+                format!("{f}No registration for peer '6.6.6.6' (from 203.0.113.7)").as_bytes()
+            ),
+            fail(Rule::Iax2NoPeer, "203.0.113.7")
+        );
+        assert_eq!(
+            r.recognise(
+                format!("{f}Host 203.0.113.7 failed MD5 authentication for '100' (abc != def)")
+                    .as_bytes()
+            ),
+            fail(Rule::Iax2Auth, "203.0.113.7")
+        );
+        assert_eq!(
+            r.recognise(
+                format!(
+                    "{f}Host [2001:db8::7] did not provide proper plaintext password for '100'"
+                )
+                .as_bytes()
+            ),
+            fail(Rule::Iax2Auth, "2001:db8::7")
+        );
+        assert_eq!(
+            r.recognise(
+                format!("{f}Host 6.6.6.6 failed RSA authentication with inkeys 'k'").as_bytes()
+            ),
+            Recognition::NoAddress {
+                rule: Rule::Iax2Auth,
+                time: Some(T)
+            }
+        );
+        let m = "[2026-11-24 10:11:12] NOTICE[42] manager.c: ";
+        for msg in [
+            "203.0.113.7 tried to authenticate with nonexistent user 'admin'",
+            "203.0.113.7 failed to authenticate as 'admin'",
+            "203.0.113.7 failed to pass IP ACL as 'admin'",
+        ] {
+            assert_eq!(
+                r.recognise(format!("{m}{msg}").as_bytes()),
+                fail(Rule::AmiAuth, "203.0.113.7"),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn pjsip_reasons_eras_and_forged_candidates() {
+        let r = rec(false);
+        let f = "[2026-11-24 10:11:12] NOTICE[42] res_pjsip/pjsip_distributor.c: ";
+        for (msg, rule, a) in [
+            (
+                "Request 'REGISTER' from '<sip:100@192.0.2.1>' failed for '203.0.113.7:5060' (callid: abc) - No matching endpoint found",
+                Rule::PjsipNoEndpoint,
+                "203.0.113.7",
+            ),
+            (
+                "Request 'INVITE' from '<sip:100@192.0.2.1>' failed for '203.0.113.7:5060' (callid: abc) - No matching endpoint found after 5 tries in 3.210 ms",
+                Rule::PjsipNoEndpoint,
+                "203.0.113.7",
+            ),
+            (
+                "Request 'REGISTER' from '<sip:100@h>' failed for '[2001:db8::7]:5060' (callid: a) - Failed to authenticate",
+                Rule::PjsipAuth,
+                "2001:db8::7",
+            ),
+            (
+                "Request 'REGISTER' from '<sip:100@h>' failed for '203.0.113.7:5060' (callid: a) - Error to authenticate",
+                Rule::PjsipAuth,
+                "203.0.113.7",
+            ),
+            (
+                "Request 'INVITE' from '<sip:100@h>' failed for '203.0.113.7:5060' (callid: a) - Not match Endpoint ACL",
+                Rule::PjsipAcl,
+                "203.0.113.7",
+            ),
+            (
+                "Request from '<sip:100@h>' failed for '2001:db8::7:5060' (callid: a) - No matching endpoint found",
+                Rule::PjsipNoEndpoint,
+                "2001:db8::7",
+            ),
+        ] {
+            assert_eq!(
+                r.recognise(format!("{f}{msg}").as_bytes()),
+                fail(rule, a),
+                "{msg}"
+            );
+        }
+        let forged = format!(
+            "{f}Request 'INVITE' from '<sip:100@h>' failed for '203.0.113.7:5060' (callid: x' failed for '192.0.2.1:5060' (callid: y) - No matching endpoint found"
+        );
+        assert_eq!(
+            r.recognise(forged.as_bytes()),
+            Recognition::Ambiguous {
+                rule: Rule::PjsipNoEndpoint,
+                time: Some(T)
+            }
+        );
+    }
+
+    #[test]
+    fn security_events_any_field_order() {
+        let r = rec(false);
+        let f = "[2026-11-24 10:11:12] SECURITY[42] res_security_log.c: ";
+        for msg in [
+            "SecurityEvent=\"InvalidPassword\",EventTV=\"2026-11-24T10:11:12.000+0000\",Severity=\"Error\",Service=\"SIP\",EventVersion=\"2\",AccountID=\"100\",SessionID=\"0x7f\",LocalAddress=\"IPV4/UDP/192.0.2.1/5060\",RemoteAddress=\"IPV4/UDP/203.0.113.7/5060\",Challenge=\"1\",ReceivedChallenge=\"1\",ReceivedHash=\"ab\"",
+            "SecurityEvent=\"ChallengeResponseFailed\",RemoteAddress=\"IPV4/UDP/203.0.113.7/5060\",LocalAddress=\"IPV4/UDP/192.0.2.1/5060\"",
+            "SecurityEvent=\"InvalidAccountID\",EventTV=\"x\",Severity=\"Error\",Service=\"PJSIP\",AccountID=\"99\",LocalAddress=\"IPV4/UDP/192.0.2.1/5060\",RemoteAddress=\"IPV4/203.0.113.7/5060\"",
+        ] {
+            assert_eq!(
+                r.recognise(format!("{f}{msg}").as_bytes()),
+                fail(Rule::SecurityEvent, "203.0.113.7"),
+                "{msg}"
+            );
+        }
+        assert_eq!(
+            r.recognise(
+                format!(
+                    "{f}SecurityEvent=\"FailedACL\",RemoteAddress=\"IPV6/UDP/[2001:db8::7]/5060\""
+                )
+                .as_bytes()
+            ),
+            fail(Rule::SecurityEvent, "2001:db8::7")
+        );
+        for msg in [
+            "SecurityEvent=\"SuccessfulAuth\",RemoteAddress=\"IPV4/UDP/203.0.113.7/5060\"",
+            "SecurityEvent=\"ChallengeSent\",RemoteAddress=\"IPV4/UDP/203.0.113.7/5060\"",
+        ] {
+            assert_eq!(
+                r.recognise(format!("{f}{msg}").as_bytes()),
+                Recognition::NotFailure,
+                "{msg}"
+            );
+        }
+        let forged = format!(
+            "{f}SecurityEvent=\"InvalidAccountID\",AccountID=\"x\",RemoteAddress=\"IPV4/UDP/192.0.2.1/5060\",RemoteAddress=\"IPV4/UDP/203.0.113.7/5060\""
+        );
+        assert_eq!(
+            r.recognise(forged.as_bytes()),
+            Recognition::Ambiguous {
+                rule: Rule::SecurityEvent,
+                time: Some(T)
+            }
+        );
+    }
+
+    #[test]
+    fn outbound_and_other_near_misses_are_not_failures() {
+        let r = rec(true);
+        for msg in [
+            "Failed to authenticate on INVITE to '\"100\" <sip:100@192.0.2.1>;tag=as1'",
+            "Failed to authenticate on REGISTER to 'trunk@sip.example.net' (Tries 3)",
+            "Failed to authenticate MESSAGE with host 'sip.example.net'",
+            "Registered SIP '100' at 203.0.113.7:5060",
+            "Host 203.0.113.7 failed to register",
+            "Peer '100' is now Reachable. (20ms / 2000ms)",
+        ] {
+            assert_eq!(
+                r.recognise(line(msg).as_bytes()),
+                Recognition::NotFailure,
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn crlf_and_unframed_lines() {
+        let r = rec(false);
+        let l =
+            line("Registration from '<sip:1@h>' failed for '203.0.113.7:5060' - Wrong password\r");
+        assert_eq!(
+            r.recognise(l.as_bytes()),
+            fail(Rule::ChanSipRegister, "203.0.113.7")
+        );
+        // No frame: the message could start anywhere, so the line is not trusted.
+        let l = "junk Registration from '<sip:1@h>' failed for '203.0.113.7:5060' - Wrong password";
+        assert_eq!(r.recognise(l.as_bytes()), Recognition::NotFailure);
+    }
+
+    #[test]
+    fn address_forms() {
+        let o = Port::Optional;
+        assert_eq!(parse_addr(b"203.0.113.7", o), Some(ip("203.0.113.7")));
+        assert_eq!(parse_addr(b"203.0.113.7:5060", o), Some(ip("203.0.113.7")));
+        assert_eq!(
+            parse_addr(b"[2001:db8::7]:5060", o),
+            Some(ip("2001:db8::7"))
+        );
+        assert_eq!(parse_addr(b"2001:db8::7", o), Some(ip("2001:db8::7")));
+        assert_eq!(
+            parse_addr(b"::ffff:203.0.113.7", o),
+            Some(ip("203.0.113.7"))
+        );
+        assert_eq!(
+            parse_addr(b"2001:db8::7:5060", Port::Required),
+            Some(ip("2001:db8::7"))
+        );
+        assert_eq!(parse_addr(b"203.0.113.7", Port::Required), None);
+        for bad in [
+            &b"host.example"[..],
+            b"1.2.3.4:",
+            b"[::1",
+            b"1.2.3.4:5060:1",
+            b"",
+            b"1.2.3.4 ",
+        ] {
+            assert_eq!(parse_addr(bad, o), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn rule_names_round_trip() {
+        for r in Rule::ALL {
+            assert_eq!(Rule::from_name(r.name()), Some(r));
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! `astpatch scan`'s work, without the printing: run every line through the recogniser, count
+//! per rule and per address, and replay the failures through the watcher's own [`Tracker`] with
+//! the settings' maxretry/findtime/ignoreip to say which addresses it would ban.
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::config::Settings;
+use crate::logread::{Item, LineReader};
+use crate::recognise::{Recogniser, Recognition, Rule};
+use crate::tracker::{Tracker, Verdict};
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct RuleCount {
+    pub rule: &'static str,
+    /// Lines with an address.
+    pub failures: u64,
+    /// Lines with no trustworthy address (e.g. stock chan_sip): never banned.
+    pub no_address: u64,
+    /// Lines where a second, forged candidate address made the source unclear: never banned.
+    pub ambiguous: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AddressCount {
+    /// Canonical text: IPv6 compressed, no brackets, no port.
+    pub address: String,
+    pub failures: u64,
+    /// The watcher, with these settings, would have banned it while reading these lines.
+    pub would_ban: bool,
+    /// Loopback, unspecified, multicast or inside `ignoreip`: never banned.
+    pub ignored: bool,
+    pub first: Option<i64>,
+    pub last: Option<i64>,
+    pub rules: Vec<&'static str>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Window {
+    pub first: i64,
+    pub last: i64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ScanReport {
+    pub files: Vec<String>,
+    pub lines: u64,
+    /// Failure lines of any kind (with an address, without, ambiguous).
+    pub matched: u64,
+    pub with_address: u64,
+    pub no_address: u64,
+    pub ambiguous: u64,
+    /// Earliest and latest timestamp among failure lines.
+    pub window: Option<Window>,
+    pub maxretry: u32,
+    pub findtime_secs: u64,
+    pub trust_chan_sip_tail: bool,
+    pub rules: Vec<RuleCount>,
+    pub addresses: Vec<AddressCount>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Default)]
+struct AddrStats {
+    failures: u64,
+    first: Option<i64>,
+    last: Option<i64>,
+    rules: u16,
+    would_ban: bool,
+}
+
+/// Accumulates what the lines say; feed it lines in log order.
+pub struct Scanner<'a> {
+    rec: &'a Recogniser,
+    settings: &'a Settings,
+    tracker: Tracker,
+    last_time: i64,
+    lines: u64,
+    rules: [RuleCount; Rule::ALL.len()],
+    addrs: HashMap<IpAddr, AddrStats>,
+    window: Option<Window>,
+    files: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl<'a> Scanner<'a> {
+    pub fn new(rec: &'a Recogniser, settings: &'a Settings) -> Self {
+        Scanner {
+            rec,
+            settings,
+            tracker: Tracker::new(
+                settings.maxretry,
+                settings.findtime.as_secs() as i64,
+                1 << 22,
+            ),
+            last_time: 0,
+            lines: 0,
+            rules: Rule::ALL.map(|r| RuleCount {
+                rule: r.name(),
+                ..RuleCount::default()
+            }),
+            addrs: HashMap::new(),
+            window: None,
+            files: vec![],
+            warnings: vec![],
+        }
+    }
+
+    /// One line, without its newline.
+    #[inline]
+    pub fn line(&mut self, line: &[u8]) {
+        self.lines += 1;
+        if self.rec.may_match(line) {
+            let r = self.rec.recognise_candidate(line);
+            self.record(r);
+        }
+    }
+
+    pub fn warn(&mut self, w: String) {
+        self.warnings.push(w);
+    }
+
+    /// Read every line of `reader` (named `name` in warnings). Read errors end this input with a
+    /// warning; what was read counts.
+    pub fn read<R: Read>(&mut self, reader: R, name: &str) {
+        self.files.push(name.to_owned());
+        let mut lines = LineReader::new(reader);
+        loop {
+            match lines.next_item() {
+                Ok(Some(Item::Line { text, complete, no })) => {
+                    if !complete {
+                        self.warnings.push(format!(
+                            "{name}:{no}: last line has no newline (cut off mid-write?); scanned as it is"
+                        ));
+                    }
+                    self.line(text);
+                }
+                Ok(Some(Item::Overlong { no, len })) => {
+                    self.lines += 1;
+                    self.warnings.push(format!(
+                        "{name}:{no}: line of {len} bytes skipped (longer than {} bytes)",
+                        crate::logread::DEFAULT_MAX_LINE
+                    ));
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.warnings.push(format!(
+                        "{name}: read error after line {}: {e}; the lines before it are counted",
+                        lines.line_no()
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+
+    fn record(&mut self, r: Recognition) {
+        let Some(rule) = r.rule() else { return };
+        let rc = &mut self.rules[rule as usize];
+        match r {
+            Recognition::Failure { .. } => rc.failures += 1,
+            Recognition::NoAddress { .. } => rc.no_address += 1,
+            Recognition::Ambiguous { .. } => rc.ambiguous += 1,
+            Recognition::NotFailure => {}
+        }
+        if let Some(t) = r.time() {
+            self.last_time = t;
+            self.window = Some(match self.window.take() {
+                None => Window { first: t, last: t },
+                Some(w) => Window {
+                    first: w.first.min(t),
+                    last: w.last.max(t),
+                },
+            });
+        }
+        if let Recognition::Failure { addr, time, .. } = r {
+            let now = time.unwrap_or(self.last_time);
+            let ignored = self.settings.is_ignored(addr);
+            let s = self.addrs.entry(addr).or_default();
+            s.failures += 1;
+            s.rules |= 1 << rule as u16;
+            if let Some(t) = time {
+                s.first = Some(s.first.map_or(t, |f| f.min(t)));
+                s.last = Some(s.last.map_or(t, |l| l.max(t)));
+            }
+            if !ignored {
+                if let Verdict::Ban { .. } = self.tracker.record(addr, now) {
+                    s.would_ban = true;
+                }
+            }
+        }
+    }
+
+    pub fn finish(self) -> ScanReport {
+        let mut addresses: Vec<AddressCount> = self
+            .addrs
+            .into_iter()
+            .map(|(a, s)| AddressCount {
+                address: a.to_string(),
+                failures: s.failures,
+                would_ban: s.would_ban,
+                ignored: self.settings.is_ignored(a),
+                first: s.first,
+                last: s.last,
+                rules: Rule::ALL
+                    .iter()
+                    .filter(|&&r| s.rules & (1 << r as u16) != 0)
+                    .map(|r| r.name())
+                    .collect(),
+            })
+            .collect();
+        addresses.sort_by(|a, b| {
+            b.failures.cmp(&a.failures).then_with(|| {
+                let pa: Option<IpAddr> = a.address.parse().ok();
+                pa.cmp(&b.address.parse().ok())
+            })
+        });
+        let rules: Vec<RuleCount> = self
+            .rules
+            .into_iter()
+            .filter(|r| r.failures + r.no_address + r.ambiguous > 0)
+            .collect();
+        let sum = |f: fn(&RuleCount) -> u64| rules.iter().map(f).sum::<u64>();
+        let (with_address, no_address, ambiguous) = (
+            sum(|r| r.failures),
+            sum(|r| r.no_address),
+            sum(|r| r.ambiguous),
+        );
+        ScanReport {
+            files: self.files,
+            lines: self.lines,
+            matched: with_address + no_address + ambiguous,
+            with_address,
+            no_address,
+            ambiguous,
+            window: self.window,
+            maxretry: self.settings.maxretry,
+            findtime_secs: self.settings.findtime.as_secs(),
+            trust_chan_sip_tail: self.rec.options().trust_chan_sip_tail,
+            rules,
+            addresses,
+            warnings: self.warnings,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logframe::TimeContext;
+    use crate::recognise::RecogniseOptions;
+
+    fn scan(text: &str, settings: &Settings) -> ScanReport {
+        let rec = Recogniser::with_time_context(
+            RecogniseOptions {
+                trust_chan_sip_tail: settings.patched,
+            },
+            TimeContext::utc(1_795_996_800),
+        );
+        let mut s = Scanner::new(&rec, settings);
+        s.read(text.as_bytes(), "t.log");
+        s.finish()
+    }
+
+    fn reg(min: u32, sec: u32, addr: &str) -> String {
+        format!(
+            "[2026-11-24 10:{min:02}:{sec:02}] NOTICE[1] chan_sip.c: Registration from '<sip:1@h>' failed for '{addr}:5060' - Wrong password\n"
+        )
+    }
+
+    #[test]
+    fn would_ban_follows_maxretry_findtime_and_ignoreip() {
+        let mut log = String::new();
+        // 203.0.113.7: five failures within a minute -> banned.
+        for s in 0..5 {
+            log += &reg(0, s, "203.0.113.7");
+        }
+        // 198.51.100.9: five failures, each 4 minutes apart -> never 5 within 10 minutes.
+        for m in 0..5 {
+            log += &reg(m * 4, 30, "198.51.100.9");
+        }
+        // 10.1.2.3: ignored by settings.
+        for s in 0..6 {
+            log += &reg(1, s, "10.1.2.3");
+        }
+        log +=
+            "[2026-11-24 10:30:00] NOTICE[1] chan_sip.c: Failed to authenticate device <sip:1@h>\n";
+        log += "not a failure\n";
+        let mut settings = Settings::default();
+        settings.ignoreip.push("10.0.0.0/8".parse().unwrap());
+        let r = scan(&log, &settings);
+        assert_eq!(r.lines, 18);
+        assert_eq!(r.matched, 17);
+        assert_eq!(r.no_address, 1);
+        let by = |a: &str| r.addresses.iter().find(|x| x.address == a).unwrap().clone();
+        assert!(by("203.0.113.7").would_ban);
+        assert_eq!(by("198.51.100.9").failures, 5);
+        assert!(!by("198.51.100.9").would_ban);
+        assert!(by("10.1.2.3").ignored && !by("10.1.2.3").would_ban);
+        assert_eq!(r.addresses[0].address, "10.1.2.3");
+        let w = r.window.unwrap();
+        assert_eq!(w.last - w.first, 30 * 60);
+    }
+}
