@@ -21,6 +21,7 @@ pub mod firewall;
 pub mod follow;
 pub mod install;
 pub mod logframe;
+pub mod logger_conf;
 pub mod logread;
 pub mod makeopts;
 pub mod manifest;
