@@ -55,7 +55,7 @@ pub enum Command {
     /// content, rewrites all of them or none, keeps the original as chan_sip.c.astpatch-orig,
     /// and does nothing on a second run. Outbound lines ("... on INVITE to ...") are untouched.
     #[command(
-        after_help = "Examples:\n  astpatch apply --dry-run /usr/src/asterisk-11.23.1 > astpatch.diff\n  astpatch apply /usr/src/asterisk-11.23.1"
+        after_help = "Examples:\n  astpatch apply --dry-run /usr/src/asterisk-11.23.1 > astpatch.diff\n  astpatch apply /usr/src/asterisk-11.23.1\n  astpatch apply --rebuild --install /usr/src/asterisk-11.23.1\n  astpatch apply --rebuild --install --reload --moddir /usr/lib64/asterisk/modules /usr/src/asterisk-11.23.1"
     )]
     Apply {
         /// Top of the Asterisk source tree (holds .version and channels/chan_sip.c).
@@ -67,11 +67,16 @@ pub enum Command {
         /// Print a JSON report instead of text.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        build: crate::cmd_build::ApplyBuildArgs,
     },
     /// Undo `astpatch apply`: restore the original chan_sip.c byte for byte.
     ///
     /// If the file was edited after apply, only astpatch's own statements are put back, and
     /// only when each is still exactly as astpatch wrote it; otherwise nothing is changed.
+    #[command(
+        after_help = "Examples:\n  astpatch revert /usr/src/asterisk-11.23.1\n  astpatch revert --install /usr/src/asterisk-11.23.1"
+    )]
     Revert {
         /// Top of the Asterisk source tree.
         #[arg(value_name = "SRC")]
@@ -79,6 +84,8 @@ pub enum Command {
         /// Print a JSON report instead of text.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        install: crate::cmd_build::RevertInstallArgs,
     },
     /// Count failed logins in Asterisk logs: per rule, per address, and whom the watcher would ban.
     ///
@@ -191,10 +198,15 @@ fn report(e: &Error, style: Style) {
 fn run(cli: Cli, style: Style) -> Result<u8, Error> {
     match cli.command {
         Command::Detect { src, json } => crate::cmd_detect::run(&src, json, style),
-        Command::Apply { src, dry_run, json } => {
-            crate::cmd_apply::run_apply(&src, dry_run, json, style)
+        Command::Apply {
+            src,
+            dry_run,
+            json,
+            build,
+        } => crate::cmd_apply::run_apply(&src, dry_run, json, &build, style),
+        Command::Revert { src, json, install } => {
+            crate::cmd_apply::run_revert(&src, json, &install, style)
         }
-        Command::Revert { src, json } => crate::cmd_apply::run_revert(&src, json, style),
         Command::Scan {
             files,
             config,

@@ -5,11 +5,14 @@
 //! side-effect-free modules; files, `make`, the firewall and the clock sit behind small traits.
 
 pub mod apply;
+pub mod asterisk_conf;
 pub mod atomic;
+pub mod build;
 pub mod cli;
 pub mod cmd_apply;
-pub mod cmd_detect;
+pub mod cmd_build;
 pub mod cmd_control;
+pub mod cmd_detect;
 pub mod cmd_scan;
 pub mod config;
 pub mod detect;
@@ -18,12 +21,16 @@ pub mod error;
 pub mod exit_codes;
 pub mod firewall;
 pub mod follow;
+pub mod install;
 pub mod logframe;
+pub mod logger_conf;
 pub mod logread;
+pub mod makeopts;
 pub mod manifest;
 pub mod output;
 pub mod patch;
 pub mod policy;
+pub mod progress;
 pub mod recognise;
 pub mod revert;
 pub mod scan;
