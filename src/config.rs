@@ -52,6 +52,8 @@ pub struct Settings {
     #[serde(with = "duration_serde")]
     pub bantime: Duration,
     /// Addresses and networks never banned. Loopback is never banned even if removed here.
+    /// Bare addresses (`"::1"`, as fail2ban writes them) mean a single host.
+    #[serde(deserialize_with = "nets_or_addrs")]
     pub ignoreip: Vec<IpNet>,
     /// Log files the watcher follows.
     pub logs: Vec<PathBuf>,
@@ -204,6 +206,20 @@ pub fn is_never_bannable(addr: IpAddr) -> bool {
         }
 }
 
+/// serde glue: a list of networks where a bare address means that one host.
+fn nets_or_addrs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    let raw = Vec::<String>::deserialize(d)?;
+    raw.iter()
+        .map(|t| {
+            t.parse::<IpNet>()
+                .or_else(|_| t.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!("'{t}' is not an IP address or CIDR network"))
+                })
+        })
+        .collect()
+}
+
 /// serde glue: durations as fail2ban-style text (`10m`) or bare seconds.
 mod duration_serde {
     use std::time::Duration;
@@ -251,7 +267,7 @@ mod tests {
 maxretry = 3
 findtime = "5m"
 bantime = 7200
-ignoreip = ["10.0.0.0/8", "2001:db8::/32"]
+ignoreip = ["10.0.0.0/8", "2001:db8::/32", "192.0.2.44"]
 logs = ["/tmp/messages"]
 backend = "nftables"
 patched = true
@@ -272,6 +288,8 @@ max = "1w"
         assert_eq!(s.bantime_increment.as_ref().unwrap().factor, 3);
         assert!(s.is_ignored("10.1.2.3".parse().unwrap()));
         assert!(!s.is_ignored("203.0.113.7".parse().unwrap()));
+        assert!(s.is_ignored("192.0.2.44".parse().unwrap()));
+        assert!(!s.is_ignored("192.0.2.45".parse().unwrap()));
     }
 
     #[test]

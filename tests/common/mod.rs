@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod mini_asterisk;
+pub mod netns;
 
 /// True when the test may run as root. When not root, prints a visible SKIP line and returns
 /// false; with `ASTPATCH_REQUIRE_ROOT=1` (CI) a skip is a failure instead.

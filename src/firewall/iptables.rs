@@ -1,0 +1,197 @@
+//! The seed's choice: an `ASTPATCH` chain in the filter table (iptables for IPv4, ip6tables for
+//! IPv6), jumped to from INPUT, one DROP rule per ban. The kernel has no timeouts here, so the
+//! watcher removes expired bans itself.
+use ipnet::IpNet;
+
+use super::{CommandRunner, Firewall, command_failed, must, parse_net};
+use crate::config::Backend;
+use crate::error::Result;
+
+pub const CHAIN: &str = "ASTPATCH";
+const MODULES: &str = "ip_tables ip6_tables iptable_filter ip6table_filter (or nf_tables)";
+
+pub struct Iptables {
+    runner: Box<dyn CommandRunner>,
+}
+
+fn tool(net: &IpNet) -> &'static str {
+    match net {
+        IpNet::V4(_) => "iptables",
+        IpNet::V6(_) => "ip6tables",
+    }
+}
+
+impl Iptables {
+    pub fn new(runner: Box<dyn CommandRunner>) -> Self {
+        Iptables { runner }
+    }
+
+    fn ok(&self, argv: &[&str]) -> Result<bool> {
+        Ok(self.runner.run(argv, None)?.success)
+    }
+
+    fn ensure_family(&self, t: &str) -> Result<()> {
+        if !self.ok(&[t, "-w", "-S", CHAIN])? {
+            must(&*self.runner, &[t, "-w", "-N", CHAIN], MODULES)?;
+        }
+        if !self.ok(&[t, "-w", "-C", "INPUT", "-j", CHAIN])? {
+            must(
+                &*self.runner,
+                &[t, "-w", "-I", "INPUT", "1", "-j", CHAIN],
+                MODULES,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn list_family(&self, t: &str) -> Result<Vec<IpNet>> {
+        let out = self.runner.run(&[t, "-w", "-S", CHAIN], None)?;
+        if !out.success {
+            return Ok(vec![]); // no chain: nothing held
+        }
+        Ok(parse_rules(&out.stdout))
+    }
+}
+
+/// The banned sources in `iptables -S ASTPATCH` output.
+pub fn parse_rules(text: &str) -> Vec<IpNet> {
+    text.lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            match w.as_slice() {
+                ["-A", c, "-s", src, "-j", "DROP"] if *c == CHAIN => parse_net(src),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+impl Firewall for Iptables {
+    fn ensure(&mut self) -> Result<()> {
+        self.ensure_family("iptables")?;
+        self.ensure_family("ip6tables")
+    }
+
+    fn ban(&mut self, net: IpNet, _until: Option<i64>) -> Result<()> {
+        let (t, src) = (tool(&net), net.to_string());
+        if !self.ok(&[t, "-w", "-C", CHAIN, "-s", &src, "-j", "DROP"])? {
+            must(
+                &*self.runner,
+                &[t, "-w", "-A", CHAIN, "-s", &src, "-j", "DROP"],
+                MODULES,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn unban(&mut self, net: IpNet) -> Result<()> {
+        let (t, src) = (tool(&net), net.to_string());
+        // Delete every copy (a hand-added duplicate would otherwise keep dropping).
+        while self.ok(&[t, "-w", "-C", CHAIN, "-s", &src, "-j", "DROP"])? {
+            must(
+                &*self.runner,
+                &[t, "-w", "-D", CHAIN, "-s", &src, "-j", "DROP"],
+                MODULES,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn list(&self) -> Result<Vec<IpNet>> {
+        let mut v = self.list_family("iptables")?;
+        v.extend(self.list_family("ip6tables")?);
+        Ok(v)
+    }
+
+    fn hooked(&self) -> Result<bool> {
+        Ok(self.ok(&["iptables", "-w", "-C", "INPUT", "-j", CHAIN])?
+            && self.ok(&["ip6tables", "-w", "-C", "INPUT", "-j", CHAIN])?)
+    }
+
+    fn restore(&mut self, bans: &[(IpNet, Option<i64>)]) -> Result<()> {
+        // One `*-restore --noflush` batch per family: declaring the chain flushes it, then
+        // every ban is appended; other chains are left alone.
+        for (t, v6) in [("iptables-restore", false), ("ip6tables-restore", true)] {
+            let mut batch = format!("*filter\n:{CHAIN} - [0:0]\n");
+            for (net, _) in bans.iter().filter(|(n, _)| matches!(n, IpNet::V6(_)) == v6) {
+                batch.push_str(&format!("-A {CHAIN} -s {net} -j DROP\n"));
+            }
+            batch.push_str("COMMIT\n");
+            let argv = [t, "-w", "--noflush"];
+            let out = self.runner.run(&argv, Some(batch.as_bytes()))?;
+            if !out.success {
+                return Err(command_failed(&argv, &out, MODULES));
+            }
+        }
+        self.ensure()
+    }
+
+    fn teardown(&mut self) -> Result<()> {
+        for t in ["iptables", "ip6tables"] {
+            while self.ok(&[t, "-w", "-C", "INPUT", "-j", CHAIN])? {
+                must(
+                    &*self.runner,
+                    &[t, "-w", "-D", "INPUT", "-j", CHAIN],
+                    MODULES,
+                )?;
+            }
+            if self.ok(&[t, "-w", "-S", CHAIN])? {
+                must(&*self.runner, &[t, "-w", "-F", CHAIN], MODULES)?;
+                must(&*self.runner, &[t, "-w", "-X", CHAIN], MODULES)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn name(&self) -> Backend {
+        Backend::Iptables
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firewall::fake::Recorder;
+
+    #[test]
+    fn parses_only_our_drop_rules() {
+        let text = "-N ASTPATCH\n-A ASTPATCH -s 10.250.0.2/32 -j DROP\n-A ASTPATCH -s 10.9.0.0/16 -j DROP\n-A ASTPATCH -s 10.1.1.1/32 -j ACCEPT\n";
+        let v = parse_rules(text);
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[1].to_string(), "10.9.0.0/16");
+    }
+
+    #[test]
+    fn ban_adds_once_and_picks_the_family() {
+        let r = Recorder::default();
+        r.answer("iptables -w -C ASTPATCH", false, "");
+        let mut fw = Iptables::new(Box::new(r.clone()));
+        fw.ban("192.0.2.7/32".parse().unwrap(), None).unwrap();
+        r.answer("ip6tables -w -C ASTPATCH", true, "");
+        fw.ban("2001:db8::/64".parse().unwrap(), None).unwrap();
+        let calls = r.calls();
+        assert!(calls.contains(&"iptables -w -A ASTPATCH -s 192.0.2.7/32 -j DROP".to_string()));
+        assert!(
+            !calls.iter().any(|c| c.starts_with("ip6tables -w -A")),
+            "{calls:?}"
+        );
+    }
+
+    #[test]
+    fn restore_is_one_noflush_batch_per_family() {
+        let r = Recorder::default();
+        let mut fw = Iptables::new(Box::new(r.clone()));
+        fw.restore(&[
+            ("192.0.2.7/32".parse().unwrap(), None),
+            ("2001:db8::/64".parse().unwrap(), Some(5)),
+        ])
+        .unwrap();
+        let v4 = r.stdin_of("iptables-restore").unwrap();
+        assert_eq!(
+            v4,
+            "*filter\n:ASTPATCH - [0:0]\n-A ASTPATCH -s 192.0.2.7/32 -j DROP\nCOMMIT\n"
+        );
+        let v6 = r.stdin_of("ip6tables-restore").unwrap();
+        assert!(v6.contains("-A ASTPATCH -s 2001:db8::/64 -j DROP"));
+    }
+}

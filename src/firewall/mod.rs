@@ -1,0 +1,324 @@
+//! Firewall backends. Each backend creates and owns its own objects (a chain, sets, a table)
+//! and touches nothing else. Every command runs as an argument vector through a
+//! [`CommandRunner`] — never a shell — so tests can run the very same commands inside a network
+//! namespace (`ip netns exec NS …`) and the host's rule set is never involved.
+use std::io::Write;
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+
+use ipnet::IpNet;
+
+use crate::config::Backend;
+use crate::error::{Error, Result};
+
+pub mod ipset;
+pub mod iptables;
+pub mod nftables;
+
+/// What a finished command left behind.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs one program with arguments (and optional stdin). Spawn failures are errors; a non-zero
+/// exit is reported in [`Output::success`] so callers can tell "absent" from "broken".
+pub trait CommandRunner: Send {
+    fn run(&self, argv: &[&str], stdin: Option<&[u8]>) -> Result<Output>;
+}
+
+/// Runs commands on this host, or inside a network namespace when built with [`SystemRunner::in_netns`].
+#[derive(Debug, Clone, Default)]
+pub struct SystemRunner {
+    prefix: Vec<String>,
+}
+
+impl SystemRunner {
+    pub fn host() -> Self {
+        SystemRunner { prefix: vec![] }
+    }
+
+    /// Prefix every command with `ip netns exec NS`.
+    pub fn in_netns(ns: &str) -> Self {
+        SystemRunner {
+            prefix: vec!["ip".into(), "netns".into(), "exec".into(), ns.into()],
+        }
+    }
+}
+
+impl CommandRunner for SystemRunner {
+    fn run(&self, argv: &[&str], stdin: Option<&[u8]>) -> Result<Output> {
+        let full: Vec<&str> = self
+            .prefix
+            .iter()
+            .map(String::as_str)
+            .chain(argv.iter().copied())
+            .collect();
+        let mut cmd = Command::new(full[0]);
+        cmd.args(&full[1..])
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| spawn_error(full[0], e))?;
+        if let Some(input) = stdin {
+            // Take stdin so it is closed (EOF) once written.
+            let mut pipe = child.stdin.take().expect("piped stdin");
+            pipe.write_all(input).map_err(|e| {
+                Error::environment(format!("{}: writing input: {e}", full[0]), None)
+            })?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| Error::environment(format!("{}: {e}", full[0]), None))?;
+        let output = Output {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        // `ip netns exec` reports a missing program itself, with exit status 255.
+        if !output.success && output.stderr.contains("No such file or directory") {
+            if let Some(prog) = argv.first() {
+                if output.stderr.contains(&format!("\"{prog}\"")) {
+                    return Err(spawn_error(
+                        prog,
+                        std::io::Error::from(std::io::ErrorKind::NotFound),
+                    ));
+                }
+            }
+        }
+        Ok(output)
+    }
+}
+
+/// The Debian package that ships a firewall program.
+pub fn package_of(program: &str) -> &'static str {
+    match program {
+        "iptables" | "ip6tables" | "iptables-restore" | "ip6tables-restore" => "iptables",
+        "ipset" => "ipset",
+        "nft" => "nftables",
+        "ip" => "iproute2",
+        _ => "the package that provides it",
+    }
+}
+
+fn spawn_error(program: &str, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        Error::environment(
+            format!("{program}: command not found"),
+            Some(&format!(
+                "install it: apt-get install {} (or choose another backend with --backend)",
+                package_of(program)
+            )),
+        )
+    } else {
+        Error::environment(format!("{program}: cannot run: {e}"), None)
+    }
+}
+
+/// Turn a failed command into an Environment error; when the kernel lacks what the command
+/// needs, name the module to load.
+pub fn command_failed(argv: &[&str], out: &Output, modules: &str) -> Error {
+    let stderr = out.stderr.trim();
+    let lower = stderr.to_ascii_lowercase();
+    let kernel = [
+        "kernel module",
+        "module is not loaded",
+        "can't initialize",
+        "protocol not supported",
+        "not supported",
+        "kernel error",
+        "could not fetch rule set generation",
+        "operation not supported",
+        "no such file or directory",
+        "unknown",
+    ]
+    .iter()
+    .any(|m| lower.contains(m));
+    let hint = if lower.contains("permission denied") || lower.contains("operation not permitted") {
+        "run as root (or with CAP_NET_ADMIN)".to_owned()
+    } else if kernel {
+        format!("the kernel may lack the needed support: modprobe {modules}")
+    } else {
+        "see the message above; `astpatch status` shows what astpatch holds".to_owned()
+    };
+    Error::environment(
+        format!("`{}` failed: {stderr}", argv.join(" ")),
+        Some(&hint),
+    )
+}
+
+/// Run a command that must succeed.
+pub(crate) fn must(runner: &dyn CommandRunner, argv: &[&str], modules: &str) -> Result<Output> {
+    let out = runner.run(argv, None)?;
+    if out.success {
+        Ok(out)
+    } else {
+        Err(command_failed(argv, &out, modules))
+    }
+}
+
+/// A firewall backend: owns its objects, holds bans, can list what the kernel has.
+pub trait Firewall: Send {
+    /// Create the backend's own chain/set/table and hook it into INPUT (idempotent).
+    fn ensure(&mut self) -> Result<()>;
+    /// Drop traffic from `net` (idempotent). `until` is a unix time; backends with kernel
+    /// timeouts let the kernel expire it too.
+    fn ban(&mut self, net: IpNet, until: Option<i64>) -> Result<()>;
+    /// Stop dropping `net` (idempotent: absent is fine).
+    fn unban(&mut self, net: IpNet) -> Result<()>;
+    /// What the kernel holds now.
+    fn list(&self) -> Result<Vec<IpNet>>;
+    /// True when INPUT jumps to our objects (for every family).
+    fn hooked(&self) -> Result<bool>;
+    /// Replace everything held with exactly `bans`, in one batch where the backend allows it.
+    fn restore(&mut self, bans: &[(IpNet, Option<i64>)]) -> Result<()>;
+    /// Remove every object the backend created.
+    fn teardown(&mut self) -> Result<()>;
+    fn name(&self) -> Backend;
+}
+
+pub fn for_backend(b: Backend, runner: Box<dyn CommandRunner>) -> Box<dyn Firewall> {
+    match b {
+        Backend::Iptables => Box::new(iptables::Iptables::new(runner)),
+        Backend::Ipset => Box::new(ipset::Ipset::new(runner)),
+        Backend::Nftables => Box::new(nftables::Nftables::new(runner)),
+    }
+}
+
+/// Seconds left until `until`, at least 1 (0 means "forever" to ipset and nft), capped to
+/// what ipset accepts.
+pub(crate) fn timeout_secs(until: Option<i64>, now: i64) -> Option<i64> {
+    until.map(|u| (u - now).clamp(1, 2_147_483))
+}
+
+pub(crate) fn now() -> i64 {
+    now_secs()
+}
+
+/// The wall clock in unix seconds.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Parse an address or network as printed by the tools (`1.2.3.4`, `1.2.3.4/32`, `fd00::/64`).
+pub(crate) fn parse_net(text: &str) -> Option<IpNet> {
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+        .map(|n| n.trunc())
+}
+
+#[cfg(test)]
+pub mod fake {
+    //! A recording runner for unit tests: answers from a script, remembers every argv.
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    pub struct Recorder {
+        pub calls: Arc<Mutex<Vec<(String, Option<String>)>>>,
+        /// (argv prefix, success, stdout) — first matching prefix wins; default success.
+        pub answers: Arc<Mutex<Vec<(String, bool, String)>>>,
+    }
+
+    impl Recorder {
+        pub fn answer(&self, prefix: &str, success: bool, stdout: &str) {
+            self.answers
+                .lock()
+                .unwrap()
+                .push((prefix.into(), success, stdout.into()));
+        }
+        pub fn calls(&self) -> Vec<String> {
+            self.calls
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|c| c.0.clone())
+                .collect()
+        }
+        pub fn stdin_of(&self, prefix: &str) -> Option<String> {
+            self.calls
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|c| c.0.starts_with(prefix))
+                .and_then(|c| c.1.clone())
+        }
+    }
+
+    impl CommandRunner for Recorder {
+        fn run(&self, argv: &[&str], stdin: Option<&[u8]>) -> Result<Output> {
+            let line = argv.join(" ");
+            self.calls.lock().unwrap().push((
+                line.clone(),
+                stdin.map(|s| String::from_utf8_lossy(s).into_owned()),
+            ));
+            for (p, ok, out) in self.answers.lock().unwrap().iter() {
+                if line.starts_with(p.as_str()) {
+                    return Ok(Output {
+                        success: *ok,
+                        stdout: out.clone(),
+                        stderr: if *ok {
+                            String::new()
+                        } else {
+                            "No chain/target/match by that name.".into()
+                        },
+                    });
+                }
+            }
+            Ok(Output {
+                success: true,
+                stdout: String::new(),
+                stderr: String::new(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_program_names_the_debian_package() {
+        let e = SystemRunner::host()
+            .run(&["astpatch-no-such-tool-xyz"], None)
+            .unwrap_err();
+        assert!(matches!(e, Error::Environment { .. }));
+        assert!(e.to_string().contains("command not found"));
+        let e = spawn_error("nft", std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert!(e.hint().unwrap().contains("apt-get install nftables"));
+    }
+
+    #[test]
+    fn kernel_trouble_names_the_module() {
+        let out = Output {
+            success: false,
+            stdout: String::new(),
+            stderr: "ipset v7.17: Kernel error received: set type not supported".into(),
+        };
+        let e = command_failed(&["ipset", "create"], &out, "ip_set ip_set_hash_net");
+        assert!(
+            e.hint()
+                .unwrap()
+                .contains("modprobe ip_set ip_set_hash_net")
+        );
+    }
+
+    #[test]
+    fn parses_tool_addresses() {
+        assert_eq!(parse_net("1.2.3.4").unwrap().to_string(), "1.2.3.4/32");
+        assert_eq!(parse_net("1.2.3.4/32").unwrap().to_string(), "1.2.3.4/32");
+        assert_eq!(parse_net("fd00::1:2/64").unwrap().to_string(), "fd00::/64");
+        assert!(parse_net("nonsense").is_none());
+    }
+}

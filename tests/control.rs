@@ -1,0 +1,147 @@
+//! `astpatch ban` / `unban` / `status` as an operator runs them: bad targets are refused with
+//! an input error; inside a network namespace real packets stop and pass again.
+mod common;
+
+use std::process::Command;
+
+use common::netns::Pair;
+
+fn config(dir: &std::path::Path, backend: &str) -> std::path::PathBuf {
+    let p = dir.join("astpatch.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "backend = \"{backend}\"\nstate_dir = \"{}\"\nignoreip = [\"127.0.0.0/8\", \"::1\", \"10.99.0.0/16\"]\n",
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn astpatch(ns: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut cmd = match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, common::bin()]);
+            c
+        }
+        None => Command::new(common::bin()),
+    };
+    cmd.args(args).env("NO_COLOR", "1").output().unwrap()
+}
+
+#[test]
+fn bad_and_protected_targets_are_input_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path(), "iptables");
+    let cfg = cfg.to_str().unwrap();
+    for (target, words) in [
+        ("not-an-ip", "not an IP address"),
+        ("10.0.0.1/33", "not an IP address"),
+        ("203.0.113.7/24", "host bits"),
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("10.99.3.4", "ignoreip"),
+        ("0.0.0.0/0", "wider"),
+    ] {
+        let out = astpatch(None, &["ban", target, "--config", cfg]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{target}: {err}");
+        assert!(err.contains(words), "{target}: {err}");
+    }
+    let out = astpatch(
+        None,
+        &["ban", "203.0.113.7", "--for", "2x", "--config", cfg],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        !d.path().join("state/bans.journal").exists(),
+        "nothing recorded"
+    );
+}
+
+fn control_cycle(backend: &str) {
+    let pair = Pair::new();
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path(), backend);
+    let cfg = cfg.to_str().unwrap();
+    let ns = Some(pair.pbx.as_str());
+    for v6 in [false, true] {
+        let peer = pair.peer_addr(v6);
+        assert!(pair.peer_reaches(v6));
+        let out = astpatch(ns, &["ban", peer, "--for", "2h", "--config", cfg]);
+        assert!(
+            out.status.success(),
+            "{backend}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !pair.peer_reaches(v6),
+            "{backend} v6={v6}: not dropped after `astpatch ban`"
+        );
+    }
+    // The pbx's own address is refused.
+    let out = astpatch(ns, &["ban", pair.pbx4, "--config", cfg]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = astpatch(ns, &["status", "--json", "--config", cfg]);
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["currently_banned"], 2, "{s}");
+    assert_eq!(s["total_banned"], 2);
+    assert_eq!(s["watcher"]["running"], false);
+    assert_eq!(s["banned"][0]["in_kernel"], true, "{s}");
+    assert_eq!(s["banned"][0]["reason"], "manual");
+    let left = s["banned"][0]["expires_in"].as_i64().unwrap();
+    assert!((7190..=7200).contains(&left), "{left}");
+    let text = astpatch(ns, &["status", "--config", cfg]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("Currently banned:   2") && text.contains(pair.peer4),
+        "{text}"
+    );
+
+    let out = astpatch(ns, &["unban", pair.peer4, "--config", cfg]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        pair.peer_reaches(false) && !pair.peer_reaches(true),
+        "{backend}: unban one"
+    );
+    let out = astpatch(ns, &["unban", pair.peer4, "--config", cfg]);
+    assert_eq!(out.status.code(), Some(1), "unbanning twice: nothing to do");
+    let out = astpatch(ns, &["unban", "--all", "--config", cfg]);
+    assert!(out.status.success());
+    assert!(pair.peer_reaches(true), "{backend}: unban --all");
+    let out = astpatch(ns, &["status", "--json", "--config", cfg]);
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["currently_banned"], 0);
+}
+
+#[test]
+fn ban_status_unban_iptables() {
+    if common::require_root("ban_status_unban_iptables") {
+        control_cycle("iptables");
+    }
+}
+
+#[test]
+fn ban_status_unban_ipset() {
+    if common::require_root("ban_status_unban_ipset") {
+        control_cycle("ipset");
+    }
+}
+
+#[test]
+fn ban_status_unban_nftables() {
+    if common::require_root("ban_status_unban_nftables") {
+        control_cycle("nftables");
+    }
+}

@@ -1,0 +1,151 @@
+//! Every backend against the real kernel, inside throw-away network namespaces: real ICMP
+//! packets from the peer pass, are dropped after a ban, and pass again after unban — IPv4 and
+//! IPv6. Needs root; skips visibly otherwise.
+mod common;
+
+use astpatch::config::Backend;
+use astpatch::firewall::{self, Firewall, SystemRunner};
+use common::netns::Pair;
+use ipnet::IpNet;
+
+fn fw(pair: &Pair, b: Backend) -> Box<dyn Firewall> {
+    firewall::for_backend(b, Box::new(SystemRunner::in_netns(&pair.pbx)))
+}
+
+fn host_net(addr: &str) -> IpNet {
+    addr.parse::<std::net::IpAddr>().unwrap().into()
+}
+
+fn ban_unban_cycle(b: Backend) {
+    let pair = Pair::new();
+    let mut f = fw(&pair, b);
+    f.ensure().unwrap();
+    f.ensure().unwrap(); // idempotent
+    assert!(f.hooked().unwrap(), "{b}: not hooked into INPUT");
+    for v6 in [false, true] {
+        let net = host_net(pair.peer_addr(v6));
+        assert!(pair.peer_reaches(v6), "{b} v6={v6}: blocked before any ban");
+        f.ban(net, Some(now() + 3600)).unwrap();
+        f.ban(net, Some(now() + 3600)).unwrap(); // idempotent
+        assert_eq!(
+            f.list().unwrap().iter().filter(|n| **n == net).count(),
+            1,
+            "{b}"
+        );
+        assert!(
+            !pair.peer_reaches(v6),
+            "{b} v6={v6}: packets pass after ban"
+        );
+        f.unban(net).unwrap();
+        f.unban(net).unwrap(); // absent is fine
+        assert!(!f.list().unwrap().contains(&net));
+        assert!(
+            pair.peer_reaches(v6),
+            "{b} v6={v6}: still dropped after unban"
+        );
+    }
+    // A /64 ban covers the peer's address.
+    let net: IpNet = "fd00:a57::/64".parse().unwrap();
+    f.ban(net, None).unwrap();
+    assert!(!pair.peer_reaches(true), "{b}: /64 ban does not drop");
+    // restore replaces everything with exactly the given set.
+    let v4 = host_net(pair.peer4);
+    f.restore(&[(v4, Some(now() + 60))]).unwrap();
+    assert_eq!(f.list().unwrap(), vec![v4], "{b}");
+    assert!(
+        !pair.peer_reaches(false) && pair.peer_reaches(true),
+        "{b}: restore"
+    );
+    // An outside flush of our objects (like `iptables -F`) is repaired by restore.
+    f.teardown().unwrap();
+    assert!(f.list().unwrap().is_empty());
+    assert!(pair.peer_reaches(false), "{b}: teardown left a drop behind");
+    f.restore(&[(v4, None)]).unwrap();
+    assert!(
+        f.hooked().unwrap() && !pair.peer_reaches(false),
+        "{b}: restore after teardown"
+    );
+    f.teardown().unwrap();
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[test]
+fn iptables_bans_and_unbans_real_packets() {
+    if common::require_root("iptables_bans_and_unbans_real_packets") {
+        ban_unban_cycle(Backend::Iptables);
+    }
+}
+
+#[test]
+fn ipset_bans_and_unbans_real_packets() {
+    if common::require_root("ipset_bans_and_unbans_real_packets") {
+        ban_unban_cycle(Backend::Ipset);
+    }
+}
+
+#[test]
+fn nftables_bans_and_unbans_real_packets() {
+    if common::require_root("nftables_bans_and_unbans_real_packets") {
+        ban_unban_cycle(Backend::Nftables);
+    }
+}
+
+#[test]
+fn kernel_timeouts_expire_bans_on_set_backends() {
+    if !common::require_root("kernel_timeouts_expire_bans_on_set_backends") {
+        return;
+    }
+    for b in [Backend::Ipset, Backend::Nftables] {
+        let pair = Pair::new();
+        let mut f = fw(&pair, b);
+        f.ensure().unwrap();
+        f.ban(host_net(pair.peer4), Some(now() + 1)).unwrap();
+        assert!(!pair.peer_reaches(false), "{b}");
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert!(
+            pair.peer_reaches(false),
+            "{b}: kernel did not expire the ban"
+        );
+    }
+}
+
+/// Restore time for 100k bans. Run: `cargo test --release --test firewall -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn restore_100k_timing() {
+    if !common::require_root("restore_100k_timing") {
+        return;
+    }
+    let bans: Vec<(IpNet, Option<i64>)> = (0..100_000u32)
+        .map(|i| {
+            let a = std::net::Ipv4Addr::from(0x0b00_0000 + i * 3);
+            (IpNet::from(std::net::IpAddr::V4(a)), Some(now() + 3600))
+        })
+        .collect();
+    for b in [Backend::Ipset, Backend::Nftables, Backend::Iptables] {
+        let pair = Pair::new();
+        let mut f = fw(&pair, b);
+        let n = if b == Backend::Iptables {
+            10_000
+        } else {
+            bans.len()
+        };
+        let t = std::time::Instant::now();
+        f.restore(&bans[..n]).unwrap();
+        let took = t.elapsed();
+        let held = f.list().unwrap().len();
+        println!(
+            "restore {b}: {n} bans in {:.3} s (kernel holds {held})",
+            took.as_secs_f64()
+        );
+        assert_eq!(held, n);
+        // the set is live: the peer is not in it, and passes
+        assert!(pair.peer_reaches(false));
+    }
+}
