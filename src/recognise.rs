@@ -193,6 +193,9 @@ pub struct Recogniser {
     pjsip_candidate: memmem::Finder<'static>,
     remote_address: memmem::Finder<'static>,
     call_candidate: memmem::Finder<'static>,
+    pjsip_reason: memmem::FinderRev<'static>,
+    register_reason: memmem::FinderRev<'static>,
+    register_addr: memmem::FinderRev<'static>,
 }
 
 impl Recogniser {
@@ -214,6 +217,9 @@ impl Recogniser {
             pjsip_candidate: memmem::Finder::new(b"' failed for '"),
             remote_address: memmem::Finder::new(b"RemoteAddress=\""),
             call_candidate: memmem::Finder::new(b"' ("),
+            pjsip_reason: memmem::FinderRev::new(b") - "),
+            register_reason: memmem::FinderRev::new(b"' - "),
+            register_addr: memmem::FinderRev::new(b"' failed for '"),
         }
     }
 
@@ -281,7 +287,7 @@ impl Recogniser {
             return found(Rule::ChanSipFakeAuth, self.chan_sip_tail(rest));
         }
         if msg.starts_with(b"Registration from '") && from(b"chan_sip.c") {
-            return match register_addr(msg) {
+            return match self.register_addr(msg) {
                 Some(a) => found(Rule::ChanSipRegister, Found::Addr(a)),
                 None => Recognition::NotFailure,
             };
@@ -347,6 +353,17 @@ impl Recogniser {
             .map_or(Found::NoAddr, Found::Addr)
     }
 
+    /// `… failed for 'ADDR' - REASON`: REASON is one of chan_sip's fixed texts, none with a quote.
+    fn register_addr(&self, msg: &[u8]) -> Option<IpAddr> {
+        let sep = self.register_reason.rfind(msg)?;
+        if memchr::memchr(b'\'', &msg[sep + 4..]).is_some() {
+            return None;
+        }
+        let head = &msg[..sep];
+        let p = self.register_addr.rfind(head)?;
+        parse_addr(&head[p + 14..], Port::Optional)
+    }
+
     /// `Call from 'USER' (ADDR) to extension 'EXTEN' rejected because extension not found in
     /// context 'CTX'.` — USER and EXTEN are both attacker-written. Releases before 1.6.2 wrote no
     /// address (`… rejected because extension not found.`).
@@ -375,7 +392,7 @@ impl Recogniser {
     /// in X ms]` (13.10+) or `Request from 'FROM' failed for 'ADDR:PORT' (callid: …) - …` (12,
     /// 13.0). METHOD, FROM and CALLID are attacker-written; REASON is Asterisk's.
     fn pjsip(&self, msg: &[u8]) -> Option<(Rule, Found)> {
-        let dash = memmem::rfind(msg, b") - ")?;
+        let dash = self.pjsip_reason.rfind(msg)?;
         let mut reason = &msg[dash + 4..];
         if let Some(p) = memmem::rfind(reason, b" after ") {
             if reason.ends_with(b" ms") && memmem::find(&reason[p..], b" tries in ").is_some() {
@@ -469,17 +486,6 @@ fn strip_method_code(s: &[u8]) -> Option<&[u8]> {
         && !code.is_empty()
         && code.iter().all(u8::is_ascii_digit);
     ok.then_some(&s[..p])
-}
-
-/// `… failed for 'ADDR' - REASON`: REASON is one of chan_sip's fixed texts, none with a quote.
-fn register_addr(msg: &[u8]) -> Option<IpAddr> {
-    let sep = memmem::rfind(msg, b"' - ")?;
-    if memchr::memchr(b'\'', &msg[sep + 4..]).is_some() {
-        return None;
-    }
-    let head = &msg[..sep];
-    let p = memmem::rfind(head, b"' failed for '")?;
-    parse_addr(&head[p + 14..], Port::Optional)
 }
 
 /// `ADDR failed MD5 authentication for '…'`, `ADDR did not provide proper plaintext password

@@ -220,3 +220,35 @@ fn every_attack_line_has_a_time_from_its_frame() {
         );
     }
 }
+
+#[test]
+fn truncated_and_mangled_lines_never_panic() {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let recs = [recogniser(true), recogniser(false)];
+    for file in ["attacks.txt", "not-attacks.txt", "adversarial.txt"] {
+        for c in load(file) {
+            for cut in 0..=c.line.len() {
+                for r in &recs {
+                    r.recognise(&c.line[..cut]);
+                }
+            }
+            // Random byte flips anywhere, Asterisk's own text included.
+            for _ in 0..200 {
+                let mut l = c.line.clone();
+                for _ in 0..3 {
+                    let i = (rnd() as usize) % l.len();
+                    l[i] = rnd() as u8;
+                }
+                for r in &recs {
+                    r.recognise(&l);
+                }
+            }
+        }
+    }
+}
