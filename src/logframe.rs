@@ -378,6 +378,7 @@ mod tests {
             "2026-11-24T10:11:12+0000 pbx asterisk[99]: NOTICE[1234]: chan_sip.c:1 in f: MSG x",
             "2026-11-24T11:11:12+01:00 pbx asterisk[99]: NOTICE[1234]: chan_sip.c:1 in f: MSG x",
             "2026-11-24T10:11:12.123456Z pbx asterisk: NOTICE[1234]: manager.c:3753 in authenticate: MSG x",
+            "Nov 24 10:11:12.123456 pbx asterisk[99]: NOTICE[1234]: chan_sip.c:1 in f: MSG x",
         ] {
             assert_eq!(frame(line), (Some(T), "MSG x".into()), "{line}");
         }
