@@ -240,6 +240,11 @@ impl Recogniser {
         self.prefilter.find(haystack).map(|m| m.start())
     }
 
+    /// True when `line` starts with an Asterisk or syslog frame astpatch knows.
+    pub fn has_frame(&self, line: &[u8]) -> bool {
+        logframe::parse(line, &self.tc).is_some()
+    }
+
     /// Classify one line (without its newline; a trailing `\r` is ignored).
     pub fn recognise(&self, line: &[u8]) -> Recognition {
         if !self.may_match(line) {
