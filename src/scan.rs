@@ -324,6 +324,51 @@ mod tests {
         )
     }
 
+    /// A reader that fails after handing out `ok` bytes, like a file on a vanished NFS mount.
+    struct Vanishing {
+        data: Vec<u8>,
+        pos: usize,
+        ok: usize,
+    }
+
+    impl Read for Vanishing {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.pos >= self.ok {
+                return Err(std::io::Error::other("stale file handle"));
+            }
+            let n = buf.len().min(self.ok - self.pos).min(7);
+            buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_read_error_keeps_what_was_read_and_says_where() {
+        let log = reg(0, 1, "203.0.113.7") + &reg(0, 2, "203.0.113.7") + &reg(0, 3, "203.0.113.7");
+        let ok = log.len() - 10;
+        let settings = Settings::default();
+        let rec = Recogniser::with_time_context(RecogniseOptions::default(), TimeContext::utc(0));
+        let mut s = Scanner::new(&rec, &settings);
+        s.read(
+            Vanishing {
+                data: log.into_bytes(),
+                pos: 0,
+                ok,
+            },
+            "m",
+        );
+        let r = s.finish();
+        assert_eq!(r.lines, 2);
+        assert_eq!(r.addresses[0].failures, 2);
+        assert_eq!(r.warnings.len(), 1);
+        assert!(
+            r.warnings[0].starts_with("m: read error after line 2: stale file handle"),
+            "{:?}",
+            r.warnings
+        );
+    }
+
     #[test]
     fn would_ban_follows_maxretry_findtime_and_ignoreip() {
         let mut log = String::new();
