@@ -188,3 +188,21 @@ fn unreadable_arguments_exit_2_before_scanning() {
     let out = scan(&["--config", missing.to_str().unwrap(), SAMPLE], None);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_10_mb_final_line_without_newline_is_skipped_with_its_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("messages");
+    let mut data = sample_bytes();
+    data.extend(std::iter::repeat_n(b'B', 10 << 20));
+    std::fs::write(&p, &data).unwrap();
+    let out = scan(&["--config", SETTINGS, "--json", p.to_str().unwrap()], None);
+    let v = json(&out);
+    assert_eq!(v["lines"], 20);
+    assert_eq!(v["matched"], 16);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("messages:20: line of 10485760 bytes skipped"),
+        "{err}"
+    );
+}
