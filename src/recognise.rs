@@ -9,9 +9,10 @@
 //! * at the **end** (`… failed for 'ADDR' - Wrong password`, `… (from ADDR)`, patched chan_sip's
 //!   `… (ADDR)`): nothing attacker-written comes after it;
 //! * **between** attacker fields (`Call from '…' (ADDR) to extension '…'`, PJSIP's `… failed for
-//!   'ADDR' (callid: …)`, security events' `RemoteAddress=`): only when exactly one place in the
-//!   line fits the pattern. Asterisk always writes one, so a second can only be forged; such a
-//!   line is [`Recognition::Ambiguous`] and never blamed on anyone.
+//!   'ADDR' (callid: …)`, security events' `RemoteAddress=`): only when every place in the line
+//!   that fits the pattern names the same address. Asterisk always writes one, so a second,
+//!   different one can only be forged; such a line is [`Recognition::Ambiguous`] and never
+//!   blamed on anyone.
 //!
 //! A stock chan_sip `Failed to authenticate device FROM` line ends in the attacker's From
 //! header, so its tail is trusted only when the module is known to be patched
@@ -378,19 +379,17 @@ impl Recogniser {
         }
         let ctx = memmem::rfind(msg, b"' rejected because extension not found in context '")?;
         let head = &msg[..ctx];
-        let mut count = 0;
-        let mut addr = None;
+        let mut cands = Candidates::default();
         for i in self.call_candidate.find_iter(head) {
             let rest = &head[i + 3..];
             let Some(close) = memmem::find(rest, b") to extension '") else {
                 continue;
             };
             if let Some(a) = parse_addr(&rest[..close], Port::Optional) {
-                count += 1;
-                addr = Some(a);
+                cands.add(a);
             }
         }
-        Some(one_candidate(count, addr))
+        Some(cands.verdict())
     }
 
     /// `Request 'METHOD' from 'FROM' failed for 'ADDR' (callid: CALLID) - REASON[ after N tries
@@ -411,19 +410,17 @@ impl Recogniser {
             _ => return None,
         };
         let head = &msg[..dash];
-        let mut count = 0;
-        let mut addr = None;
+        let mut cands = Candidates::default();
         for i in self.pjsip_candidate.find_iter(head) {
             let rest = &head[i + 14..];
             let Some(close) = memmem::find(rest, b"' (callid: ") else {
                 continue;
             };
             if let Some(a) = parse_addr(&rest[..close], Port::Required) {
-                count += 1;
-                addr = Some(a);
+                cands.add(a);
             }
         }
-        Some((rule, one_candidate(count, addr)))
+        Some((rule, cands.verdict()))
     }
 
     /// `NAME",Field="…",…,RemoteAddress="IPV4/UDP/ADDR/PORT",…` in any field order. Values are
@@ -434,8 +431,7 @@ impl Recogniser {
         if !FAILURE_EVENTS.contains(&&rest[..q]) {
             return None;
         }
-        let mut count = 0;
-        let mut addr = None;
+        let mut cands = Candidates::default();
         for i in self.remote_address.find_iter(rest) {
             if i == 0 || rest[i - 1] != b',' {
                 continue;
@@ -445,11 +441,10 @@ impl Recogniser {
                 continue;
             };
             if let Some(a) = security_addr(&v[..end]) {
-                count += 1;
-                addr = Some(a);
+                cands.add(a);
             }
         }
-        Some(one_candidate(count, addr))
+        Some(cands.verdict())
     }
 }
 
@@ -459,11 +454,30 @@ enum Found {
     Ambiguous,
 }
 
-fn one_candidate(count: usize, addr: Option<IpAddr>) -> Found {
-    match (count, addr) {
-        (1, Some(a)) => Found::Addr(a),
-        (0, _) => Found::NoAddr,
-        _ => Found::Ambiguous,
+/// The addresses found where Asterisk's format puts one. Asterisk always writes the real one,
+/// so when every candidate is the same address it is the source; when they differ, one of them
+/// was forged and nobody can tell which.
+#[derive(Default)]
+struct Candidates {
+    first: Option<IpAddr>,
+    differ: bool,
+}
+
+impl Candidates {
+    fn add(&mut self, a: IpAddr) {
+        match self.first {
+            None => self.first = Some(a),
+            Some(f) if f != a => self.differ = true,
+            Some(_) => {}
+        }
+    }
+
+    fn verdict(&self) -> Found {
+        match (self.first, self.differ) {
+            (None, _) => Found::NoAddr,
+            (Some(_), true) => Found::Ambiguous,
+            (Some(a), false) => Found::Addr(a),
+        }
     }
 }
 
