@@ -371,9 +371,15 @@ impl Recogniser {
     }
 
     /// `Call from 'USER' (ADDR) to extension 'EXTEN' rejected because extension not found in
-    /// context 'CTX'.` — USER and EXTEN are both attacker-written. Releases before 1.6.2 wrote no
-    /// address (`… rejected because extension not found.`).
+    /// context 'CTX'.` (1.8.5+) — USER and EXTEN are both attacker-written.
+    ///
+    /// Earlier releases wrote no address: `Call from 'USER' to extension 'EXTEN' rejected
+    /// because extension not found[ in context 'CTX'].` (1.4 without, 1.6.0 - 1.8.4 with the
+    /// context). There a forged `' (ADDR) to extension '` in USER or EXTEN would be the only
+    /// candidate, so the line itself must prove it is the newer form: Asterisk's old format always
+    /// contains `' to extension '`, its new one never does. A line containing it is never trusted.
     fn call_from(&self, msg: &[u8]) -> Option<Found> {
+        let old_form = memmem::find(msg, b"' to extension '").is_some();
         if msg.ends_with(b"' rejected because extension not found.") {
             return Some(Found::NoAddr);
         }
@@ -389,7 +395,10 @@ impl Recogniser {
                 cands.add(a);
             }
         }
-        Some(cands.verdict())
+        Some(match cands.verdict() {
+            Found::Addr(_) if old_form => Found::Ambiguous,
+            f => f,
+        })
     }
 
     /// `Request 'METHOD' from 'FROM' failed for 'ADDR' (callid: CALLID) - REASON[ after N tries
