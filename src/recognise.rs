@@ -175,16 +175,14 @@ const PREFILTER: &[&str] = &[
     "SecurityEvent=\"",
 ];
 
-/// Security events that mean a failed or refused login attempt.
+/// Security events that mean a failed or refused login attempt (not InvalidTransport,
+/// RequestNotAllowed or UnexpectedAddress: those are what misconfigured phones and NAT produce).
 const FAILURE_EVENTS: &[&[u8]] = &[
     b"InvalidPassword",
     b"ChallengeResponseFailed",
     b"InvalidAccountID",
     b"FailedACL",
     b"AuthMethodNotAllowed",
-    b"InvalidTransport",
-    b"RequestNotAllowed",
-    b"UnexpectedAddress",
 ];
 
 pub struct Recogniser {
@@ -391,9 +389,7 @@ impl Recogniser {
             let Some(close) = memmem::find(rest, b") to extension '") else {
                 continue;
             };
-            if let Some(a) = parse_addr(&rest[..close], Port::Optional) {
-                cands.add(a);
-            }
+            cands.add(parse_addr(&rest[..close], Port::Optional));
         }
         Some(match cands.verdict() {
             Found::Addr(_) if old_form => Found::Ambiguous,
@@ -425,9 +421,7 @@ impl Recogniser {
             let Some(close) = memmem::find(rest, b"' (callid: ") else {
                 continue;
             };
-            if let Some(a) = parse_addr(&rest[..close], Port::Required) {
-                cands.add(a);
-            }
+            cands.add(parse_addr(&rest[..close], Port::Required));
         }
         Some((rule, cands.verdict()))
     }
@@ -449,9 +443,7 @@ impl Recogniser {
             let Some(end) = memchr::memchr(b'"', v) else {
                 continue;
             };
-            if let Some(a) = security_addr(&v[..end]) {
-                cands.add(a);
-            }
+            cands.add(security_addr(&v[..end]));
         }
         Some(cands.verdict())
     }
@@ -463,28 +455,29 @@ enum Found {
     Ambiguous,
 }
 
-/// The addresses found where Asterisk's format puts one. Asterisk always writes the real one,
-/// so when every candidate is the same address it is the source; when they differ, one of them
-/// was forged and nobody can tell which.
+/// The places where Asterisk's format puts the address, and what each holds. Asterisk always
+/// writes the real one, so when every place holds the same address it is the source. When they
+/// differ, or one holds something that is not an address (Asterisk's own could be, e.g. a
+/// `(null)` for a missing field, leaving a forged one alone), nobody can tell which is real.
 #[derive(Default)]
 struct Candidates {
     first: Option<IpAddr>,
-    differ: bool,
+    doubt: bool,
 }
 
 impl Candidates {
-    fn add(&mut self, a: IpAddr) {
-        match self.first {
-            None => self.first = Some(a),
-            Some(f) if f != a => self.differ = true,
-            Some(_) => {}
+    fn add(&mut self, a: Option<IpAddr>) {
+        match (a, self.first) {
+            (None, _) => self.doubt = true,
+            (Some(a), None) => self.first = Some(a),
+            (Some(a), Some(f)) => self.doubt |= a != f,
         }
     }
 
     fn verdict(&self) -> Found {
-        match (self.first, self.differ) {
-            (None, _) => Found::NoAddr,
-            (Some(_), true) => Found::Ambiguous,
+        match (self.first, self.doubt) {
+            (None, false) => Found::NoAddr,
+            (None, true) | (Some(_), true) => Found::Ambiguous,
             (Some(a), false) => Found::Addr(a),
         }
     }
