@@ -14,7 +14,8 @@
 //! message starts at a position no attacker can move. Times without a year are placed in the
 //! year of the reading clock (or the year before, when that would put them more than a day in
 //! the future, as happens when January reads December's log); times without a zone are local
-//! time at the offset the caller supplies (the host's, or UTC when TZ says so).
+//! time in the host zone (`TZ`, else /etc/localtime, else UTC) at the offset in force on that
+//! date, so a log spanning a daylight-saving change reads right. Tests pin both.
 use memchr::memchr;
 
 /// Where the message starts and when the line was written.
@@ -35,23 +36,57 @@ pub struct TimeContext {
     pub now: i64,
     /// Seconds east of UTC for dates without a zone.
     pub utc_offset: i64,
+    /// Ask the host zone for the offset in force at each date instead (daylight saving time
+    /// changes between a log's lines); `utc_offset` is then only the first guess.
+    pub local_zone: bool,
 }
 
 impl TimeContext {
     /// The host clock and zone (`TZ`, else /etc/localtime; UTC when neither says otherwise).
     pub fn system() -> Self {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = now();
         TimeContext {
             now,
             utc_offset: local_offset(now),
+            local_zone: true,
         }
     }
 
     pub fn utc(now: i64) -> Self {
-        TimeContext { now, utc_offset: 0 }
+        TimeContext {
+            now,
+            utc_offset: 0,
+            local_zone: false,
+        }
     }
+
+    /// Seconds east of UTC for a zoneless local date (`local` = its civil time read as UTC).
+    fn offset_at(&self, local: i64) -> i64 {
+        if !self.local_zone {
+            return self.utc_offset;
+        }
+        thread_local! {
+            // The last local hour asked about and its offset: log lines come in time order.
+            static CACHE: std::cell::Cell<(i64, i64)> = const { std::cell::Cell::new((i64::MIN, 0)) };
+        }
+        let hour = local.div_euclid(3600);
+        CACHE.with(|c| {
+            let (h, off) = c.get();
+            if h == hour {
+                return off;
+            }
+            let off = local_offset(local - self.utc_offset);
+            c.set((hour, off));
+            off
+        })
+    }
+}
+
+/// Unix seconds now, from the system clock.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn local_offset(now: i64) -> i64 {
@@ -212,9 +247,11 @@ pub fn parse_date(s: &[u8], tc: &TimeContext) -> Option<(i64, usize)> {
         let used = 7 + used + fraction(&s[7 + used..]);
         let local_now = tc.now + tc.utc_offset;
         let year = civil_from_days(local_now.div_euclid(86_400)).0;
-        let mut t = to_unix(year, month, day, secs)? - tc.utc_offset;
+        let local = to_unix(year, month, day, secs)?;
+        let mut t = local - tc.offset_at(local);
         if t > tc.now + 86_400 {
-            t = to_unix(year - 1, month, day, secs)? - tc.utc_offset;
+            let local = to_unix(year - 1, month, day, secs)?;
+            t = local - tc.offset_at(local);
         }
         return Some((t, used));
     }
@@ -225,14 +262,16 @@ pub fn parse_date(s: &[u8], tc: &TimeContext) -> Option<(i64, usize)> {
         let (secs, used) = hms(&s[11..])?;
         let mut used = 11 + used;
         used += fraction(&s[used..]);
-        let mut offset = tc.utc_offset;
+        let local = to_unix(year, month, day, secs)?;
+        let mut offset = None;
         if s[10] == b'T' {
             if let Some((off, n)) = zone(&s[used..]) {
-                offset = off;
+                offset = Some(off);
                 used += n;
             }
         }
-        return Some((to_unix(year, month, day, secs)? - offset, used));
+        let offset = offset.unwrap_or_else(|| tc.offset_at(local));
+        return Some((local - offset, used));
     }
     None
 }
@@ -401,6 +440,7 @@ mod tests {
         let tc = TimeContext {
             now: NOW,
             utc_offset: 3600,
+            local_zone: false,
         };
         let f = parse(b"[2026-11-24 11:11:12] NOTICE[1] chan_sip.c: m", &tc).unwrap();
         assert_eq!(f.time, Some(T));

@@ -188,6 +188,8 @@ const FAILURE_EVENTS: &[&[u8]] = &[
 pub struct Recogniser {
     opts: RecogniseOptions,
     tc: TimeContext,
+    /// Read "now" from the system clock at each line (a watcher runs across New Year).
+    live: bool,
     prefilter: AhoCorasick,
     pjsip_candidate: memmem::Finder<'static>,
     remote_address: memmem::Finder<'static>,
@@ -198,9 +200,13 @@ pub struct Recogniser {
 }
 
 impl Recogniser {
-    /// A recogniser reading yearless and zoneless dates against the host clock and zone.
+    /// A recogniser reading yearless and zoneless dates against the host clock (read afresh
+    /// for each failure line) and zone.
     pub fn new(opts: RecogniseOptions) -> Self {
-        Recogniser::with_time_context(opts, TimeContext::system())
+        Recogniser {
+            live: true,
+            ..Recogniser::with_time_context(opts, TimeContext::system())
+        }
     }
 
     /// As [`Recogniser::new`], with an explicit "now" and zone (tests, replays).
@@ -212,6 +218,7 @@ impl Recogniser {
         Recogniser {
             opts,
             tc,
+            live: false,
             prefilter,
             pjsip_candidate: memmem::Finder::new(b"' failed for '"),
             remote_address: memmem::Finder::new(b"RemoteAddress=\""),
@@ -255,7 +262,15 @@ impl Recogniser {
     /// [`Recogniser::recognise`] for a line that already passed [`Recogniser::may_match`].
     pub fn recognise_candidate(&self, line: &[u8]) -> Recognition {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(frame) = logframe::parse(line, &self.tc) else {
+        let tc = if self.live {
+            TimeContext {
+                now: logframe::now(),
+                ..self.tc
+            }
+        } else {
+            self.tc
+        };
+        let Some(frame) = logframe::parse(line, &tc) else {
             return Recognition::NotFailure;
         };
         let msg = &line[frame.msg_start..];

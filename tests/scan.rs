@@ -206,3 +206,29 @@ fn a_10_mb_final_line_without_newline_is_skipped_with_its_number() {
         "{err}"
     );
 }
+
+#[test]
+fn zoneless_dates_use_the_offset_in_force_at_each_date() {
+    if !Path::new("/usr/share/zoneinfo/Europe/Berlin").exists() {
+        eprintln!("SKIP zoneless_dates_use_the_offset_in_force_at_each_date: no tzdata");
+        return;
+    }
+    let log = "[2026-07-01 12:00:00] NOTICE[1] chan_sip.c: Registration from '<sip:1@h>' failed for '203.0.113.7' - Wrong password\n\
+               [2026-11-24 11:11:12] NOTICE[1] chan_sip.c: Registration from '<sip:1@h>' failed for '203.0.113.7' - Wrong password\n";
+    let out = Command::new(common::bin())
+        .args(["scan", "--json", "--config", SETTINGS, "-"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("TZ", "Europe/Berlin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(log.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let v = json(&out);
+    // 12:00 CEST (+2) and 11:11:12 CET (+1).
+    assert_eq!(v["window"]["first"], 1_782_900_000);
+    assert_eq!(v["window"]["last"], 1_795_515_072);
+}
