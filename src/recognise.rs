@@ -400,6 +400,9 @@ impl Recogniser {
         let head = &msg[..ctx];
         let mut cands = Candidates::default();
         for i in self.call_candidate.find_iter(head) {
+            if cands.full() {
+                break;
+            }
             let rest = &head[i + 3..];
             let Some(close) = memmem::find(rest, b") to extension '") else {
                 continue;
@@ -432,6 +435,9 @@ impl Recogniser {
         let head = &msg[..dash];
         let mut cands = Candidates::default();
         for i in self.pjsip_candidate.find_iter(head) {
+            if cands.full() {
+                break;
+            }
             let rest = &head[i + 14..];
             let Some(close) = memmem::find(rest, b"' (callid: ") else {
                 continue;
@@ -451,6 +457,9 @@ impl Recogniser {
         }
         let mut cands = Candidates::default();
         for i in self.remote_address.find_iter(rest) {
+            if cands.full() {
+                break;
+            }
             if i == 0 || rest[i - 1] != b',' {
                 continue;
             }
@@ -478,9 +487,24 @@ enum Found {
 struct Candidates {
     first: Option<IpAddr>,
     doubt: bool,
+    seen: u32,
 }
 
+/// More places than this in one line is no Asterisk line but a flood of forgeries; stopping
+/// there keeps a hostile line from costing quadratic time.
+const MAX_CANDIDATES: u32 = 16;
+
 impl Candidates {
+    /// True once enough places were looked at; the verdict is then ambiguous.
+    fn full(&mut self) -> bool {
+        self.seen += 1;
+        if self.seen > MAX_CANDIDATES {
+            self.doubt = true;
+            return true;
+        }
+        false
+    }
+
     fn add(&mut self, a: Option<IpAddr>) {
         match (a, self.first) {
             (None, _) => self.doubt = true,
@@ -996,6 +1020,36 @@ mod tests {
         // No frame: the message could start anywhere, so the line is not trusted.
         let l = "junk Registration from '<sip:1@h>' failed for '203.0.113.7:5060' - Wrong password";
         assert_eq!(r.recognise(l.as_bytes()), Recognition::NotFailure);
+    }
+
+    #[test]
+    fn a_flood_of_places_is_ambiguous_and_fast() {
+        let r = rec(false);
+        let user = "' (".repeat(100_000);
+        let l = line(&format!(
+            "Call from '{user}' (203.0.113.7:5060) to extension '1' rejected because extension not found in context 'public'."
+        ));
+        let t = std::time::Instant::now();
+        assert_eq!(
+            r.recognise(l.as_bytes()),
+            Recognition::Ambiguous {
+                rule: Rule::ChanSipNoExtension,
+                time: Some(T)
+            }
+        );
+        let from = "' failed for '".repeat(50_000);
+        let l = format!(
+            "[2026-11-24 10:11:12] NOTICE[42] res_pjsip/pjsip_distributor.c: Request 'INVITE' from '{from}' failed for '203.0.113.7:5060' (callid: a) - No matching endpoint found"
+        );
+        assert!(matches!(
+            r.recognise(l.as_bytes()),
+            Recognition::Ambiguous { .. }
+        ));
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            t.elapsed()
+        );
     }
 
     #[test]
