@@ -173,6 +173,14 @@ pub fn render_text(r: &ScanReport, style: Style) -> String {
             plural(chan_sip_blind, "chan_sip line")
         );
     }
+    if r.ambiguous > 0 {
+        let _ = writeln!(
+            o,
+            "note: {} named a second, different address inside sender-written text (a forgery \
+             attempt, or a flood): such lines are never blamed on anyone.",
+            plural(r.ambiguous, "failure line")
+        );
+    }
     o
 }
 
