@@ -31,13 +31,31 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Tell which Asterisk a source tree is and what its chan_sip.c holds.
+    ///
+    /// Reads the version from .version (release tarballs and tags) or `git describe` (a git
+    /// clone), looks up the series and the chan_sip shape it should have, then confirms the
+    /// shape from chan_sip.c itself — the content wins where they disagree — and lists every
+    /// inbound failed-auth log site with its line and whether it already carries the address.
+    /// Exit 0 when a patch fits (or the file is patched), 1 when none does.
+    #[command(
+        after_help = "Examples:\n  astpatch detect /usr/src/asterisk-11.23.1\n  astpatch detect --json ~/src/asterisk | jq .sites"
+    )]
+    Detect {
+        /// Top of the Asterisk source tree (holds .version and channels/chan_sip.c).
+        #[arg(value_name = "SRC")]
+        src: PathBuf,
+        /// Print a JSON report instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Patch chan_sip.c so every inbound failed-auth line ends with the real source address.
     ///
     /// Finds each "Failed to authenticate" and "Sending fake auth rejection" statement by its
     /// content, rewrites all of them or none, keeps the original as chan_sip.c.astpatch-orig,
     /// and does nothing on a second run. Outbound lines ("... on INVITE to ...") are untouched.
     #[command(
-        after_help = "Examples:\n  astpatch apply --dry-run /usr/src/asterisk-11.23.1 > astpatch.diff\n  astpatch apply /usr/src/asterisk-11.23.1"
+        after_help = "Examples:\n  astpatch apply --dry-run /usr/src/asterisk-11.23.1 > astpatch.diff\n  astpatch apply /usr/src/asterisk-11.23.1\n  astpatch apply --rebuild --install /usr/src/asterisk-11.23.1\n  astpatch apply --rebuild --install --reload --moddir /usr/lib64/asterisk/modules /usr/src/asterisk-11.23.1"
     )]
     Apply {
         /// Top of the Asterisk source tree (holds .version and channels/chan_sip.c).
@@ -49,11 +67,16 @@ pub enum Command {
         /// Print a JSON report instead of text.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        build: crate::cmd_build::ApplyBuildArgs,
     },
     /// Undo `astpatch apply`: restore the original chan_sip.c byte for byte.
     ///
     /// If the file was edited after apply, only astpatch's own statements are put back, and
     /// only when each is still exactly as astpatch wrote it; otherwise nothing is changed.
+    #[command(
+        after_help = "Examples:\n  astpatch revert /usr/src/asterisk-11.23.1\n  astpatch revert --install /usr/src/asterisk-11.23.1"
+    )]
     Revert {
         /// Top of the Asterisk source tree.
         #[arg(value_name = "SRC")]
@@ -61,6 +84,8 @@ pub enum Command {
         /// Print a JSON report instead of text.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        install: crate::cmd_build::RevertInstallArgs,
     },
     /// Count failed logins in Asterisk logs: per rule, per address, and whom the watcher would ban.
     ///
@@ -250,10 +275,16 @@ fn report(e: &Error, style: Style) {
 
 fn run(cli: Cli, style: Style) -> Result<u8, Error> {
     match cli.command {
-        Command::Apply { src, dry_run, json } => {
-            crate::cmd_apply::run_apply(&src, dry_run, json, style)
+        Command::Detect { src, json } => crate::cmd_detect::run(&src, json, style),
+        Command::Apply {
+            src,
+            dry_run,
+            json,
+            build,
+        } => crate::cmd_apply::run_apply(&src, dry_run, json, &build, style),
+        Command::Revert { src, json, install } => {
+            crate::cmd_apply::run_revert(&src, json, &install, style)
         }
-        Command::Revert { src, json } => crate::cmd_apply::run_revert(&src, json, style),
         Command::Scan {
             files,
             config,

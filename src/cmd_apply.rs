@@ -2,21 +2,49 @@
 use std::path::Path;
 
 use crate::apply::{self, ApplyReport};
+use crate::cmd_build::{self, ApplyBuildArgs, BuildOutcome, RevertInstallArgs};
 use crate::error::Result;
 use crate::exit_codes;
 use crate::output::{Style, print_json};
 use crate::revert::{self, RevertOutcome};
 
-pub fn run_apply(src: &Path, dry_run: bool, json: bool, style: Style) -> Result<u8> {
+pub fn run_apply(
+    src: &Path,
+    dry_run: bool,
+    json: bool,
+    build: &ApplyBuildArgs,
+    style: Style,
+) -> Result<u8> {
+    if dry_run {
+        cmd_build::refuse_with_dry_run(build)?;
+    }
     let report = apply::apply(src, dry_run)?;
-    if json {
-        print_json(&report);
-    } else if dry_run {
+    if !json && dry_run {
         print_dry_run(&report, style);
-    } else {
+    } else if !json {
         print_applied(&report, style);
     }
+    let built = if build.any() {
+        cmd_build::after_apply(src, build, json, style)?
+    } else {
+        BuildOutcome::default()
+    };
+    if json {
+        print_json(&Combined {
+            apply: &report,
+            build: built,
+        });
+    }
     Ok(exit_codes::SUCCESS)
+}
+
+/// `--json` output: the apply report, plus the rebuild/install parts when asked for.
+#[derive(serde::Serialize)]
+struct Combined<'a, T: serde::Serialize> {
+    #[serde(flatten)]
+    apply: &'a T,
+    #[serde(flatten)]
+    build: BuildOutcome,
 }
 
 fn total(r: &ApplyReport) -> usize {
@@ -77,12 +105,40 @@ fn print_applied(r: &ApplyReport, style: Style) {
     }
 }
 
-pub fn run_revert(src: &Path, json: bool, style: Style) -> Result<u8> {
-    let report = revert::revert(src)?;
-    if json {
-        print_json(&report);
-        return Ok(exit_codes::SUCCESS);
+pub fn run_revert(src: &Path, json: bool, install: &RevertInstallArgs, style: Style) -> Result<u8> {
+    let report = match revert::revert(src) {
+        // The source may have been reverted by hand; the module can still go back.
+        Err(e @ crate::error::Error::NothingToDo { .. }) if install.install => {
+            if !json {
+                println!("note: {e}");
+            }
+            None
+        }
+        r => Some(r?),
+    };
+    if let Some(report) = &report {
+        if !json {
+            print_reverted(report, style);
+        }
     }
+    let restored = cmd_build::after_revert(src, install, json, style)?;
+    if json {
+        #[derive(serde::Serialize)]
+        struct Combined<'a> {
+            #[serde(flatten, skip_serializing_if = "Option::is_none")]
+            source: Option<&'a revert::RevertReport>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            module: Option<crate::install::RestoreReport>,
+        }
+        print_json(&Combined {
+            source: report.as_ref(),
+            module: restored,
+        });
+    }
+    Ok(exit_codes::SUCCESS)
+}
+
+fn print_reverted(report: &revert::RevertReport, style: Style) {
     let what = match report.outcome {
         RevertOutcome::Restored => "restored the original byte for byte".to_owned(),
         RevertOutcome::RevertedSitesOnly => format!(
@@ -94,5 +150,4 @@ pub fn run_revert(src: &Path, json: bool, style: Style) -> Result<u8> {
         }
     };
     println!("{} {}: {what}", style.ok("ok:"), report.file.display());
-    Ok(exit_codes::SUCCESS)
 }

@@ -53,10 +53,10 @@ pub fn render_text(r: &ScanReport, style: Style) -> String {
     };
     let _ = writeln!(
         o,
-        "{} {files}: {} lines, {} failure lines",
+        "{} {files}: {}, {}",
         style.bold("scanned"),
-        r.lines,
-        r.matched
+        plural(r.lines, "line"),
+        plural(r.matched, "failure line")
     );
     if r.matched > 0 {
         let _ = writeln!(
@@ -167,10 +167,27 @@ pub fn render_text(r: &ScanReport, style: Style) -> String {
     if chan_sip_blind > 0 {
         let _ = writeln!(
             o,
-            "note: {chan_sip_blind} chan_sip lines name no trustworthy address: on a stock module \
+            "note: {} name no trustworthy address: on a stock module \
              their end is the attacker's From header. Patch the module (astpatch apply), then set \
-             patched = true."
+             patched = true.",
+            plural(chan_sip_blind, "chan_sip line")
+        );
+    }
+    if r.ambiguous > 0 {
+        let _ = writeln!(
+            o,
+            "note: {} named a second, different address inside sender-written text (a forgery \
+             attempt, or a flood): such lines are never blamed on anyone.",
+            plural(r.ambiguous, "failure line")
         );
     }
     o
+}
+
+fn plural(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }

@@ -14,13 +14,17 @@
 //! message starts at a position no attacker can move. Times without a year are placed in the
 //! year of the reading clock (or the year before, when that would put them more than a day in
 //! the future, as happens when January reads December's log); times without a zone are local
-//! time at the offset the caller supplies (the host's, or UTC when TZ says so).
+//! time in the host zone (`TZ`, else /etc/localtime, else UTC) at the offset in force on that
+//! date, so a log spanning a daylight-saving change reads right. Tests pin both.
 use memchr::memchr;
 
 /// Where the message starts and when the line was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame {
     pub msg_start: usize,
+    /// Byte range of the source file Asterisk names in the frame (`chan_sip.c`,
+    /// `res_pjsip/pjsip_distributor.c`), when the frame names one.
+    pub file: Option<(usize, usize)>,
     /// Unix seconds, when the frame carries a date astpatch can read.
     pub time: Option<i64>,
 }
@@ -32,23 +36,57 @@ pub struct TimeContext {
     pub now: i64,
     /// Seconds east of UTC for dates without a zone.
     pub utc_offset: i64,
+    /// Ask the host zone for the offset in force at each date instead (daylight saving time
+    /// changes between a log's lines); `utc_offset` is then only the first guess.
+    pub local_zone: bool,
 }
 
 impl TimeContext {
     /// The host clock and zone (`TZ`, else /etc/localtime; UTC when neither says otherwise).
     pub fn system() -> Self {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = now();
         TimeContext {
             now,
             utc_offset: local_offset(now),
+            local_zone: true,
         }
     }
 
     pub fn utc(now: i64) -> Self {
-        TimeContext { now, utc_offset: 0 }
+        TimeContext {
+            now,
+            utc_offset: 0,
+            local_zone: false,
+        }
     }
+
+    /// Seconds east of UTC for a zoneless local date (`local` = its civil time read as UTC).
+    fn offset_at(&self, local: i64) -> i64 {
+        if !self.local_zone {
+            return self.utc_offset;
+        }
+        thread_local! {
+            // The last local hour asked about and its offset: log lines come in time order.
+            static CACHE: std::cell::Cell<(i64, i64)> = const { std::cell::Cell::new((i64::MIN, 0)) };
+        }
+        let hour = local.div_euclid(3600);
+        CACHE.with(|c| {
+            let (h, off) = c.get();
+            if h == hour {
+                return off;
+            }
+            let off = local_offset(local - self.utc_offset);
+            c.set((hour, off));
+            off
+        })
+    }
+}
+
+/// Unix seconds now, from the system clock.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn local_offset(now: i64) -> i64 {
@@ -90,23 +128,33 @@ pub fn parse(line: &[u8], tc: &TimeContext) -> Option<Frame> {
         }
     }
     pos = level_at(line, pos)?;
-    let msg_start = match line.get(pos) {
+    let (msg_start, file) = match line.get(pos) {
         // File channel: " FILE: MSG".
         Some(b' ') => {
             let file_end = skip_token(line, pos + 1)?;
             if line[file_end - 1] != b':' {
                 return None;
             }
-            skip_byte(line, file_end, b' ')?
+            (
+                skip_byte(line, file_end, b' ')?,
+                Some((pos + 1, file_end - 1)),
+            )
         }
         // Console, plain or syslog: ": [FILE:LINE [in ]FUNC: ]MSG".
         Some(b':') => {
             let pos = skip_byte(line, pos + 1, b' ')?;
-            source_location(line, pos).unwrap_or(pos)
+            match source_location(line, pos) {
+                Some((msg, file_end)) => (msg, Some((pos, file_end))),
+                None => (pos, None),
+            }
         }
         _ => return None,
     };
-    Some(Frame { msg_start, time })
+    Some(Frame {
+        msg_start,
+        file,
+        time,
+    })
 }
 
 fn skip_byte(line: &[u8], pos: usize, b: u8) -> Option<usize> {
@@ -150,8 +198,9 @@ fn level_at(line: &[u8], pos: usize) -> Option<usize> {
     Some(end)
 }
 
-/// `chan_sip.c:15459 handle_request_invite: ` or `chan_sip.c:15459 in handle_request_invite: `.
-fn source_location(line: &[u8], pos: usize) -> Option<usize> {
+/// `chan_sip.c:15459 handle_request_invite: ` or `chan_sip.c:15459 in handle_request_invite: `;
+/// returns where the message starts and where the file name ends.
+fn source_location(line: &[u8], pos: usize) -> Option<(usize, usize)> {
     let file_end = skip_token(line, pos)?;
     let tok = &line[pos..file_end];
     let colon = memchr::memrchr(b':', tok)?;
@@ -168,7 +217,7 @@ fn source_location(line: &[u8], pos: usize) -> Option<usize> {
     }
     let func_end = skip_token(line, p)?;
     (line[func_end - 1] == b':').then_some(())?;
-    skip_byte(line, func_end, b' ')
+    Some((skip_byte(line, func_end, b' ')?, pos + colon))
 }
 
 const MONTHS: [&[u8; 3]; 12] = [
@@ -198,9 +247,11 @@ pub fn parse_date(s: &[u8], tc: &TimeContext) -> Option<(i64, usize)> {
         let used = 7 + used + fraction(&s[7 + used..]);
         let local_now = tc.now + tc.utc_offset;
         let year = civil_from_days(local_now.div_euclid(86_400)).0;
-        let mut t = to_unix(year, month, day, secs)? - tc.utc_offset;
+        let local = to_unix(year, month, day, secs)?;
+        let mut t = local - tc.offset_at(local);
         if t > tc.now + 86_400 {
-            t = to_unix(year - 1, month, day, secs)? - tc.utc_offset;
+            let local = to_unix(year - 1, month, day, secs)?;
+            t = local - tc.offset_at(local);
         }
         return Some((t, used));
     }
@@ -211,14 +262,16 @@ pub fn parse_date(s: &[u8], tc: &TimeContext) -> Option<(i64, usize)> {
         let (secs, used) = hms(&s[11..])?;
         let mut used = 11 + used;
         used += fraction(&s[used..]);
-        let mut offset = tc.utc_offset;
+        let local = to_unix(year, month, day, secs)?;
+        let mut offset = None;
         if s[10] == b'T' {
             if let Some((off, n)) = zone(&s[used..]) {
-                offset = off;
+                offset = Some(off);
                 used += n;
             }
         }
-        return Some((to_unix(year, month, day, secs)? - offset, used));
+        let offset = offset.unwrap_or_else(|| tc.offset_at(local));
+        return Some((local - offset, used));
     }
     None
 }
@@ -325,6 +378,9 @@ mod tests {
 
     fn frame(line: &str) -> (Option<i64>, String) {
         let f = parse(line.as_bytes(), &tc()).unwrap_or_else(|| panic!("no frame: {line}"));
+        if let Some((a, b)) = f.file {
+            assert!(line[a..b].ends_with(".c"), "{line}: file {}", &line[a..b]);
+        }
         (f.time, line[f.msg_start..].to_owned())
     }
 
@@ -361,6 +417,7 @@ mod tests {
             "2026-11-24T10:11:12+0000 pbx asterisk[99]: NOTICE[1234]: chan_sip.c:1 in f: MSG x",
             "2026-11-24T11:11:12+01:00 pbx asterisk[99]: NOTICE[1234]: chan_sip.c:1 in f: MSG x",
             "2026-11-24T10:11:12.123456Z pbx asterisk: NOTICE[1234]: manager.c:3753 in authenticate: MSG x",
+            "Nov 24 10:11:12.123456 pbx asterisk[99]: NOTICE[1234]: chan_sip.c:1 in f: MSG x",
         ] {
             assert_eq!(frame(line), (Some(T), "MSG x".into()), "{line}");
         }
@@ -383,6 +440,7 @@ mod tests {
         let tc = TimeContext {
             now: NOW,
             utc_offset: 3600,
+            local_zone: false,
         };
         let f = parse(b"[2026-11-24 11:11:12] NOTICE[1] chan_sip.c: m", &tc).unwrap();
         assert_eq!(f.time, Some(T));

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// Lines longer than this are skipped (Asterisk's own lines stay far below it).
+/// Lines up to this long are always delivered; a longer one is skipped once it outgrows the
+/// read buffer (Asterisk's own lines stay far below it).
 pub const DEFAULT_MAX_LINE: usize = 1 << 20;
 const CHUNK: usize = 1 << 20;
 
@@ -94,6 +95,21 @@ pub enum Item<'a> {
     Overlong { no: u64, len: u64 },
 }
 
+/// Many whole lines at once, for scanners that search a whole buffer rather than line by line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Block<'a> {
+    /// `lines` lines, numbered from `first_no`; `text` ends with `\n` unless `complete` is
+    /// false (the input's final line had no newline).
+    Lines {
+        first_no: u64,
+        lines: u64,
+        text: &'a [u8],
+        complete: bool,
+    },
+    /// Line `no` was longer than the limit and was skipped.
+    Overlong { no: u64, len: u64 },
+}
+
 /// Whole lines out of any reader, in bounded memory.
 pub struct LineReader<R> {
     inner: R,
@@ -161,6 +177,48 @@ impl<R: Read> LineReader<R> {
         }
     }
 
+    /// The next run of whole lines: everything up to the last newline in the buffer. The same
+    /// stream as [`LineReader::next_item`], in bigger pieces; do not mix the two on one reader.
+    pub fn next_block(&mut self) -> io::Result<Option<Block<'_>>> {
+        loop {
+            if let Some(last) = memchr::memrchr(b'\n', &self.buf[self.start..self.end]) {
+                let s = self.start;
+                self.start += last + 1;
+                let text = &self.buf[s..self.start];
+                let lines = count_newlines(text);
+                let first_no = self.line_no + 1;
+                self.line_no += lines;
+                return Ok(Some(Block::Lines {
+                    first_no,
+                    lines,
+                    text,
+                    complete: true,
+                }));
+            }
+            if self.eof {
+                if self.start < self.end {
+                    let s = self.start;
+                    self.start = self.end;
+                    self.line_no += 1;
+                    return Ok(Some(Block::Lines {
+                        first_no: self.line_no,
+                        lines: 1,
+                        text: &self.buf[s..self.end],
+                        complete: false,
+                    }));
+                }
+                return Ok(None);
+            }
+            if self.end - self.start > self.max_line {
+                return match self.skip_overlong()? {
+                    Item::Overlong { no, len } => Ok(Some(Block::Overlong { no, len })),
+                    Item::Line { .. } => unreachable!("skip_overlong yields Overlong"),
+                };
+            }
+            self.fill()?;
+        }
+    }
+
     /// Move the partial line to the front and read more after it.
     fn fill(&mut self) -> io::Result<()> {
         if self.start > 0 {
@@ -220,6 +278,32 @@ impl<R: Read> LineReader<R> {
     }
 }
 
+/// Newlines in `s`. Byte-wide lane counters that never overflow (at most 255 blocks between
+/// flushes) let the compiler turn the inner loop into SIMD compares and subtracts.
+pub fn count_newlines(s: &[u8]) -> u64 {
+    const LANES: usize = 32;
+    let mut total = 0u64;
+    let mut blocks = s.chunks_exact(LANES);
+    loop {
+        let mut lanes = [0u8; LANES];
+        let mut n = 0;
+        for block in blocks.by_ref() {
+            for (l, &b) in lanes.iter_mut().zip(block) {
+                *l += (b == b'\n') as u8;
+            }
+            n += 1;
+            if n == 255 {
+                break;
+            }
+        }
+        total += lanes.iter().map(|&l| l as u64).sum::<u64>();
+        if n < 255 {
+            break;
+        }
+    }
+    total + blocks.remainder().iter().filter(|&&b| b == b'\n').count() as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +337,63 @@ mod tests {
                 "5:last$"
             ]
         );
+    }
+
+    #[test]
+    fn newline_counting_matches_the_naive_count() {
+        let mut data = vec![];
+        for i in 0..100_000u32 {
+            data.push(if i % 7 == 0 || i % 251 == 0 {
+                b'\n'
+            } else {
+                b'a'
+            });
+        }
+        for len in [0, 1, 31, 32, 33, 8160, 8161, 100_000] {
+            let s = &data[..len];
+            let naive = s.iter().filter(|&&b| b == b'\n').count() as u64;
+            assert_eq!(count_newlines(s), naive, "{len}");
+        }
+        assert_eq!(count_newlines(&[b'\n'; 20_000]), 20_000);
+    }
+
+    #[test]
+    fn blocks_carry_the_same_lines_as_items() {
+        let mut data = Vec::new();
+        for i in 0..300_000 {
+            data.extend(format!("line {i}\n").bytes());
+        }
+        data.extend(std::iter::repeat_n(b'x', 3 << 20));
+        data.extend(b"\nafter\nlast");
+        let mut r = LineReader::with_max_line(&data[..], 2000);
+        let mut lines = vec![];
+        let mut overlong = vec![];
+        while let Some(b) = r.next_block().unwrap() {
+            match b {
+                Block::Lines {
+                    first_no,
+                    lines: n,
+                    text,
+                    complete,
+                } => {
+                    let split: Vec<&[u8]> = if complete {
+                        text[..text.len() - 1].split(|&c| c == b'\n').collect()
+                    } else {
+                        vec![text]
+                    };
+                    assert_eq!(split.len() as u64, n);
+                    for (k, l) in split.into_iter().enumerate() {
+                        lines.push((first_no + k as u64, String::from_utf8_lossy(l).into_owned()));
+                    }
+                }
+                Block::Overlong { no, len } => overlong.push((no, len)),
+            }
+        }
+        assert_eq!(lines.len(), 300_002);
+        assert_eq!(lines[299_999], (300_000, "line 299999".to_string()));
+        assert_eq!(overlong, vec![(300_001, 3 << 20)]);
+        assert_eq!(lines[300_000], (300_002, "after".to_string()));
+        assert_eq!(lines[300_001], (300_003, "last".to_string()));
     }
 
     #[test]

@@ -9,9 +9,10 @@
 //! * at the **end** (`… failed for 'ADDR' - Wrong password`, `… (from ADDR)`, patched chan_sip's
 //!   `… (ADDR)`): nothing attacker-written comes after it;
 //! * **between** attacker fields (`Call from '…' (ADDR) to extension '…'`, PJSIP's `… failed for
-//!   'ADDR' (callid: …)`, security events' `RemoteAddress=`): only when exactly one place in the
-//!   line fits the pattern. Asterisk always writes one, so a second can only be forged; such a
-//!   line is [`Recognition::Ambiguous`] and never blamed on anyone.
+//!   'ADDR' (callid: …)`, security events' `RemoteAddress=`): only when every place in the line
+//!   that fits the pattern names the same address. Asterisk always writes one, so a second,
+//!   different one can only be forged; such a line is [`Recognition::Ambiguous`] and never
+//!   blamed on anyone.
 //!
 //! A stock chan_sip `Failed to authenticate device FROM` line ends in the attacker's From
 //! header, so its tail is trusted only when the module is known to be patched
@@ -174,31 +175,38 @@ const PREFILTER: &[&str] = &[
     "SecurityEvent=\"",
 ];
 
-/// Security events that mean a failed or refused login attempt.
+/// Security events that mean a failed or refused login attempt (not InvalidTransport,
+/// RequestNotAllowed or UnexpectedAddress: those are what misconfigured phones and NAT produce).
 const FAILURE_EVENTS: &[&[u8]] = &[
     b"InvalidPassword",
     b"ChallengeResponseFailed",
     b"InvalidAccountID",
     b"FailedACL",
     b"AuthMethodNotAllowed",
-    b"InvalidTransport",
-    b"RequestNotAllowed",
-    b"UnexpectedAddress",
 ];
 
 pub struct Recogniser {
     opts: RecogniseOptions,
     tc: TimeContext,
+    /// Read "now" from the system clock at each line (a watcher runs across New Year).
+    live: bool,
     prefilter: AhoCorasick,
     pjsip_candidate: memmem::Finder<'static>,
     remote_address: memmem::Finder<'static>,
     call_candidate: memmem::Finder<'static>,
+    pjsip_reason: memmem::FinderRev<'static>,
+    register_reason: memmem::FinderRev<'static>,
+    register_addr: memmem::FinderRev<'static>,
 }
 
 impl Recogniser {
-    /// A recogniser reading yearless and zoneless dates against the host clock and zone.
+    /// A recogniser reading yearless and zoneless dates against the host clock (read afresh
+    /// for each failure line) and zone.
     pub fn new(opts: RecogniseOptions) -> Self {
-        Recogniser::with_time_context(opts, TimeContext::system())
+        Recogniser {
+            live: true,
+            ..Recogniser::with_time_context(opts, TimeContext::system())
+        }
     }
 
     /// As [`Recogniser::new`], with an explicit "now" and zone (tests, replays).
@@ -210,10 +218,14 @@ impl Recogniser {
         Recogniser {
             opts,
             tc,
+            live: false,
             prefilter,
             pjsip_candidate: memmem::Finder::new(b"' failed for '"),
             remote_address: memmem::Finder::new(b"RemoteAddress=\""),
             call_candidate: memmem::Finder::new(b"' ("),
+            pjsip_reason: memmem::FinderRev::new(b") - "),
+            register_reason: memmem::FinderRev::new(b"' - "),
+            register_addr: memmem::FinderRev::new(b"' failed for '"),
         }
     }
 
@@ -227,6 +239,18 @@ impl Recogniser {
         self.prefilter.is_match(line)
     }
 
+    /// Offset of the first prefilter hit in `haystack` (any number of lines): the line around
+    /// it may be a failure, and no line before it is.
+    #[inline]
+    pub fn find_candidate(&self, haystack: &[u8]) -> Option<usize> {
+        self.prefilter.find(haystack).map(|m| m.start())
+    }
+
+    /// True when `line` starts with an Asterisk or syslog frame astpatch knows.
+    pub fn has_frame(&self, line: &[u8]) -> bool {
+        logframe::parse(line, &self.tc).is_some()
+    }
+
     /// Classify one line (without its newline; a trailing `\r` is ignored).
     pub fn recognise(&self, line: &[u8]) -> Recognition {
         if !self.may_match(line) {
@@ -238,11 +262,26 @@ impl Recogniser {
     /// [`Recogniser::recognise`] for a line that already passed [`Recogniser::may_match`].
     pub fn recognise_candidate(&self, line: &[u8]) -> Recognition {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(frame) = logframe::parse(line, &self.tc) else {
+        let tc = if self.live {
+            TimeContext {
+                now: logframe::now(),
+                ..self.tc
+            }
+        } else {
+            self.tc
+        };
+        let Some(frame) = logframe::parse(line, &tc) else {
             return Recognition::NotFailure;
         };
         let msg = &line[frame.msg_start..];
         let time = frame.time;
+        // Where the frame names the source file, the message must come from the module that
+        // writes it: dialplan Log()/Verbose() put caller-chosen text at the message start.
+        let file = frame.file.map(|(a, b)| {
+            let f = &line[a..b];
+            memchr::memrchr(b'/', f).map_or(f, |s| &f[s + 1..])
+        });
+        let from = |module: &[u8]| file.is_none_or(|f| f == module);
         let found = |rule, found: Found| match found {
             Found::Addr(addr) => Recognition::Failure { rule, addr, time },
             Found::NoAddr => Recognition::NoAddress { rule, time },
@@ -252,53 +291,65 @@ impl Recogniser {
             msg,
             b"Failed to authenticate user ",
             b"Failed to authenticate device ",
-        ) {
+        )
+        .filter(|_| from(b"chan_sip.c"))
+        {
             return found(Rule::ChanSipAuth, self.chan_sip_tail(rest));
         }
         if let Some(rest) = strip_either(
             msg,
             b"Sending fake auth rejection for user ",
             b"Sending fake auth rejection for device ",
-        ) {
+        )
+        .filter(|_| from(b"chan_sip.c"))
+        {
             return found(Rule::ChanSipFakeAuth, self.chan_sip_tail(rest));
         }
-        if msg.starts_with(b"Registration from '") {
-            return match register_addr(msg) {
+        if msg.starts_with(b"Registration from '") && from(b"chan_sip.c") {
+            return match self.register_addr(msg) {
                 Some(a) => found(Rule::ChanSipRegister, Found::Addr(a)),
                 None => Recognition::NotFailure,
             };
         }
-        if msg.starts_with(b"Call from '") {
+        if msg.starts_with(b"Call from '") && from(b"chan_sip.c") {
             return match self.call_from(msg) {
                 Some(f) => found(Rule::ChanSipNoExtension, f),
                 None => Recognition::NotFailure,
             };
         }
-        if let Some(rest) = msg.strip_prefix(b"No registration for peer '") {
+        if let Some(rest) = msg
+            .strip_prefix(b"No registration for peer '")
+            .filter(|_| from(b"chan_iax2.c"))
+        {
             let f = tail_in(rest, b"' (from ", b")")
                 .and_then(|a| parse_addr(a, Port::Optional))
                 .map_or(Found::NoAddr, Found::Addr);
             return found(Rule::Iax2NoPeer, f);
         }
-        if let Some(rest) = msg.strip_prefix(b"Host ") {
+        if let Some(rest) = msg.strip_prefix(b"Host ").filter(|_| from(b"chan_iax2.c")) {
             return match iax2_host(rest) {
                 Some(f) => found(Rule::Iax2Auth, f),
                 None => Recognition::NotFailure,
             };
         }
-        if msg.starts_with(b"Request '") || msg.starts_with(b"Request from '") {
+        if (msg.starts_with(b"Request '") || msg.starts_with(b"Request from '"))
+            && from(b"pjsip_distributor.c")
+        {
             return match self.pjsip(msg) {
                 Some((rule, f)) => found(rule, f),
                 None => Recognition::NotFailure,
             };
         }
-        if let Some(rest) = msg.strip_prefix(b"SecurityEvent=\"") {
+        if let Some(rest) = msg
+            .strip_prefix(b"SecurityEvent=\"")
+            .filter(|_| from(b"res_security_log.c"))
+        {
             return match self.security_event(rest) {
                 Some(f) => found(Rule::SecurityEvent, f),
                 None => Recognition::NotFailure,
             };
         }
-        if let Some(a) = ami(msg) {
+        if let Some(a) = ami(msg).filter(|_| from(b"manager.c")) {
             return found(Rule::AmiAuth, Found::Addr(a));
         }
         Recognition::NotFailure
@@ -321,35 +372,54 @@ impl Recogniser {
             .map_or(Found::NoAddr, Found::Addr)
     }
 
+    /// `… failed for 'ADDR' - REASON`: REASON is one of chan_sip's fixed texts, none with a quote.
+    fn register_addr(&self, msg: &[u8]) -> Option<IpAddr> {
+        let sep = self.register_reason.rfind(msg)?;
+        if memchr::memchr(b'\'', &msg[sep + 4..]).is_some() {
+            return None;
+        }
+        let head = &msg[..sep];
+        let p = self.register_addr.rfind(head)?;
+        parse_addr(&head[p + 14..], Port::Optional)
+    }
+
     /// `Call from 'USER' (ADDR) to extension 'EXTEN' rejected because extension not found in
-    /// context 'CTX'.` — USER and EXTEN are both attacker-written. Releases before 1.6.2 wrote no
-    /// address (`… rejected because extension not found.`).
+    /// context 'CTX'.` (1.8.5+) — USER and EXTEN are both attacker-written.
+    ///
+    /// Earlier releases wrote no address: `Call from 'USER' to extension 'EXTEN' rejected
+    /// because extension not found[ in context 'CTX'].` (1.4 without, 1.6.0 - 1.8.4 with the
+    /// context). There a forged `' (ADDR) to extension '` in USER or EXTEN would be the only
+    /// candidate, so the line itself must prove it is the newer form: Asterisk's old format always
+    /// contains `' to extension '`, its new one never does. A line containing it is never trusted.
     fn call_from(&self, msg: &[u8]) -> Option<Found> {
+        let old_form = memmem::find(msg, b"' to extension '").is_some();
         if msg.ends_with(b"' rejected because extension not found.") {
             return Some(Found::NoAddr);
         }
         let ctx = memmem::rfind(msg, b"' rejected because extension not found in context '")?;
         let head = &msg[..ctx];
-        let mut count = 0;
-        let mut addr = None;
+        let mut cands = Candidates::default();
         for i in self.call_candidate.find_iter(head) {
+            if cands.full() {
+                break;
+            }
             let rest = &head[i + 3..];
             let Some(close) = memmem::find(rest, b") to extension '") else {
                 continue;
             };
-            if let Some(a) = parse_addr(&rest[..close], Port::Optional) {
-                count += 1;
-                addr = Some(a);
-            }
+            cands.add(parse_addr(&rest[..close], Port::Optional));
         }
-        Some(one_candidate(count, addr))
+        Some(match cands.verdict() {
+            Found::Addr(_) if old_form => Found::Ambiguous,
+            f => f,
+        })
     }
 
     /// `Request 'METHOD' from 'FROM' failed for 'ADDR' (callid: CALLID) - REASON[ after N tries
     /// in X ms]` (13.10+) or `Request from 'FROM' failed for 'ADDR:PORT' (callid: …) - …` (12,
     /// 13.0). METHOD, FROM and CALLID are attacker-written; REASON is Asterisk's.
     fn pjsip(&self, msg: &[u8]) -> Option<(Rule, Found)> {
-        let dash = memmem::rfind(msg, b") - ")?;
+        let dash = self.pjsip_reason.rfind(msg)?;
         let mut reason = &msg[dash + 4..];
         if let Some(p) = memmem::rfind(reason, b" after ") {
             if reason.ends_with(b" ms") && memmem::find(&reason[p..], b" tries in ").is_some() {
@@ -363,19 +433,18 @@ impl Recogniser {
             _ => return None,
         };
         let head = &msg[..dash];
-        let mut count = 0;
-        let mut addr = None;
+        let mut cands = Candidates::default();
         for i in self.pjsip_candidate.find_iter(head) {
+            if cands.full() {
+                break;
+            }
             let rest = &head[i + 14..];
             let Some(close) = memmem::find(rest, b"' (callid: ") else {
                 continue;
             };
-            if let Some(a) = parse_addr(&rest[..close], Port::Required) {
-                count += 1;
-                addr = Some(a);
-            }
+            cands.add(parse_addr(&rest[..close], Port::Required));
         }
-        Some((rule, one_candidate(count, addr)))
+        Some((rule, cands.verdict()))
     }
 
     /// `NAME",Field="…",…,RemoteAddress="IPV4/UDP/ADDR/PORT",…` in any field order. Values are
@@ -386,9 +455,11 @@ impl Recogniser {
         if !FAILURE_EVENTS.contains(&&rest[..q]) {
             return None;
         }
-        let mut count = 0;
-        let mut addr = None;
+        let mut cands = Candidates::default();
         for i in self.remote_address.find_iter(rest) {
+            if cands.full() {
+                break;
+            }
             if i == 0 || rest[i - 1] != b',' {
                 continue;
             }
@@ -396,12 +467,9 @@ impl Recogniser {
             let Some(end) = memchr::memchr(b'"', v) else {
                 continue;
             };
-            if let Some(a) = security_addr(&v[..end]) {
-                count += 1;
-                addr = Some(a);
-            }
+            cands.add(security_addr(&v[..end]));
         }
-        Some(one_candidate(count, addr))
+        Some(cands.verdict())
     }
 }
 
@@ -411,11 +479,46 @@ enum Found {
     Ambiguous,
 }
 
-fn one_candidate(count: usize, addr: Option<IpAddr>) -> Found {
-    match (count, addr) {
-        (1, Some(a)) => Found::Addr(a),
-        (0, _) => Found::NoAddr,
-        _ => Found::Ambiguous,
+/// The places where Asterisk's format puts the address, and what each holds. Asterisk always
+/// writes the real one, so when every place holds the same address it is the source. When they
+/// differ, or one holds something that is not an address (Asterisk's own could be, e.g. a
+/// `(null)` for a missing field, leaving a forged one alone), nobody can tell which is real.
+#[derive(Default)]
+struct Candidates {
+    first: Option<IpAddr>,
+    doubt: bool,
+    seen: u32,
+}
+
+/// More places than this in one line is no Asterisk line but a flood of forgeries; stopping
+/// there keeps a hostile line from costing quadratic time.
+const MAX_CANDIDATES: u32 = 16;
+
+impl Candidates {
+    /// True once enough places were looked at; the verdict is then ambiguous.
+    fn full(&mut self) -> bool {
+        self.seen += 1;
+        if self.seen > MAX_CANDIDATES {
+            self.doubt = true;
+            return true;
+        }
+        false
+    }
+
+    fn add(&mut self, a: Option<IpAddr>) {
+        match (a, self.first) {
+            (None, _) => self.doubt = true,
+            (Some(a), None) => self.first = Some(a),
+            (Some(a), Some(f)) => self.doubt |= a != f,
+        }
+    }
+
+    fn verdict(&self) -> Found {
+        match (self.first, self.doubt) {
+            (None, false) => Found::NoAddr,
+            (None, true) | (Some(_), true) => Found::Ambiguous,
+            (Some(a), false) => Found::Addr(a),
+        }
     }
 }
 
@@ -443,17 +546,6 @@ fn strip_method_code(s: &[u8]) -> Option<&[u8]> {
         && !code.is_empty()
         && code.iter().all(u8::is_ascii_digit);
     ok.then_some(&s[..p])
-}
-
-/// `… failed for 'ADDR' - REASON`: REASON is one of chan_sip's fixed texts, none with a quote.
-fn register_addr(msg: &[u8]) -> Option<IpAddr> {
-    let sep = memmem::rfind(msg, b"' - ")?;
-    if memchr::memchr(b'\'', &msg[sep + 4..]).is_some() {
-        return None;
-    }
-    let head = &msg[..sep];
-    let p = memmem::rfind(head, b"' failed for '")?;
-    parse_addr(&head[p + 14..], Port::Optional)
 }
 
 /// `ADDR failed MD5 authentication for '…'`, `ADDR did not provide proper plaintext password
@@ -928,6 +1020,36 @@ mod tests {
         // No frame: the message could start anywhere, so the line is not trusted.
         let l = "junk Registration from '<sip:1@h>' failed for '203.0.113.7:5060' - Wrong password";
         assert_eq!(r.recognise(l.as_bytes()), Recognition::NotFailure);
+    }
+
+    #[test]
+    fn a_flood_of_places_is_ambiguous_and_fast() {
+        let r = rec(false);
+        let user = "' (".repeat(100_000);
+        let l = line(&format!(
+            "Call from '{user}' (203.0.113.7:5060) to extension '1' rejected because extension not found in context 'public'."
+        ));
+        let t = std::time::Instant::now();
+        assert_eq!(
+            r.recognise(l.as_bytes()),
+            Recognition::Ambiguous {
+                rule: Rule::ChanSipNoExtension,
+                time: Some(T)
+            }
+        );
+        let from = "' failed for '".repeat(50_000);
+        let l = format!(
+            "[2026-11-24 10:11:12] NOTICE[42] res_pjsip/pjsip_distributor.c: Request 'INVITE' from '{from}' failed for '203.0.113.7:5060' (callid: a) - No matching endpoint found"
+        );
+        assert!(matches!(
+            r.recognise(l.as_bytes()),
+            Recognition::Ambiguous { .. }
+        ));
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            t.elapsed()
+        );
     }
 
     #[test]

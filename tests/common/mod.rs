@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod mini_asterisk;
 pub mod netns;
 
 /// True when the test may run as root. When not root, prints a visible SKIP line and returns

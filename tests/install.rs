@@ -1,0 +1,337 @@
+//! `apply --rebuild --install [--reload]` and `revert --install` through the binary, on the
+//! mini Asterisk tree built with real make/gcc and a system root in a temp dir.
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::mini_asterisk::{self, MiniTree};
+
+struct System {
+    _dir: tempfile::TempDir,
+    tree: PathBuf,
+    root: PathBuf,
+    moddir: PathBuf,
+    stock: Vec<u8>,
+}
+
+/// A tree configured for /usr, built, and installed (stock, unpatched) into a temp root.
+fn installed_system() -> System {
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let tree = dir.path().join("tree");
+    let root = dir.path().join("root");
+    mini_asterisk::write(&tree, &MiniTree::default());
+    mini_asterisk::run(&tree, "./configure", &["--prefix=/usr"]);
+    mini_asterisk::run(&tree, "make", &["-j2"]);
+    let destdir = format!("DESTDIR={}", root.display());
+    mini_asterisk::run(&tree, "make", &["install", &destdir]);
+    let moddir = root.join("usr/lib/asterisk/modules");
+    let stock = fs::read(moddir.join("chan_sip.so")).unwrap();
+    System {
+        _dir: dir,
+        tree,
+        root,
+        moddir,
+        stock,
+    }
+}
+
+fn astpatch(args: &[&str], path_prefix: Option<&Path>) -> Output {
+    let mut c = Command::new(common::bin());
+    c.args(args).env("NO_COLOR", "1");
+    if let Some(p) = path_prefix {
+        c.env(
+            "PATH",
+            format!("{}:{}", p.display(), std::env::var("PATH").unwrap()),
+        );
+    }
+    c.output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn apply_rebuild_install_then_revert_install_round_trip() {
+    let sys = installed_system();
+    let o = astpatch(
+        &[
+            "apply",
+            "--rebuild",
+            "--install",
+            "--root",
+            s(&sys.root),
+            s(&sys.tree),
+        ],
+        None,
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("build:   [CC] chan_sip.c -> chan_sip.o"),
+        "{out}"
+    );
+    assert!(out.contains("with `make -j"), "{out}");
+    assert!(out.contains("channels` in"), "module-only rebuild: {out}");
+    let installed = fs::read(sys.moddir.join("chan_sip.so")).unwrap();
+    assert_eq!(
+        installed,
+        fs::read(sys.tree.join("channels/chan_sip.so")).unwrap()
+    );
+    assert!(astpatch::install::module_is_patched(&installed));
+    assert_eq!(
+        fs::read(sys.moddir.join("chan_sip.so.astpatch-bak")).unwrap(),
+        sys.stock
+    );
+    assert!(
+        out.contains("load it into the running Asterisk: asterisk -C ")
+            && out.contains("-rx 'module unload chan_sip.so' && asterisk -C "),
+        "{out}"
+    );
+    // Other modules in the module dir are untouched.
+    assert!(sys.moddir.join("chan_iax2.so").is_file());
+
+    let o = astpatch(
+        &["revert", "--install", "--root", s(&sys.root), s(&sys.tree)],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(fs::read(sys.moddir.join("chan_sip.so")).unwrap(), sys.stock);
+    assert!(!sys.moddir.join("chan_sip.so.astpatch-bak").exists());
+    let src = fs::read(sys.tree.join("channels/chan_sip.c")).unwrap();
+    assert_eq!(
+        astpatch::sites::scan(&src).state(),
+        astpatch::sites::PatchState::Unpatched
+    );
+}
+
+#[test]
+fn json_reports_apply_rebuild_and_install_together() {
+    let sys = installed_system();
+    let o = astpatch(
+        &[
+            "apply",
+            "--json",
+            "--rebuild",
+            "--install",
+            "--moddir",
+            s(&sys.moddir),
+            s(&sys.tree),
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["changed"], 1 + 4);
+    assert_eq!(v["rebuild"]["compiled"], serde_json::json!(["chan_sip.o"]));
+    assert_eq!(v["install"]["moddir"]["source"], "flag");
+    assert_eq!(
+        v["install"]["installed"],
+        s(&sys.moddir.join("chan_sip.so"))
+    );
+}
+
+#[test]
+fn make_failing_half_way_leaves_the_installed_module_untouched() {
+    let sys = installed_system();
+    let c = sys.tree.join("channels/chan_sip.c");
+    // A file that patches cleanly but does not compile.
+    let mut src = fs::read(&c).unwrap();
+    src.extend_from_slice(b"int broken = ;\n");
+    fs::write(&c, src).unwrap();
+    let o = astpatch(
+        &[
+            "apply",
+            "--rebuild",
+            "--install",
+            "--root",
+            s(&sys.root),
+            s(&sys.tree),
+        ],
+        None,
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out}");
+    assert!(
+        out.contains("failed (exit 2) during rebuild chan_sip; the module was not installed"),
+        "{out}"
+    );
+    assert!(out.contains("astpatch-build.log"), "{out}");
+    assert_eq!(fs::read(sys.moddir.join("chan_sip.so")).unwrap(), sys.stock);
+    assert!(!sys.moddir.join("chan_sip.so.astpatch-bak").exists());
+}
+
+#[test]
+fn a_missing_module_dir_and_a_stale_module_are_refused() {
+    let sys = installed_system();
+    let o = astpatch(
+        &[
+            "apply",
+            "--rebuild",
+            "--install",
+            "--moddir",
+            "/nonexistent/astpatch/modules",
+            s(&sys.tree),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("the module directory /nonexistent/astpatch/modules does not exist"));
+    // Patch without --rebuild on a fresh copy: the built module predates the patch.
+    let sys = installed_system();
+    let o = astpatch(
+        &["apply", "--install", "--root", s(&sys.root), s(&sys.tree)],
+        None,
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("it was built before the last change") && out.contains("add --rebuild"),
+        "{out}"
+    );
+    assert_eq!(fs::read(sys.moddir.join("chan_sip.so")).unwrap(), sys.stock);
+}
+
+#[test]
+fn no_write_access_to_the_module_dir_is_a_clear_error() {
+    if !common::require_root("no_write_access_to_the_module_dir_is_a_clear_error") {
+        return;
+    }
+    let sys = installed_system();
+    let o = astpatch(&["apply", "--rebuild", s(&sys.tree)], None);
+    assert!(o.status.success(), "{}", text(&o));
+    // The same install as an unprivileged user: the module dir belongs to root.
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            common::bin(),
+        ])
+        .args(["apply", "--install", "--root", s(&sys.root), s(&sys.tree)])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out}");
+    assert!(
+        out.contains("no write access to") && out.contains("hint: run the install as root"),
+        "{out}"
+    );
+    assert_eq!(fs::read(sys.moddir.join("chan_sip.so")).unwrap(), sys.stock);
+}
+
+/// A stand-in `asterisk` that records its arguments and answers like Asterisk's CLI.
+fn fake_asterisk(dir: &Path, unload_answer: &str) -> PathBuf {
+    let bin = dir.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let script = format!(
+        "#!/bin/sh\necho \"$*\" >> {log}\ncase \"$*\" in\n  *'module unload'*) echo '{unload_answer}' ;;\n  *'module load'*) echo 'Loaded chan_sip.so' ;;\nesac\n",
+        log = dir.join("asterisk-calls.log").display()
+    );
+    fs::write(bin.join("asterisk"), script).unwrap();
+    fs::set_permissions(bin.join("asterisk"), fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+fn control_socket(root: &Path) -> std::os::unix::net::UnixListener {
+    let run = root.join("var/run/asterisk");
+    fs::create_dir_all(&run).unwrap();
+    std::os::unix::net::UnixListener::bind(run.join("asterisk.ctl")).unwrap()
+}
+
+#[test]
+fn reload_unloads_and_loads_through_the_control_socket() {
+    let sys = installed_system();
+    let work = sys.root.parent().unwrap().to_owned();
+    // Without a socket: a note, no call.
+    let bin = fake_asterisk(&work, "Unloaded chan_sip.so");
+    let o = astpatch(
+        &[
+            "apply",
+            "--rebuild",
+            "--install",
+            "--reload",
+            "--root",
+            s(&sys.root),
+            s(&sys.tree),
+        ],
+        Some(&bin),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("no Asterisk control socket at"),
+        "{}",
+        text(&o)
+    );
+    assert!(!work.join("asterisk-calls.log").exists());
+
+    let _sock = control_socket(&sys.root);
+    let o = astpatch(
+        &[
+            "apply",
+            "--install",
+            "--reload",
+            "--root",
+            s(&sys.root),
+            s(&sys.tree),
+        ],
+        Some(&bin),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let conf = sys.root.join("etc/asterisk/asterisk.conf");
+    let calls = fs::read_to_string(work.join("asterisk-calls.log")).unwrap();
+    assert_eq!(
+        calls,
+        format!(
+            "-C {c} -rx module unload chan_sip.so\n-C {c} -rx module load chan_sip.so\n",
+            c = conf.display()
+        )
+    );
+    assert!(text(&o).contains("unloaded and loaded chan_sip.so"));
+}
+
+#[test]
+fn a_refused_unload_is_reported_and_the_new_module_stays_for_the_next_start() {
+    let sys = installed_system();
+    let work = sys.root.parent().unwrap().to_owned();
+    let bin = fake_asterisk(&work, "Unable to unload resource chan_sip.so");
+    let _sock = control_socket(&sys.root);
+    let o = astpatch(
+        &[
+            "apply",
+            "--rebuild",
+            "--install",
+            "--reload",
+            "--root",
+            s(&sys.root),
+            s(&sys.tree),
+        ],
+        Some(&bin),
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out}");
+    assert!(
+        out.contains("Asterisk refused to unload chan_sip.so"),
+        "{out}"
+    );
+    assert!(out.contains("core restart when convenient"), "{out}");
+    let calls = fs::read_to_string(work.join("asterisk-calls.log")).unwrap();
+    assert_eq!(
+        calls.lines().count(),
+        1,
+        "no load after a refused unload: {calls}"
+    );
+}

@@ -1,0 +1,96 @@
+//! The mini Asterisk tree the rebuild tests use behaves like the real build where it matters.
+mod common;
+
+use std::fs;
+
+use common::fixtures::{self, SHAPES};
+use common::mini_asterisk::{self, MiniTree};
+
+/// Every synthetic chan_sip.c compiles against the stub header, before and after the patch,
+/// with printf-format checking as errors: the patch's added argument matches its `%s`.
+#[test]
+fn every_fixture_shape_compiles_patched_and_unpatched() {
+    for spec in SHAPES {
+        let d = tempfile::tempdir().unwrap();
+        mini_asterisk::write(
+            d.path(),
+            &MiniTree {
+                shape: *spec,
+                ..MiniTree::default()
+            },
+        );
+        fs::create_dir_all(d.path().join("include/asterisk")).unwrap();
+        fs::write(d.path().join("include/asterisk/buildopts.h"), "").unwrap();
+        let compile = || {
+            mini_asterisk::run(
+                &d.path().join("channels"),
+                "gcc",
+                &[
+                    "-c",
+                    "-fPIC",
+                    "-I../include",
+                    "-Werror=format",
+                    "-o",
+                    "chan_sip.o",
+                    "chan_sip.c",
+                ],
+            )
+        };
+        compile();
+        astpatch::apply::apply(d.path(), false).unwrap();
+        compile();
+        let obj = fs::read(d.path().join("channels/chan_sip.o")).unwrap();
+        assert!(
+            memfind(&obj, b" (%s"),
+            "shape {} {}: patched format string not in the object",
+            spec.id,
+            spec.version
+        );
+    }
+}
+
+/// configure writes makeopts; make builds every enabled module with Asterisk-like output, and
+/// skips the one menuselect disables; a subdirectory's Makefile cannot run on its own.
+#[test]
+fn configure_and_make_build_like_asterisk() {
+    let d = tempfile::tempdir().unwrap();
+    let prefix = d.path().join("root/usr");
+    let tree = d.path().join("tree");
+    mini_asterisk::write(&tree, &MiniTree::default());
+    let out = mini_asterisk::configure_and_build(&tree, &prefix);
+    assert!(out.contains("   [CC] chan_sip.c -> chan_sip.o"), "{out}");
+    assert!(out.contains("   [LD] chan_sip.o -> chan_sip.so"), "{out}");
+    for m in [
+        "channels/chan_sip.so",
+        "channels/chan_iax2.so",
+        "apps/app_dial.so",
+        "main/asterisk",
+    ] {
+        assert!(tree.join(m).is_file(), "{m} not built:\n{out}");
+    }
+    assert!(!tree.join("channels/chan_alsa.o").exists());
+    let makeopts = fs::read_to_string(tree.join("makeopts")).unwrap();
+    assert!(
+        makeopts.contains("ASTMODDIR = ${libdir}/asterisk/modules"),
+        "{makeopts}"
+    );
+    let alone = std::process::Command::new("make")
+        .arg("-C")
+        .arg(tree.join("channels"))
+        .output()
+        .unwrap();
+    assert!(
+        !alone.status.success(),
+        "a module directory must need the top-level Makefile"
+    );
+    let install = mini_asterisk::run(&tree, "make", &["install"]);
+    assert!(
+        prefix.join("lib/asterisk/modules/chan_sip.so").is_file(),
+        "{install}"
+    );
+    let _ = fixtures::SHAPES;
+}
+
+fn memfind(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}

@@ -1,0 +1,234 @@
+//! `astpatch scan` through the binary: snapshots of its text and JSON reports on a small
+//! committed sample, stdin and gzip input, and every kind of bad input the issue lists.
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const SAMPLE: &str = "tests/corpus/sample.log";
+const SETTINGS: &str = "tests/corpus/sample.toml";
+const PATCHED: &str = "tests/corpus/sample-patched.toml";
+
+fn scan(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(common::bin())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("scan")
+        .args(args)
+        // Zoneless dates are local time: pin the zone so the snapshots hold everywhere.
+        .env("TZ", "UTC")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(data) = stdin {
+        input.write_all(data).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn sample_bytes() -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(SAMPLE)).unwrap()
+}
+
+#[test]
+fn text_report_snapshot() {
+    let out = scan(&["--config", SETTINGS, SAMPLE], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+    insta::assert_snapshot!("scan_text", text(&out.stdout));
+}
+
+#[test]
+fn json_report_snapshot_with_patched_chan_sip() {
+    let out = scan(&["--config", PATCHED, "--json", SAMPLE], None);
+    let v = json(&out);
+    // The contract the issue fixes, checked besides the snapshot.
+    assert_eq!(v["lines"], 19);
+    assert_eq!(v["matched"], 16);
+    let a = &v["addresses"][0];
+    assert_eq!(a["address"], "203.0.113.7");
+    assert_eq!(a["failures"], 5);
+    assert_eq!(a["would_ban"], true);
+    insta::assert_snapshot!("scan_json_patched", text(&out.stdout));
+}
+
+#[test]
+fn ipv6_addresses_are_canonical_text() {
+    let v = json(&scan(&["--config", SETTINGS, "--json", SAMPLE], None));
+    let addrs: Vec<&str> = v["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["address"].as_str().unwrap())
+        .collect();
+    assert!(addrs.contains(&"2001:db8:66::9"), "{addrs:?}");
+    assert!(addrs.iter().all(|a| !a.contains('[') && !a.contains('/')));
+}
+
+#[test]
+fn stdin_and_gzip_read_the_same_lines() {
+    let plain = json(&scan(&["--config", SETTINGS, "--json", SAMPLE], None));
+    let piped = json(&scan(
+        &["--config", SETTINGS, "--json", "-"],
+        Some(&sample_bytes()),
+    ));
+    assert_eq!(plain["addresses"], piped["addresses"]);
+    assert_eq!(piped["files"][0], "-");
+
+    let dir = tempfile::tempdir().unwrap();
+    let gz = dir.path().join("messages.1.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::default(),
+    );
+    enc.write_all(&sample_bytes()).unwrap();
+    enc.finish().unwrap();
+    let zipped = json(&scan(
+        &["--config", SETTINGS, "--json", gz.to_str().unwrap()],
+        None,
+    ));
+    assert_eq!(plain["addresses"], zipped["addresses"]);
+    assert_eq!(plain["lines"], zipped["lines"]);
+}
+
+#[test]
+fn rotated_files_are_counted_together() {
+    let v = json(&scan(
+        &["--config", SETTINGS, "--json", SAMPLE, SAMPLE],
+        None,
+    ));
+    assert_eq!(v["lines"], 38);
+    assert_eq!(v["files"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn bad_lines_are_warned_about_and_the_rest_is_scanned() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("messages");
+    let good = b"[2026-11-24 10:11:13] NOTICE[3190] chan_sip.c: Registration from '<sip:1@h>' failed for '203.0.113.7:5060' - Wrong password";
+    let mut data = Vec::new();
+    // CRLF line endings.
+    data.extend_from_slice(good);
+    data.extend_from_slice(b"\r\n");
+    // NUL bytes and invalid UTF-8, in a line and around one.
+    data.extend_from_slice(b"\0\0\xff\xfe\xc3\x28 garbage\n");
+    data.extend_from_slice(b"[2026-11-24 10:11:14] NOTICE[3190] chan_sip.c: Registration from '\xff\0<sip:1@h>' failed for '203.0.113.7:5060' - Wrong password\n");
+    // A 10 MB line (line 4).
+    data.extend(std::iter::repeat_n(b'A', 10 << 20));
+    data.push(b'\n');
+    // A final line cut off mid-write (line 5).
+    data.extend_from_slice(good);
+    std::fs::write(&p, &data).unwrap();
+    let out = scan(&["--config", SETTINGS, "--json", p.to_str().unwrap()], None);
+    let v = json(&out);
+    assert_eq!(v["lines"], 5);
+    assert_eq!(v["addresses"][0]["failures"], 3);
+    assert_eq!(v["addresses"][0]["would_ban"], true);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("messages:4: line of 10485760 bytes skipped"),
+        "{err}"
+    );
+    assert!(
+        err.contains("messages:5: last line has no newline"),
+        "{err}"
+    );
+    assert_eq!(v["warnings"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_binary_file_is_scanned_without_harm() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("core");
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let bytes: Vec<u8> = (0..3_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(&p, bytes).unwrap();
+    let out = scan(&["--config", SETTINGS, p.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("0 failure lines"));
+}
+
+#[test]
+fn unreadable_arguments_exit_2_before_scanning() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = scan(
+        &["--config", SETTINGS, SAMPLE, dir.path().to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("is a directory"));
+    assert!(out.stdout.is_empty());
+
+    let missing = dir.path().join("nope");
+    let out = scan(&[missing.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("nope"));
+
+    let out = scan(&["--config", missing.to_str().unwrap(), SAMPLE], None);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_10_mb_final_line_without_newline_is_skipped_with_its_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("messages");
+    let mut data = sample_bytes();
+    data.extend(std::iter::repeat_n(b'B', 10 << 20));
+    std::fs::write(&p, &data).unwrap();
+    let out = scan(&["--config", SETTINGS, "--json", p.to_str().unwrap()], None);
+    let v = json(&out);
+    assert_eq!(v["lines"], 20);
+    assert_eq!(v["matched"], 16);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("messages:20: line of 10485760 bytes skipped"),
+        "{err}"
+    );
+}
+
+#[test]
+fn zoneless_dates_use_the_offset_in_force_at_each_date() {
+    if !Path::new("/usr/share/zoneinfo/Europe/Berlin").exists() {
+        eprintln!("SKIP zoneless_dates_use_the_offset_in_force_at_each_date: no tzdata");
+        return;
+    }
+    let log = "[2026-07-01 12:00:00] NOTICE[1] chan_sip.c: Registration from '<sip:1@h>' failed for '203.0.113.7' - Wrong password\n\
+               [2026-11-24 11:11:12] NOTICE[1] chan_sip.c: Registration from '<sip:1@h>' failed for '203.0.113.7' - Wrong password\n";
+    let out = Command::new(common::bin())
+        .args(["scan", "--json", "--config", SETTINGS, "-"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("TZ", "Europe/Berlin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(log.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let v = json(&out);
+    // 12:00 CEST (+2) and 11:11:12 CET (+1).
+    assert_eq!(v["window"]["first"], 1_782_900_000);
+    assert_eq!(v["window"]["last"], 1_795_515_072);
+}
