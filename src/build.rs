@@ -197,9 +197,10 @@ pub fn missing_package(line: &str) -> Option<&'static str> {
         .map(|(_, pkg)| *pkg)
 }
 
-/// Seconds per compiled C file on one CPU for a full Asterisk build (real trees average about
-/// a second per file with -O2 and debug info on this class of machine).
-const SECS_PER_C_FILE: f64 = 1.0;
+/// CPU seconds per C file in the tree for a full build. Measured on Asterisk 20.10.0 (gcc 12,
+/// 2 cores): 937 .c files in the tree, 612 of them compiled, 386 CPU-seconds in all (0.41 s
+/// per file), rounded up; 16.30.1 gave 339 s for 600 compiles.
+const SECS_PER_C_FILE: f64 = 0.5;
 
 /// Rough duration of a full build: C files in the tree over the parallel jobs.
 pub fn estimate_full_build(c_files: usize, jobs: usize) -> Duration {
@@ -598,8 +599,8 @@ mod tests {
 
     #[test]
     fn estimates_scale_with_files_and_jobs() {
-        assert_eq!(estimate_full_build(600, 2), Duration::from_secs(300));
-        assert_eq!(human(Duration::from_secs(300)), "5 min");
+        assert_eq!(estimate_full_build(937, 2), Duration::from_secs_f64(234.25));
+        assert_eq!(human(estimate_full_build(937, 2)), "4 min");
         assert_eq!(human(Duration::from_millis(200)), "1 s");
     }
 }

@@ -94,3 +94,26 @@ fn configure_and_make_build_like_asterisk() {
 fn memfind(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
+
+/// Writes a larger mini tree for `scripts/bench-rebuild` (which runs this with `--ignored`):
+/// ASTPATCH_BENCH_TREE is where, ASTPATCH_BENCH_MODULES how many modules per directory.
+#[test]
+#[ignore = "run by scripts/bench-rebuild"]
+fn write_tree_for_bench() {
+    let Some(dir) = std::env::var_os("ASTPATCH_BENCH_TREE") else {
+        panic!("set ASTPATCH_BENCH_TREE to the directory to write");
+    };
+    let modules: usize = std::env::var("ASTPATCH_BENCH_MODULES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    mini_asterisk::write(
+        std::path::Path::new(&dir),
+        &MiniTree {
+            modules_per_dir: modules,
+            main_files: modules,
+            functions_per_file: 24,
+            ..MiniTree::default()
+        },
+    );
+}
