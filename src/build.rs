@@ -310,6 +310,8 @@ pub fn rebuild(
         }
     }
     progress.finish();
+    // A tree configured just now may have chan_sip off (Asterisk 19/20): say how to enable it.
+    refuse_disabled_chan_sip(tree)?;
     check_module(tree, &report)?;
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)
