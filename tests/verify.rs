@@ -336,5 +336,93 @@ fn logging_follows_appendhostname_absolute_paths_and_unwatched_files() {
     let v: serde_json::Value =
         serde_json::from_slice(&verify(&s, None, &["--json"]).stdout).unwrap();
     assert_eq!(v["checks"][3]["status"], "pass", "{}", v["checks"][3]);
-    let _ = IpNet::default;
+}
+
+/// The firewall check reads each backend's real kernel objects (iptables chain, ipset sets,
+/// nftables table) inside a namespace: hooked and in sync passes; not hooked, a missing ban
+/// and an unknown entry each fail.
+#[test]
+fn firewall_check_reads_every_backend_from_the_kernel() {
+    if !common::require_root("firewall_check_reads_every_backend_from_the_kernel") {
+        return;
+    }
+    for backend in [Backend::Iptables, Backend::Ipset, Backend::Nftables] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let state_dir = root.join("var/lib/astpatch");
+        fs::create_dir_all(&state_dir).unwrap();
+        let settings = astpatch::config::Settings {
+            backend,
+            ..Default::default()
+        };
+        let now = firewall::now_secs();
+        let mut st = State::open(&state_dir).unwrap();
+        for net in ["203.0.113.7/32", "2001:db8:7::/64"] {
+            st.record_ban(Ban {
+                net: net.parse().unwrap(),
+                until: Some(now + 3600),
+                reason: "chan-sip-auth".into(),
+                failures: 5,
+                banned_at: now,
+            })
+            .unwrap();
+        }
+        let ns = Netns::new(&format!("fw{backend}"));
+        let open = |b: Backend| firewall::for_backend(b, Box::new(SystemRunner::in_netns(&ns.0)));
+        let run = || {
+            let inputs = astpatch::verify::Inputs {
+                src: None,
+                root,
+                moddir: None,
+                settings: &settings,
+            };
+            let r = astpatch::verify::verify(&inputs, &open);
+            r.checks.into_iter().find(|c| c.name == "firewall").unwrap()
+        };
+        let c = run();
+        assert_eq!(
+            c.status,
+            astpatch::verify::Status::Fail,
+            "{backend}: nothing set up yet"
+        );
+        assert!(c.detail.contains("not hooked"), "{backend}: {}", c.detail);
+
+        let mut fw = open(backend);
+        fw.ensure().unwrap();
+        for net in ["203.0.113.7/32", "2001:db8:7::/64"] {
+            fw.ban(net.parse().unwrap(), Some(now + 3600)).unwrap();
+        }
+        let c = run();
+        assert_eq!(
+            c.status,
+            astpatch::verify::Status::Pass,
+            "{backend}: {}",
+            c.detail
+        );
+        assert!(
+            c.detail.contains("all 2 active ban(s)"),
+            "{backend}: {}",
+            c.detail
+        );
+
+        fw.unban("203.0.113.7/32".parse().unwrap()).unwrap();
+        fw.ban(
+            "198.51.100.9/32".parse::<IpNet>().unwrap(),
+            Some(now + 3600),
+        )
+        .unwrap();
+        let c = run();
+        assert_eq!(c.status, astpatch::verify::Status::Fail, "{backend}");
+        assert!(
+            c.detail.contains("not in the kernel: 203.0.113.7/32"),
+            "{backend}: {}",
+            c.detail
+        );
+        assert!(
+            c.detail.contains("does not know: 198.51.100.9/32"),
+            "{backend}: {}",
+            c.detail
+        );
+        fw.teardown().unwrap();
+    }
 }
