@@ -413,7 +413,11 @@ mod tests {
                 .contains("does not carry astpatch's log format"),
             "{e}"
         );
-        fs::write(tree.join("channels/chan_sip.so"), b"device %s (%s)").unwrap();
+        fs::write(
+            tree.join("channels/chan_sip.so"),
+            b"Failed to authenticate device %s (%s)",
+        )
+        .unwrap();
         let e = install_module(&tree, &d.path().join("nope")).unwrap_err();
         assert!(e.to_string().contains("does not exist"), "{e}");
         fs::remove_file(tree.join("channels/chan_sip.so")).unwrap();
