@@ -335,3 +335,46 @@ fn a_refused_unload_is_reported_and_the_new_module_stays_for_the_next_start() {
         "no load after a refused unload: {calls}"
     );
 }
+
+#[test]
+fn a_module_asterisk_cannot_load_is_replaced_by_the_previous_one_and_reloaded() {
+    let sys = installed_system();
+    let work = sys.root.parent().unwrap().to_owned();
+    let bin = work.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    // Refuses the first load (the new module), accepts the second (the restored one).
+    let script = format!(
+        "#!/bin/sh\necho \"$*\" >> {log}\ncase \"$*\" in\n  *'module unload'*) echo 'Unloaded chan_sip.so' ;;\n  *'module load'*) if [ -e {seen} ]; then echo 'Loaded chan_sip.so'; else touch {seen}; echo 'Unable to load module chan_sip.so'; fi ;;\nesac\n",
+        log = work.join("asterisk-calls.log").display(),
+        seen = work.join("load-seen").display()
+    );
+    fs::write(bin.join("asterisk"), script).unwrap();
+    fs::set_permissions(bin.join("asterisk"), fs::Permissions::from_mode(0o755)).unwrap();
+    let _sock = control_socket(&sys.root);
+    let o = astpatch(
+        &[
+            "apply",
+            "--rebuild",
+            "--install",
+            "--reload",
+            "--root",
+            s(&sys.root),
+            s(&sys.tree),
+        ],
+        Some(&bin),
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out}");
+    assert!(
+        out.contains("could not load the new chan_sip.so")
+            && out.contains("the previous module was put back and loaded"),
+        "{out}"
+    );
+    assert_eq!(fs::read(sys.moddir.join("chan_sip.so")).unwrap(), sys.stock);
+    let calls = fs::read_to_string(work.join("asterisk-calls.log")).unwrap();
+    assert_eq!(
+        calls.lines().filter(|l| l.contains("module load")).count(),
+        2,
+        "{calls}"
+    );
+}
