@@ -3,7 +3,7 @@ mod common;
 
 use std::fs;
 
-use common::fixtures::{self, SHAPES};
+use common::fixtures::SHAPES;
 use common::mini_asterisk::{self, MiniTree};
 
 /// Every synthetic chan_sip.c compiles against the stub header, before and after the patch,
@@ -88,7 +88,6 @@ fn configure_and_make_build_like_asterisk() {
         prefix.join("lib/asterisk/modules/chan_sip.so").is_file(),
         "{install}"
     );
-    let _ = fixtures::SHAPES;
 }
 
 fn memfind(hay: &[u8], needle: &[u8]) -> bool {
