@@ -31,6 +31,24 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Tell which Asterisk a source tree is and what its chan_sip.c holds.
+    ///
+    /// Reads the version from .version (release tarballs and tags) or `git describe` (a git
+    /// clone), looks up the series and the chan_sip shape it should have, then confirms the
+    /// shape from chan_sip.c itself — the content wins where they disagree — and lists every
+    /// inbound failed-auth log site with its line and whether it already carries the address.
+    /// Exit 0 when a patch fits (or the file is patched), 1 when none does.
+    #[command(
+        after_help = "Examples:\n  astpatch detect /usr/src/asterisk-11.23.1\n  astpatch detect --json ~/src/asterisk | jq .sites"
+    )]
+    Detect {
+        /// Top of the Asterisk source tree (holds .version and channels/chan_sip.c).
+        #[arg(value_name = "SRC")]
+        src: PathBuf,
+        /// Print a JSON report instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Patch chan_sip.c so every inbound failed-auth line ends with the real source address.
     ///
     /// Finds each "Failed to authenticate" and "Sending fake auth rejection" statement by its
@@ -206,6 +224,7 @@ fn report(e: &Error, style: Style) {
 
 fn run(cli: Cli, style: Style) -> Result<u8, Error> {
     match cli.command {
+        Command::Detect { src, json } => crate::cmd_detect::run(&src, json, style),
         Command::Apply {
             src,
             dry_run,

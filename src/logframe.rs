@@ -21,6 +21,9 @@ use memchr::memchr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame {
     pub msg_start: usize,
+    /// Byte range of the source file Asterisk names in the frame (`chan_sip.c`,
+    /// `res_pjsip/pjsip_distributor.c`), when the frame names one.
+    pub file: Option<(usize, usize)>,
     /// Unix seconds, when the frame carries a date astpatch can read.
     pub time: Option<i64>,
 }
@@ -90,23 +93,33 @@ pub fn parse(line: &[u8], tc: &TimeContext) -> Option<Frame> {
         }
     }
     pos = level_at(line, pos)?;
-    let msg_start = match line.get(pos) {
+    let (msg_start, file) = match line.get(pos) {
         // File channel: " FILE: MSG".
         Some(b' ') => {
             let file_end = skip_token(line, pos + 1)?;
             if line[file_end - 1] != b':' {
                 return None;
             }
-            skip_byte(line, file_end, b' ')?
+            (
+                skip_byte(line, file_end, b' ')?,
+                Some((pos + 1, file_end - 1)),
+            )
         }
         // Console, plain or syslog: ": [FILE:LINE [in ]FUNC: ]MSG".
         Some(b':') => {
             let pos = skip_byte(line, pos + 1, b' ')?;
-            source_location(line, pos).unwrap_or(pos)
+            match source_location(line, pos) {
+                Some((msg, file_end)) => (msg, Some((pos, file_end))),
+                None => (pos, None),
+            }
         }
         _ => return None,
     };
-    Some(Frame { msg_start, time })
+    Some(Frame {
+        msg_start,
+        file,
+        time,
+    })
 }
 
 fn skip_byte(line: &[u8], pos: usize, b: u8) -> Option<usize> {
@@ -150,8 +163,9 @@ fn level_at(line: &[u8], pos: usize) -> Option<usize> {
     Some(end)
 }
 
-/// `chan_sip.c:15459 handle_request_invite: ` or `chan_sip.c:15459 in handle_request_invite: `.
-fn source_location(line: &[u8], pos: usize) -> Option<usize> {
+/// `chan_sip.c:15459 handle_request_invite: ` or `chan_sip.c:15459 in handle_request_invite: `;
+/// returns where the message starts and where the file name ends.
+fn source_location(line: &[u8], pos: usize) -> Option<(usize, usize)> {
     let file_end = skip_token(line, pos)?;
     let tok = &line[pos..file_end];
     let colon = memchr::memrchr(b':', tok)?;
@@ -168,7 +182,7 @@ fn source_location(line: &[u8], pos: usize) -> Option<usize> {
     }
     let func_end = skip_token(line, p)?;
     (line[func_end - 1] == b':').then_some(())?;
-    skip_byte(line, func_end, b' ')
+    Some((skip_byte(line, func_end, b' ')?, pos + colon))
 }
 
 const MONTHS: [&[u8; 3]; 12] = [
@@ -325,6 +339,9 @@ mod tests {
 
     fn frame(line: &str) -> (Option<i64>, String) {
         let f = parse(line.as_bytes(), &tc()).unwrap_or_else(|| panic!("no frame: {line}"));
+        if let Some((a, b)) = f.file {
+            assert!(line[a..b].ends_with(".c"), "{line}: file {}", &line[a..b]);
+        }
         (f.time, line[f.msg_start..].to_owned())
     }
 

@@ -243,6 +243,13 @@ impl Recogniser {
         };
         let msg = &line[frame.msg_start..];
         let time = frame.time;
+        // Where the frame names the source file, the message must come from the module that
+        // writes it: dialplan Log()/Verbose() put caller-chosen text at the message start.
+        let file = frame.file.map(|(a, b)| {
+            let f = &line[a..b];
+            memchr::memrchr(b'/', f).map_or(f, |s| &f[s + 1..])
+        });
+        let from = |module: &[u8]| file.is_none_or(|f| f == module);
         let found = |rule, found: Found| match found {
             Found::Addr(addr) => Recognition::Failure { rule, addr, time },
             Found::NoAddr => Recognition::NoAddress { rule, time },
@@ -252,53 +259,65 @@ impl Recogniser {
             msg,
             b"Failed to authenticate user ",
             b"Failed to authenticate device ",
-        ) {
+        )
+        .filter(|_| from(b"chan_sip.c"))
+        {
             return found(Rule::ChanSipAuth, self.chan_sip_tail(rest));
         }
         if let Some(rest) = strip_either(
             msg,
             b"Sending fake auth rejection for user ",
             b"Sending fake auth rejection for device ",
-        ) {
+        )
+        .filter(|_| from(b"chan_sip.c"))
+        {
             return found(Rule::ChanSipFakeAuth, self.chan_sip_tail(rest));
         }
-        if msg.starts_with(b"Registration from '") {
+        if msg.starts_with(b"Registration from '") && from(b"chan_sip.c") {
             return match register_addr(msg) {
                 Some(a) => found(Rule::ChanSipRegister, Found::Addr(a)),
                 None => Recognition::NotFailure,
             };
         }
-        if msg.starts_with(b"Call from '") {
+        if msg.starts_with(b"Call from '") && from(b"chan_sip.c") {
             return match self.call_from(msg) {
                 Some(f) => found(Rule::ChanSipNoExtension, f),
                 None => Recognition::NotFailure,
             };
         }
-        if let Some(rest) = msg.strip_prefix(b"No registration for peer '") {
+        if let Some(rest) = msg
+            .strip_prefix(b"No registration for peer '")
+            .filter(|_| from(b"chan_iax2.c"))
+        {
             let f = tail_in(rest, b"' (from ", b")")
                 .and_then(|a| parse_addr(a, Port::Optional))
                 .map_or(Found::NoAddr, Found::Addr);
             return found(Rule::Iax2NoPeer, f);
         }
-        if let Some(rest) = msg.strip_prefix(b"Host ") {
+        if let Some(rest) = msg.strip_prefix(b"Host ").filter(|_| from(b"chan_iax2.c")) {
             return match iax2_host(rest) {
                 Some(f) => found(Rule::Iax2Auth, f),
                 None => Recognition::NotFailure,
             };
         }
-        if msg.starts_with(b"Request '") || msg.starts_with(b"Request from '") {
+        if (msg.starts_with(b"Request '") || msg.starts_with(b"Request from '"))
+            && from(b"pjsip_distributor.c")
+        {
             return match self.pjsip(msg) {
                 Some((rule, f)) => found(rule, f),
                 None => Recognition::NotFailure,
             };
         }
-        if let Some(rest) = msg.strip_prefix(b"SecurityEvent=\"") {
+        if let Some(rest) = msg
+            .strip_prefix(b"SecurityEvent=\"")
+            .filter(|_| from(b"res_security_log.c"))
+        {
             return match self.security_event(rest) {
                 Some(f) => found(Rule::SecurityEvent, f),
                 None => Recognition::NotFailure,
             };
         }
-        if let Some(a) = ami(msg) {
+        if let Some(a) = ami(msg).filter(|_| from(b"manager.c")) {
             return found(Rule::AmiAuth, Found::Addr(a));
         }
         Recognition::NotFailure

@@ -1,0 +1,150 @@
+//! `astpatch detect`: what a source tree is (version, series, whether it has chan_sip) and what
+//! its chan_sip.c holds (shape, every inbound failure site, patched or not). The version only
+//! sets an expectation; the file's content decides, and a disagreement is reported.
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::patch;
+use crate::sites::{self, AddressApi, PatchState, SiteKind, Wording};
+use crate::tree::{CHAN_SIP, SourceTree};
+use crate::version_source::{self, VersionSource};
+use crate::versions_table::{ChanSipStatus, Table};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DetectReport {
+    pub tree: PathBuf,
+    pub version: VersionInfo,
+    pub series: String,
+    pub chan_sip: ChanSipStatus,
+    pub series_notes: Option<String>,
+    /// The shape the version table expects; `None` when the version is unknown to it.
+    pub expected_shape: Option<String>,
+    /// The shape chan_sip.c's content shows; `None` when it matches no known shape.
+    pub shape: Option<String>,
+    pub address_api: Option<AddressApi>,
+    /// The patch `astpatch apply` would use.
+    pub patch: Option<String>,
+    pub state: PatchState,
+    pub sites: Vec<SiteInfo>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionInfo {
+    /// Exactly as the tree states it.
+    pub raw: String,
+    pub source: VersionSource,
+    /// False when the text is no Asterisk version astpatch knows how to read.
+    pub parsed: bool,
+    /// The nearest semantic version, where that mapping is faithful.
+    pub semver: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteInfo {
+    pub function: String,
+    pub line: usize,
+    pub kind: SiteKind,
+    pub wording: Wording,
+    pub patched: bool,
+}
+
+/// Detect the tree at `root`.
+pub fn detect(root: &Path) -> Result<DetectReport> {
+    let found_chan_sip = root.join(CHAN_SIP).exists();
+    if !found_chan_sip && root.is_dir() {
+        // A 21+ tree is recognised by its version: say which release it is, not just "no file".
+        if let Ok(found) = version_source::detect(root)
+            && let Ok(v) = &found.parsed
+            && Table::embedded().series_info(v).chan_sip == ChanSipStatus::Absent
+        {
+            return Err(Error::nothing_to_do(
+                format!(
+                    "{} is Asterisk {}, which has no chan_sip (removed in 21)",
+                    root.display(),
+                    found.raw
+                ),
+                Some(
+                    "nothing to patch: PJSIP's failure lines already carry the source address; \
+                     run `astpatch watch` on the log as it is",
+                ),
+            ));
+        }
+    }
+    let tree = SourceTree::open(root)?;
+    let found = version_source::detect(root)?;
+    let bytes = tree.read_chan_sip()?;
+    let scan = sites::scan(&bytes);
+    let table = Table::embedded();
+    let mut warnings = Vec::new();
+
+    let (series, chan_sip, series_notes, expected_shape) = match &found.parsed {
+        Ok(v) => {
+            let info = table.series_info(v);
+            if !info.known {
+                warnings.push(format!(
+                    "series {} is not in astpatch's version table; judging by the file's content",
+                    info.series
+                ));
+            }
+            let expected = table.expected_shape(v).map(str::to_owned);
+            (info.series, info.chan_sip, info.notes, expected)
+        }
+        Err(e) => {
+            warnings.push(format!("{e}; judging by the file's content alone"));
+            ("unknown".to_owned(), ChanSipStatus::Present, None, None)
+        }
+    };
+    let shape = scan.shape().map(str::to_owned);
+    match (&expected_shape, &shape) {
+        (Some(want), Some(got)) if want != got => warnings.push(format!(
+            "version {} usually has shape {want}, but this chan_sip.c has shape {got}; \
+             the content wins",
+            found.raw
+        )),
+        (_, None) if !scan.sites.is_empty() => warnings.push(
+            "the inbound sites match no known shape; `astpatch apply` will refuse — please file \
+             an issue with `astpatch apply --dry-run` output"
+                .to_owned(),
+        ),
+        _ => {}
+    }
+    let patch = patch::select(patch::embedded(), &scan).map(|p| p.file.clone());
+    let version = VersionInfo {
+        semver: found
+            .parsed
+            .as_ref()
+            .ok()
+            .and_then(|v| v.to_semver())
+            .map(|s| s.to_string()),
+        parsed: found.parsed.is_ok(),
+        raw: found.raw,
+        source: found.source,
+    };
+    Ok(DetectReport {
+        tree: root.to_owned(),
+        version,
+        series,
+        chan_sip,
+        series_notes,
+        expected_shape,
+        shape,
+        address_api: scan.address_api,
+        patch,
+        state: scan.state(),
+        sites: scan
+            .sites
+            .iter()
+            .map(|s| SiteInfo {
+                function: s.function.clone(),
+                line: s.line,
+                kind: s.kind,
+                wording: s.wording,
+                patched: s.patched,
+            })
+            .collect(),
+        warnings,
+    })
+}

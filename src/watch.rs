@@ -1,0 +1,535 @@
+//! The watcher's engine: recognised failure → tracker → durable state → firewall, plus expiry
+//! on time, pick-up of `astpatch ban`/`unban` made by others, and reconciliation at start.
+//! No loop and no clock in here: the caller feeds lines and ticks with `now`, so the logic is
+//! tested without sleeping; `cmd_watch.rs` owns the loop, the files and the signals.
+use std::io::Write;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::config::Settings;
+use crate::error::Result;
+use crate::firewall::Firewall;
+use crate::policy;
+use crate::recognise::{RecogniseOptions, Recogniser, Recognition};
+use crate::state::{self, Ban, State};
+use crate::tracker::{Tracker, Verdict};
+
+/// Addresses tracked at once before the least recent are evicted (bounded memory: the tracker
+/// costs about 36 bytes per slot plus table overhead).
+pub const MAX_TRACKED: usize = 500_000;
+
+/// What `reconcile` found and did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reconciled {
+    pub active: usize,
+    pub expired: usize,
+    pub readded: usize,
+    pub removed_unknown: usize,
+    pub adopted_from_kernel: usize,
+}
+
+pub struct Engine {
+    settings: Settings,
+    recogniser: Recogniser,
+    tracker: Tracker,
+    /// None in report-only mode (no `--ban`): nothing is recorded or changed.
+    state: Option<State>,
+    fw: Option<Box<dyn Firewall>>,
+    local: Vec<IpAddr>,
+    from_start: bool,
+    pub total_failed: u64,
+    /// Bans the firewall refused; retried on every tick.
+    retry: Vec<(IpNet, Option<i64>)>,
+    last_second: i64,
+    last_expire: i64,
+    evicted_said: u64,
+    out: Box<dyn Write + Send>,
+}
+
+impl Engine {
+    /// `state`/`fw` are Some to ban, None to only report what would be banned.
+    pub fn new(
+        settings: Settings,
+        state: Option<State>,
+        fw: Option<Box<dyn Firewall>>,
+        local: Vec<IpAddr>,
+        from_start: bool,
+        out: Box<dyn Write + Send>,
+    ) -> Engine {
+        let recogniser = Recogniser::new(RecogniseOptions {
+            trust_chan_sip_tail: settings.patched,
+        });
+        let tracker = Tracker::new(
+            settings.maxretry,
+            settings.findtime.as_secs() as i64,
+            MAX_TRACKED,
+        );
+        Engine {
+            settings,
+            recogniser,
+            tracker,
+            state,
+            fw,
+            local,
+            from_start,
+            total_failed: 0,
+            retry: vec![],
+            last_second: i64::MIN,
+            last_expire: i64::MIN,
+            evicted_said: 0,
+            out,
+        }
+    }
+
+    fn say(&mut self, msg: std::fmt::Arguments) {
+        let _ = writeln!(self.out, "{msg}");
+        let _ = self.out.flush();
+    }
+
+    /// Bring the kernel in line with the state: adopt the kernel's bans if the state was
+    /// corrupt, drop expired bans, then put exactly the active bans in place in one batch
+    /// (re-adding what is missing, removing objects of ours the state does not know).
+    pub fn reconcile(&mut self, now: i64) -> Result<Reconciled> {
+        let (Some(st), Some(fw)) = (self.state.as_mut(), self.fw.as_mut()) else {
+            return Ok(Reconciled::default());
+        };
+        let mut r = Reconciled::default();
+        let kernel = fw.list().unwrap_or_default();
+        if let Some(aside) = st.recovered_from.take() {
+            let until = now + self.settings.bantime.as_secs() as i64;
+            for net in &kernel {
+                st.record_ban(Ban {
+                    net: *net,
+                    until: Some(until),
+                    reason: "recovered-from-firewall".into(),
+                    failures: 0,
+                    banned_at: now,
+                })?;
+            }
+            r.adopted_from_kernel = kernel.len();
+            let msg = format!(
+                "state was corrupt (kept as {}); adopted the {} bans the firewall holds, each for bantime",
+                aside.display(),
+                kernel.len()
+            );
+            self.say(format_args!("{msg}"));
+        }
+        let (Some(st), Some(fw)) = (self.state.as_mut(), self.fw.as_mut()) else {
+            unreachable!()
+        };
+        for net in st.expired(now) {
+            st.record_unban(net, "expired", now)?;
+            r.expired += 1;
+        }
+        let active: Vec<(IpNet, Option<i64>)> = st
+            .active_bans(now)
+            .iter()
+            .map(|b| (b.net, b.until))
+            .collect();
+        r.active = active.len();
+        r.readded = active.iter().filter(|(n, _)| !kernel.contains(n)).count();
+        r.removed_unknown = kernel
+            .iter()
+            .filter(|n| !active.iter().any(|(a, _)| a == *n))
+            .count();
+        fw.restore(&active)?;
+        st.compact(now)?;
+        Ok(r)
+    }
+
+    /// One log line. Returns the network banned (or that would be banned), if any.
+    pub fn on_line(&mut self, line: &[u8], now: i64) -> Option<IpNet> {
+        let (rule, addr, time) = match self.recogniser.recognise(line) {
+            Recognition::Failure { rule, addr, time } => (rule, addr, time),
+            _ => return None,
+        };
+        if self.settings.is_ignored(addr) || self.local.contains(&addr) {
+            return None;
+        }
+        self.total_failed += 1;
+        // Replaying old lines (--from-start) counts them at their own time.
+        let t = if self.from_start {
+            time.unwrap_or(now)
+        } else {
+            now
+        };
+        let failures = match self.tracker.record(addr, t) {
+            Verdict::Counting { .. } => return None,
+            Verdict::Ban { failures } => failures,
+        };
+        let net = policy::ban_net(addr, self.settings.ipv6_prefix);
+        let Some(st) = self.state.as_mut() else {
+            self.say(format_args!(
+                "would ban {net}: {failures} failures ({rule}); run with --ban to ban"
+            ));
+            return Some(net);
+        };
+        if st
+            .get(&net)
+            .is_some_and(|b| b.until.is_none_or(|u| u > now))
+        {
+            return None; // already banned (e.g. another address of the same /64)
+        }
+        let len = policy::ban_length(&self.settings, st.previous_bans(&net));
+        let until = now + len.as_secs() as i64;
+        let ban = Ban {
+            net,
+            until: Some(until),
+            reason: rule.to_string(),
+            failures,
+            banned_at: now,
+        };
+        // Durable first: once this returns, a crash cannot lose the ban.
+        if let Err(e) = st.record_ban(ban) {
+            self.say(format_args!(
+                "error: cannot record ban of {net}: {e}; not banned"
+            ));
+            return None;
+        }
+        let fw = self.fw.as_mut().expect("state implies firewall");
+        match fw.ban(net, Some(until)) {
+            Ok(()) => self.say(format_args!(
+                "ban {net} for {}: {failures} failures ({rule})",
+                crate::duration::format(len)
+            )),
+            Err(e) => {
+                self.say(format_args!(
+                    "error: firewall refused ban of {net}: {e}; will retry"
+                ));
+                self.retry.push((net, Some(until)));
+            }
+        }
+        Some(net)
+    }
+
+    /// Housekeeping; call often (it does its work at most once a second).
+    pub fn tick(&mut self, now: i64) -> Result<()> {
+        if now == self.last_second {
+            return Ok(());
+        }
+        self.last_second = now;
+        if let (Some(st), Some(fw)) = (self.state.as_mut(), self.fw.as_mut()) {
+            // Others' `astpatch ban`/`unban`: they applied the firewall change themselves;
+            // taking the records in is what makes expiry and reconciliation respect them.
+            st.refresh()?;
+            let mut msgs = vec![];
+            for net in st.expired(now) {
+                st.record_unban(net, "expired", now)?;
+                match fw.unban(net) {
+                    Ok(()) => msgs.push(format!("unban {net}: ban expired")),
+                    Err(e) => msgs.push(format!("error: unban {net}: {e}")),
+                }
+            }
+            let retry = std::mem::take(&mut self.retry);
+            for (net, until) in retry {
+                if st.get(&net).is_none() {
+                    continue;
+                }
+                if let Err(e) = fw.ban(net, until) {
+                    msgs.push(format!("error: firewall still refuses ban of {net}: {e}"));
+                    self.retry.push((net, until));
+                } else {
+                    msgs.push(format!("ban {net}: applied on retry"));
+                }
+            }
+            if st.journal_lines() > 10_000 + 2 * st.active_bans(now).len() as u64 {
+                st.compact(now)?;
+            }
+            state::write_stats(
+                st.dir(),
+                &state::Stats {
+                    currently_failing: self.tracker.len(),
+                    total_failed: self.total_failed,
+                    updated_at: now,
+                },
+            )?;
+            for m in msgs {
+                self.say(format_args!("{m}"));
+            }
+        }
+        if now.saturating_sub(self.last_expire) >= 60 {
+            self.last_expire = now;
+            self.tracker.expire(now);
+        }
+        if self.tracker.evicted() > self.evicted_said {
+            let n = self.tracker.evicted() - self.evicted_said;
+            self.evicted_said = self.tracker.evicted();
+            self.say(format_args!(
+                "warning: tracking {MAX_TRACKED} addresses at once; forgot the {n} that failed least recently (memory stays bounded)"
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn currently_failing(&self) -> usize {
+        self.tracker.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Backend;
+    use std::sync::{Arc, Mutex};
+
+    /// An in-memory firewall: the kernel's view is a list.
+    #[derive(Clone, Default)]
+    struct MemFw(Arc<Mutex<Vec<IpNet>>>);
+
+    impl Firewall for MemFw {
+        fn ensure(&mut self) -> Result<()> {
+            Ok(())
+        }
+        fn ban(&mut self, net: IpNet, _: Option<i64>) -> Result<()> {
+            let mut v = self.0.lock().unwrap();
+            if !v.contains(&net) {
+                v.push(net);
+            }
+            Ok(())
+        }
+        fn unban(&mut self, net: IpNet) -> Result<()> {
+            self.0.lock().unwrap().retain(|n| *n != net);
+            Ok(())
+        }
+        fn list(&self) -> Result<Vec<IpNet>> {
+            Ok(self.0.lock().unwrap().clone())
+        }
+        fn hooked(&self) -> Result<bool> {
+            Ok(true)
+        }
+        fn restore(&mut self, bans: &[(IpNet, Option<i64>)]) -> Result<()> {
+            *self.0.lock().unwrap() = bans.iter().map(|b| b.0).collect();
+            Ok(())
+        }
+        fn teardown(&mut self) -> Result<()> {
+            self.0.lock().unwrap().clear();
+            Ok(())
+        }
+        fn name(&self) -> Backend {
+            Backend::Iptables
+        }
+    }
+
+    const LINE: &str = "[2026-11-24 10:11:12] NOTICE[42] res_pjsip/pjsip_distributor.c: Request 'REGISTER' from '<sip:100@192.0.2.1>' failed for 'ADDR:5060' (callid: abc) - No matching endpoint found";
+
+    fn line(addr: &str) -> Vec<u8> {
+        LINE.replace("ADDR", addr).into_bytes()
+    }
+
+    fn engine(dir: &std::path::Path, fw: &MemFw, settings: Settings) -> Engine {
+        let st = State::open(dir).unwrap();
+        Engine::new(
+            settings,
+            Some(st),
+            Some(Box::new(fw.clone())),
+            vec![],
+            false,
+            Box::new(std::io::sink()),
+        )
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            maxretry: 3,
+            ignoreip: vec!["198.51.100.0/24".parse().unwrap()],
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn bans_after_maxretry_records_first_and_expires_on_time() {
+        let d = tempfile::tempdir().unwrap();
+        let fw = MemFw::default();
+        let mut e = engine(d.path(), &fw, settings());
+        assert_eq!(e.on_line(&line("203.0.113.7"), 1000), None);
+        assert_eq!(e.on_line(b"unrelated line", 1000), None);
+        assert_eq!(e.on_line(&line("203.0.113.7"), 1001), None);
+        let net = e.on_line(&line("203.0.113.7"), 1002).unwrap();
+        assert_eq!(fw.list().unwrap(), vec![net]);
+        let st = State::open(d.path()).unwrap();
+        let b = st.get(&net).unwrap();
+        assert_eq!(
+            (b.until, b.failures, b.reason.as_str()),
+            (Some(1002 + 3600), 3, "pjsip-no-endpoint")
+        );
+        e.tick(1002 + 3599).unwrap();
+        assert_eq!(fw.list().unwrap().len(), 1);
+        e.tick(1002 + 3600).unwrap();
+        assert!(fw.list().unwrap().is_empty(), "expired on time");
+        assert!(State::open(d.path()).unwrap().active_bans(5000).is_empty());
+    }
+
+    #[test]
+    fn ignored_and_local_addresses_are_never_banned() {
+        let d = tempfile::tempdir().unwrap();
+        let fw = MemFw::default();
+        let st = State::open(d.path()).unwrap();
+        let local = vec!["192.0.2.50".parse().unwrap()];
+        let mut e = Engine::new(
+            settings(),
+            Some(st),
+            Some(Box::new(fw.clone())),
+            local,
+            false,
+            Box::new(std::io::sink()),
+        );
+        for a in ["198.51.100.9", "127.0.0.1", "192.0.2.50", "::1"] {
+            for t in 0..10 {
+                assert_eq!(e.on_line(&line(a), t), None, "{a}");
+            }
+        }
+        assert!(fw.list().unwrap().is_empty());
+        assert_eq!(e.total_failed, 0);
+    }
+
+    #[test]
+    fn ipv6_prefix_and_increment_apply() {
+        let d = tempfile::tempdir().unwrap();
+        let fw = MemFw::default();
+        let mut s = settings();
+        s.ipv6_prefix = Some(64);
+        s.bantime_increment = Some(crate::config::BantimeIncrement {
+            factor: 2,
+            max: std::time::Duration::from_secs(86_400),
+        });
+        let mut e = engine(d.path(), &fw, s);
+        let mut banned = None;
+        for t in 0..3 {
+            banned = e.on_line(&line("[2001:db8:1:2::99]"), t);
+        }
+        let net = banned.unwrap();
+        assert_eq!(net.to_string(), "2001:db8:1:2::/64");
+        e.tick(3600 + 5).unwrap();
+        for t in 0..3 {
+            banned = e.on_line(&line("[2001:db8:1:2::7]"), 4000 + t);
+        }
+        assert_eq!(banned, Some(net));
+        let st = State::open(d.path()).unwrap();
+        assert_eq!(
+            st.get(&net).unwrap().until,
+            Some(4002 + 7200),
+            "second ban twice as long"
+        );
+    }
+
+    #[test]
+    fn report_only_mode_changes_nothing() {
+        let mut out = Vec::new();
+        struct W(Arc<Mutex<Vec<u8>>>);
+        impl Write for W {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let mut e = Engine::new(
+            settings(),
+            None,
+            None,
+            vec![],
+            false,
+            Box::new(W(buf.clone())),
+        );
+        for t in 0..3 {
+            e.on_line(&line("203.0.113.7"), t);
+        }
+        e.tick(10).unwrap();
+        out.extend_from_slice(&buf.lock().unwrap());
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("would ban 203.0.113.7/32: 3 failures (pjsip-no-endpoint)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn reconcile_readds_missing_drops_expired_and_unknown() {
+        let d = tempfile::tempdir().unwrap();
+        let mut st = State::open(d.path()).unwrap();
+        for (n, until) in [("203.0.113.1/32", 5000), ("203.0.113.2/32", 50)] {
+            st.record_ban(Ban {
+                net: n.parse().unwrap(),
+                until: Some(until),
+                reason: "t".into(),
+                failures: 5,
+                banned_at: 0,
+            })
+            .unwrap();
+        }
+        let fw = MemFw::default();
+        fw.0.lock().unwrap().push("192.0.2.99/32".parse().unwrap()); // not ours to keep
+        let mut e = Engine::new(
+            settings(),
+            Some(st),
+            Some(Box::new(fw.clone())),
+            vec![],
+            false,
+            Box::new(std::io::sink()),
+        );
+        let r = e.reconcile(100).unwrap();
+        assert_eq!(
+            r,
+            Reconciled {
+                active: 1,
+                expired: 1,
+                readded: 1,
+                removed_unknown: 1,
+                adopted_from_kernel: 0
+            }
+        );
+        assert_eq!(
+            fw.list().unwrap(),
+            vec!["203.0.113.1/32".parse::<IpNet>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn corrupt_state_adopts_the_kernel_view() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join(state::JOURNAL), "not json\n").unwrap();
+        let st = State::open(d.path()).unwrap();
+        let fw = MemFw::default();
+        fw.0.lock().unwrap().push("192.0.2.99/32".parse().unwrap());
+        let mut e = Engine::new(
+            settings(),
+            Some(st),
+            Some(Box::new(fw.clone())),
+            vec![],
+            false,
+            Box::new(std::io::sink()),
+        );
+        let r = e.reconcile(100).unwrap();
+        assert_eq!(r.adopted_from_kernel, 1);
+        assert_eq!(fw.list().unwrap().len(), 1, "kept, not wiped");
+        let st = State::open(d.path()).unwrap();
+        assert_eq!(st.active_bans(100)[0].reason, "recovered-from-firewall");
+    }
+
+    #[test]
+    fn manual_unban_by_another_process_is_respected() {
+        let d = tempfile::tempdir().unwrap();
+        let fw = MemFw::default();
+        let mut e = engine(d.path(), &fw, settings());
+        let mut net = None;
+        for t in 0..3 {
+            net = e.on_line(&line("203.0.113.7"), t);
+        }
+        let net = net.unwrap();
+        let mut cli = State::open(d.path()).unwrap();
+        cli.record_unban(net, "manual", 5).unwrap();
+        fw.clone().unban(net).unwrap();
+        e.tick(6).unwrap();
+        e.tick(3600 + 10).unwrap();
+        assert!(fw.list().unwrap().is_empty());
+        // and a fresh round of failures bans again
+        for t in 0..3 {
+            e.on_line(&line("203.0.113.7"), 4000 + t);
+        }
+        assert_eq!(fw.list().unwrap(), vec![net]);
+    }
+}
