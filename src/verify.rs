@@ -468,7 +468,7 @@ fn astpatch_alive(pid: u32) -> bool {
     }
 }
 
-const START_WATCHER: &str = "start it: systemctl start astpatch-watch (or `astpatch watch`)";
+const START_WATCHER: &str = "start it: systemctl start astpatch-watch (unit from `astpatch install-watcher`), or run `astpatch watch --ban`";
 
 fn check_watcher(root: &Path, state_dir: &Path, notice_files: &[PathBuf]) -> Check {
     const NAME: &str = "watcher";
