@@ -99,11 +99,15 @@ impl std::fmt::Display for Invocation {
 }
 
 /// The commands for a tree in `state`; `directory_targets` is [`has_directory_targets`].
+/// Trees without directory targets (1.2 and older) get no `-j`: their top-level `all` lists
+/// `depend`, the binary and `subdirs` side by side, which were never meant to run in parallel.
 pub fn plan(state: TreeState, directory_targets: bool, jobs: usize) -> Vec<Invocation> {
     let make = |stage, extra: &[&str]| Invocation {
         stage,
         program: "make".into(),
-        args: std::iter::once(format!("-j{jobs}"))
+        args: directory_targets
+            .then(|| format!("-j{jobs}"))
+            .into_iter()
             .chain(extra.iter().map(|s| s.to_string()))
             .collect(),
     };
@@ -513,7 +517,8 @@ mod tests {
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].to_string(), "make -j4 channels");
         assert_eq!(p[0].stage, Stage::Module);
-        assert_eq!(plan(TreeState::Built, false, 2)[0].to_string(), "make -j2");
+        assert_eq!(plan(TreeState::Built, false, 2)[0].to_string(), "make");
+        assert_eq!(plan(TreeState::Configured, false, 2)[0].to_string(), "make");
         let p = plan(TreeState::Unconfigured, true, 2);
         let shown: Vec<String> = p.iter().map(|i| i.to_string()).collect();
         assert_eq!(shown, ["./configure", "make -j2"]);
