@@ -212,14 +212,13 @@ fn no_write_access_to_the_module_dir_is_a_clear_error() {
     let sys = installed_system();
     let o = astpatch(&["apply", "--rebuild", s(&sys.tree)], None);
     assert!(o.status.success(), "{}", text(&o));
-    // The same install as an unprivileged user: the module dir belongs to root.
+    // The same install as an unprivileged user: the module dir belongs to root. A copy of the
+    // binary in the (world-readable) temp dir, since the checkout may sit under /root.
+    let exe = sys.root.parent().unwrap().join("astpatch");
+    fs::copy(common::bin(), &exe).unwrap();
     let o = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            common::bin(),
-        ])
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
         .args(["apply", "--install", "--root", s(&sys.root), s(&sys.tree)])
         .env("NO_COLOR", "1")
         .output()
