@@ -108,6 +108,33 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Prove the whole chain works: patched source, built and installed module, logging,
+    /// watcher, firewall.
+    ///
+    /// A checklist: ✓ pass, ✗ fail (with a one-line fix), ! works but look, and "skipped" with
+    /// the reason (no tree given, no watcher installed yet). Reads the real things: the
+    /// module's bytes, logger.conf, the watcher's pid file, the kernel's rules. Exit 0 when
+    /// every applicable check passes, 1 otherwise, so monitoring can run it.
+    #[command(
+        after_help = "Examples:\n  astpatch verify /usr/src/asterisk-11.23.1\n  astpatch verify            # installed module, logging, watcher, firewall only\n  astpatch verify --json /usr/src/asterisk-11.23.1 | jq '.checks[] | select(.status == \"fail\")'"
+    )]
+    Verify {
+        /// Top of the Asterisk source tree (enables the source and built-module checks).
+        #[arg(value_name = "SRC")]
+        src: Option<PathBuf>,
+        /// Root of the system Asterisk and the watcher run on.
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: PathBuf,
+        /// Module directory [default: astmoddir from asterisk.conf, else the tree's makeopts].
+        #[arg(long, value_name = "DIR")]
+        moddir: Option<PathBuf>,
+        /// Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the effective watcher settings (defaults merged with the settings file).
     ShowConfig {
         /// Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]
@@ -290,6 +317,20 @@ fn run(cli: Cli, style: Style) -> Result<u8, Error> {
             config,
             json,
         } => crate::cmd_scan::run(&files, config.as_deref(), json, style),
+        Command::Verify {
+            src,
+            root,
+            moddir,
+            config,
+            json,
+        } => crate::cmd_verify::run(
+            src.as_deref(),
+            &root,
+            moddir.as_deref(),
+            config.as_deref(),
+            json,
+            style,
+        ),
         Command::ShowConfig { config, json } => {
             let settings = crate::config::Settings::load(config.as_deref())?;
             if json {

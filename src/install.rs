@@ -406,7 +406,18 @@ mod tests {
     #[test]
     fn missing_module_dir_and_unbuilt_tree_are_refused() {
         let d = tempfile::tempdir().unwrap();
-        let tree = built_tree(d.path(), b"x");
+        let tree = built_tree(d.path(), b"stock: Failed to authenticate device %s\n");
+        let e = install_module(&tree, d.path()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("does not carry astpatch's log format"),
+            "{e}"
+        );
+        fs::write(
+            tree.join("channels/chan_sip.so"),
+            b"Failed to authenticate device %s (%s)",
+        )
+        .unwrap();
         let e = install_module(&tree, &d.path().join("nope")).unwrap_err();
         assert!(e.to_string().contains("does not exist"), "{e}");
         fs::remove_file(tree.join("channels/chan_sip.so")).unwrap();

@@ -212,14 +212,13 @@ fn no_write_access_to_the_module_dir_is_a_clear_error() {
     let sys = installed_system();
     let o = astpatch(&["apply", "--rebuild", s(&sys.tree)], None);
     assert!(o.status.success(), "{}", text(&o));
-    // The same install as an unprivileged user: the module dir belongs to root.
+    // The same install as an unprivileged user: the module dir belongs to root. A copy of the
+    // binary in the (world-readable) temp dir, since the checkout may sit under /root.
+    let exe = sys.root.parent().unwrap().join("astpatch");
+    fs::copy(common::bin(), &exe).unwrap();
     let o = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            common::bin(),
-        ])
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
         .args(["apply", "--install", "--root", s(&sys.root), s(&sys.tree)])
         .env("NO_COLOR", "1")
         .output()
@@ -333,5 +332,48 @@ fn a_refused_unload_is_reported_and_the_new_module_stays_for_the_next_start() {
         calls.lines().count(),
         1,
         "no load after a refused unload: {calls}"
+    );
+}
+
+#[test]
+fn a_module_asterisk_cannot_load_is_replaced_by_the_previous_one_and_reloaded() {
+    let sys = installed_system();
+    let work = sys.root.parent().unwrap().to_owned();
+    let bin = work.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    // Refuses the first load (the new module), accepts the second (the restored one).
+    let script = format!(
+        "#!/bin/sh\necho \"$*\" >> {log}\ncase \"$*\" in\n  *'module unload'*) echo 'Unloaded chan_sip.so' ;;\n  *'module load'*) if [ -e {seen} ]; then echo 'Loaded chan_sip.so'; else touch {seen}; echo 'Unable to load module chan_sip.so'; fi ;;\nesac\n",
+        log = work.join("asterisk-calls.log").display(),
+        seen = work.join("load-seen").display()
+    );
+    fs::write(bin.join("asterisk"), script).unwrap();
+    fs::set_permissions(bin.join("asterisk"), fs::Permissions::from_mode(0o755)).unwrap();
+    let _sock = control_socket(&sys.root);
+    let o = astpatch(
+        &[
+            "apply",
+            "--rebuild",
+            "--install",
+            "--reload",
+            "--root",
+            s(&sys.root),
+            s(&sys.tree),
+        ],
+        Some(&bin),
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out}");
+    assert!(
+        out.contains("could not load the new chan_sip.so")
+            && out.contains("the previous module was put back and loaded"),
+        "{out}"
+    );
+    assert_eq!(fs::read(sys.moddir.join("chan_sip.so")).unwrap(), sys.stock);
+    let calls = fs::read_to_string(work.join("asterisk-calls.log")).unwrap();
+    assert_eq!(
+        calls.lines().filter(|l| l.contains("module load")).count(),
+        2,
+        "{calls}"
     );
 }

@@ -3,7 +3,7 @@ mod common;
 
 use std::fs;
 
-use common::fixtures::{self, SHAPES};
+use common::fixtures::SHAPES;
 use common::mini_asterisk::{self, MiniTree};
 
 /// Every synthetic chan_sip.c compiles against the stub header, before and after the patch,
@@ -88,9 +88,31 @@ fn configure_and_make_build_like_asterisk() {
         prefix.join("lib/asterisk/modules/chan_sip.so").is_file(),
         "{install}"
     );
-    let _ = fixtures::SHAPES;
 }
 
 fn memfind(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Writes a larger mini tree for `scripts/bench-rebuild` (which runs this with `--ignored`):
+/// ASTPATCH_BENCH_TREE is where, ASTPATCH_BENCH_MODULES how many modules per directory.
+#[test]
+#[ignore = "run by scripts/bench-rebuild"]
+fn write_tree_for_bench() {
+    let Some(dir) = std::env::var_os("ASTPATCH_BENCH_TREE") else {
+        panic!("set ASTPATCH_BENCH_TREE to the directory to write");
+    };
+    let modules: usize = std::env::var("ASTPATCH_BENCH_MODULES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    mini_asterisk::write(
+        std::path::Path::new(&dir),
+        &MiniTree {
+            modules_per_dir: modules,
+            main_files: modules,
+            functions_per_file: 24,
+            ..MiniTree::default()
+        },
+    );
 }

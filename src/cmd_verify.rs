@@ -1,0 +1,85 @@
+//! Presentation of `astpatch verify`: one line per check, a fix under each failure.
+use std::path::Path;
+
+use crate::config::Settings;
+use crate::error::Result;
+use crate::exit_codes;
+use crate::firewall::{self, SystemRunner};
+use crate::output::{Style, print_json};
+use crate::verify::{self, Inputs, Status, VerifyReport};
+
+pub fn run(
+    src: Option<&Path>,
+    root: &Path,
+    moddir: Option<&Path>,
+    config: Option<&Path>,
+    json: bool,
+    style: Style,
+) -> Result<u8> {
+    let settings = Settings::load(config)?;
+    let inputs = Inputs {
+        src,
+        root,
+        moddir,
+        settings: &settings,
+    };
+    let report = verify::verify(&inputs, &|b| {
+        firewall::for_backend(b, Box::new(SystemRunner::host()))
+    });
+    if json {
+        print_json(&report);
+    } else {
+        print!("{}", render(&report, style));
+    }
+    Ok(if report.ok {
+        exit_codes::SUCCESS
+    } else {
+        exit_codes::CHECK_FAILED
+    })
+}
+
+/// The checklist as text.
+pub fn render(report: &VerifyReport, style: Style) -> String {
+    let mut out = String::new();
+    for c in &report.checks {
+        let mark = match c.status {
+            Status::Pass => style.ok("✓"),
+            Status::Warn => style.warn("!"),
+            Status::Fail => style.bad("✗"),
+            Status::Skipped => "-".to_owned(),
+        };
+        let detail = if c.status == Status::Skipped {
+            format!("skipped: {}", c.detail)
+        } else {
+            c.detail.clone()
+        };
+        out.push_str(&format!("{mark} {:<17} {detail}\n", c.name));
+        if let Some(fix) = &c.fix {
+            if c.status != Status::Pass {
+                out.push_str(&format!("  {:<17} fix: {fix}\n", ""));
+            }
+        }
+    }
+    let failed = report
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Fail)
+        .count();
+    let applicable = report
+        .checks
+        .iter()
+        .filter(|c| c.status != Status::Skipped)
+        .count();
+    if failed == 0 {
+        out.push_str(&format!(
+            "{} all {applicable} applicable checks pass\n",
+            style.ok("ok:")
+        ));
+    } else {
+        out.push_str(&format!(
+            "{} {failed} of {applicable} applicable checks failed\n",
+            style.bad("failed:")
+        ));
+    }
+    out
+}

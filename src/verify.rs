@@ -1,0 +1,669 @@
+//! `astpatch verify`: prove, link by link, that a failed SIP login ends in a kernel drop rule:
+//! patched source → built module → installed module → log file → watcher → firewall.
+//! Each check reads the real thing (the .so's bytes, logger.conf, the kernel's rules) and
+//! says how to fix what is wrong in one line.
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::asterisk_conf::{self, Directories, under};
+use crate::config::{Backend, Settings};
+use crate::firewall::Firewall;
+use crate::install;
+use crate::logger_conf;
+use crate::sites::{self, PatchState};
+use crate::state;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Pass,
+    /// Works, but something deserves attention; does not fail verify.
+    Warn,
+    Fail,
+    /// Does not apply here (no tree given, no watcher installed yet).
+    Skipped,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: Status,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn new(name: &'static str, status: Status, detail: impl Into<String>) -> Check {
+        Check {
+            name,
+            status,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+    fn fix(mut self, fix: impl Into<String>) -> Check {
+        self.fix = Some(fix.into());
+        self
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// True when no applicable check failed.
+    pub ok: bool,
+    pub checks: Vec<Check>,
+}
+
+pub struct Inputs<'a> {
+    pub src: Option<&'a Path>,
+    /// The system Asterisk and the watcher run on (`/` normally; a temp dir in tests).
+    pub root: &'a Path,
+    pub moddir: Option<&'a Path>,
+    pub settings: &'a Settings,
+}
+
+/// Run every check. `firewall` opens the backend the watcher uses (argv runner inside).
+pub fn verify(inp: &Inputs, firewall: &dyn Fn(Backend) -> Box<dyn Firewall>) -> VerifyReport {
+    let dirs = asterisk_conf::load(inp.root).ok().flatten();
+    let src_state = inp.src.map(source_state);
+    let mut checks = vec![
+        check_source(inp.src, src_state.as_ref()),
+        check_built(inp.src, src_state.as_ref()),
+        check_installed(inp),
+    ];
+    let (logging, notice_files) = check_logging(inp, dirs.as_ref());
+    checks.push(logging);
+    let state_dir = under(inp.root, &inp.settings.state_dir);
+    checks.push(check_watcher(inp.root, &state_dir, &notice_files));
+    checks.push(check_firewall(&state_dir, inp.settings, firewall));
+    VerifyReport {
+        ok: checks.iter().all(|c| c.status != Status::Fail),
+        checks,
+    }
+}
+
+fn shown(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn src_arg(src: Option<&Path>) -> String {
+    src.map(shown).unwrap_or_else(|| "SRC".into())
+}
+
+/// What the tree's chan_sip.c says, read once for the source and built-module checks.
+struct SourceState {
+    result: Result<(PathBuf, Vec<u8>, sites::SiteScan), crate::error::Error>,
+}
+
+fn source_state(src: &Path) -> SourceState {
+    SourceState {
+        result: crate::apply::load(src).map(|l| (l.path, l.bytes, l.scan)),
+    }
+}
+
+fn check_source(src: Option<&Path>, st: Option<&SourceState>) -> Check {
+    const NAME: &str = "source";
+    let (Some(src), Some(st)) = (src, st) else {
+        return Check::new(
+            NAME,
+            Status::Skipped,
+            "no source tree given (astpatch verify SRC checks it)",
+        );
+    };
+    match &st.result {
+        Err(e) => Check::new(NAME, Status::Fail, e.to_string())
+            .fix(e.hint().unwrap_or_else(|| "check the path".into())),
+        Ok((path, _, scan)) => {
+            let n = scan.sites.len();
+            let patched = scan.sites.iter().filter(|s| s.patched).count();
+            match scan.state() {
+                PatchState::Patched => Check::new(
+                    NAME,
+                    Status::Pass,
+                    format!(
+                        "{}: all {n} inbound sites log the source address",
+                        shown(path)
+                    ),
+                ),
+                PatchState::NoSites => Check::new(
+                    NAME,
+                    Status::Skipped,
+                    format!("{}: no inbound failed-auth log statements", shown(path)),
+                ),
+                _ => Check::new(
+                    NAME,
+                    Status::Fail,
+                    format!(
+                        "{}: {patched} of {n} inbound sites log the source address",
+                        shown(path)
+                    ),
+                )
+                .fix(format!("astpatch apply {}", shown(src))),
+            }
+        }
+    }
+}
+
+/// The format strings of the file's inbound log statements, as the compiler stores them.
+pub fn site_format_strings(src: &[u8], scan: &sites::SiteScan) -> Vec<Vec<u8>> {
+    scan.sites
+        .iter()
+        .filter_map(|s| first_literal(&src[s.span.clone()]))
+        .collect()
+}
+
+/// The first string literal of a statement (adjacent literals joined), with C escapes undone.
+fn first_literal(stmt: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut i = stmt.iter().position(|&b| b == b'"')?;
+    loop {
+        i += 1;
+        while i < stmt.len() && stmt[i] != b'"' {
+            if stmt[i] == b'\\' && i + 1 < stmt.len() {
+                i += 1;
+                out.push(match stmt[i] {
+                    b'n' => b'\n',
+                    b't' => b'\t',
+                    b'r' => b'\r',
+                    b'0' => 0,
+                    other => other,
+                });
+            } else {
+                out.push(stmt[i]);
+            }
+            i += 1;
+        }
+        // Another literal right after (only whitespace between) continues the string.
+        let next = stmt[(i + 1).min(stmt.len())..]
+            .iter()
+            .position(|b| !b.is_ascii_whitespace());
+        match next {
+            Some(off) if stmt[i + 1 + off] == b'"' => i = i + 1 + off,
+            _ => return Some(out),
+        }
+    }
+}
+
+fn check_built(src: Option<&Path>, st: Option<&SourceState>) -> Check {
+    const NAME: &str = "built-module";
+    let (Some(src), Some(st)) = (src, st) else {
+        return Check::new(NAME, Status::Skipped, "no source tree given");
+    };
+    let Ok((c_path, bytes, scan)) = &st.result else {
+        return Check::new(NAME, Status::Skipped, "the source could not be read");
+    };
+    let so = src.join("channels").join(install::MODULE);
+    let rebuild = format!("astpatch apply --rebuild {}", shown(src));
+    let Ok(module) = fs::read(&so) else {
+        return Check::new(NAME, Status::Fail, format!("{} is not built", shown(&so))).fix(rebuild);
+    };
+    let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    if mtime(&so) < mtime(c_path) {
+        return Check::new(
+            NAME,
+            Status::Fail,
+            format!("{} is older than chan_sip.c", shown(&so)),
+        )
+        .fix(rebuild);
+    }
+    if scan.state() != PatchState::Patched {
+        return Check::new(
+            NAME,
+            Status::Fail,
+            format!("{} is built from an unpatched chan_sip.c", shown(&so)),
+        )
+        .fix(rebuild);
+    }
+    let strings = site_format_strings(bytes, scan);
+    let missing = strings
+        .iter()
+        .filter(|s| memchr::memmem::find(&module, s).is_none())
+        .count();
+    if missing > 0 || strings.is_empty() {
+        return Check::new(
+            NAME,
+            Status::Fail,
+            format!(
+                "{} lacks {missing} of the {} patched format strings",
+                shown(&so),
+                strings.len()
+            ),
+        )
+        .fix(rebuild);
+    }
+    Check::new(
+        NAME,
+        Status::Pass,
+        format!(
+            "{}: newer than chan_sip.c, carries all {} patched format strings",
+            shown(&so),
+            strings.len()
+        ),
+    )
+}
+
+fn check_installed(inp: &Inputs) -> Check {
+    const NAME: &str = "installed-module";
+    let moddir = match install::resolve_moddir(inp.moddir, inp.src, inp.root) {
+        Ok(m) => m,
+        Err(_) => {
+            return Check::new(
+                NAME,
+                Status::Skipped,
+                "module directory unknown: no astmoddir in asterisk.conf and no configured tree (makeopts)",
+            )
+            .fix("pass --moddir DIR (often /usr/lib/asterisk/modules)");
+        }
+    };
+    let path = moddir.path.join(install::MODULE);
+    let install_cmd = format!("astpatch apply --rebuild --install {}", src_arg(inp.src));
+    let Ok(installed) = fs::read(&path) else {
+        return Check::new(
+            NAME,
+            Status::Fail,
+            format!("{} does not exist", shown(&path)),
+        )
+        .fix(install_cmd);
+    };
+    if !install::module_is_patched(&installed) {
+        return Check::new(
+            NAME,
+            Status::Fail,
+            format!("{} does not carry the patched format strings", shown(&path)),
+        )
+        .fix(install_cmd);
+    }
+    let hash = crate::manifest::sha256_hex(&installed);
+    let built = inp
+        .src
+        .and_then(|s| fs::read(s.join("channels").join(install::MODULE)).ok());
+    match built {
+        Some(b) if crate::manifest::sha256_hex(&b) != hash => Check::new(
+            NAME,
+            Status::Fail,
+            format!("{} differs from the built module", shown(&path)),
+        )
+        .fix(install_cmd),
+        Some(_) => Check::new(
+            NAME,
+            Status::Pass,
+            format!(
+                "{}: same as the built module (sha256 {})",
+                shown(&path),
+                &hash[..12]
+            ),
+        ),
+        None => Check::new(
+            NAME,
+            Status::Pass,
+            format!(
+                "{}: carries the patched format strings (sha256 {})",
+                shown(&path),
+                &hash[..12]
+            ),
+        ),
+    }
+}
+
+/// The security log level exists from Asterisk 1.8 on; unknown versions are assumed to have it.
+pub fn has_security_level(version: Option<&str>) -> bool {
+    let Some(v) = version else { return true };
+    let mut nums = v
+        .trim()
+        .trim_start_matches(|c: char| !c.is_ascii_digit())
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    match (nums.next(), nums.next()) {
+        (Some(1), Some(minor)) => minor >= 8,
+        _ => true,
+    }
+}
+
+fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    (rc == 0).then(|| {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    })
+}
+
+/// The logging check, and the files NOTICE goes to (for the watcher check).
+fn check_logging(inp: &Inputs, dirs: Option<&Directories>) -> (Check, Vec<PathBuf>) {
+    const NAME: &str = "logging";
+    let defaults = Directories::default();
+    let dirs = dirs.unwrap_or(&defaults);
+    let conf_path = under(inp.root, &dirs.astetcdir.join("logger.conf"));
+    let reload = "then: asterisk -rx 'logger reload'";
+    let text = match fs::read(&conf_path) {
+        Ok(t) => String::from_utf8_lossy(&t).into_owned(),
+        Err(_) => {
+            return (
+                Check::new(NAME, Status::Fail, format!("{} does not exist", shown(&conf_path)))
+                    .fix(format!(
+                        "create it with `[logfiles]` and `messages => notice,warning,error,security`; {reload}"
+                    )),
+                vec![],
+            );
+        }
+    };
+    let conf = logger_conf::parse(&text);
+    let host = conf.appendhostname.then(hostname).flatten();
+    let logdir = &dirs.astlogdir;
+    let watched: BTreeSet<PathBuf> = inp
+        .settings
+        .logs
+        .iter()
+        .map(|l| under(inp.root, l))
+        .collect();
+    let files_with = |level: &str| -> Vec<PathBuf> {
+        conf.channels
+            .iter()
+            .filter(|c| c.is_file() && c.has(level))
+            .map(|c| {
+                under(
+                    inp.root,
+                    &logger_conf::file_path(c, logdir, host.as_deref()),
+                )
+            })
+            .collect()
+    };
+    let version = inp
+        .src
+        .and_then(|s| fs::read_to_string(s.join(".version")).ok());
+    let mut levels = vec!["notice"];
+    if has_security_level(version.as_deref()) {
+        levels.push("security");
+    }
+    let mut problems = Vec::new();
+    let mut fix = None;
+    let mut notice_files = Vec::new();
+    let mut good = Vec::new();
+    for level in levels {
+        let files = files_with(level);
+        let read: Vec<&PathBuf> = files.iter().filter(|f| watched.contains(*f)).collect();
+        if level == "notice" {
+            notice_files = files.clone();
+        }
+        if let Some(f) = read.first() {
+            good.push(format!("{} → {}", level.to_ascii_uppercase(), shown(f)));
+        } else if let Some(f) = files.first() {
+            problems.push(format!(
+                "{} goes to {}, which the watcher does not read",
+                level.to_ascii_uppercase(),
+                shown(f)
+            ));
+            fix.get_or_insert(format!(
+                "add \"{}\" to logs in astpatch.toml and restart the watcher",
+                shown(f)
+            ));
+        } else {
+            problems.push(format!(
+                "no file channel gets {} in {}",
+                level.to_ascii_uppercase(),
+                shown(&conf_path)
+            ));
+            fix.get_or_insert(format!(
+                "add `{} => {level}` under [logfiles] in {}; {reload}",
+                if level == "notice" {
+                    "messages"
+                } else {
+                    "security"
+                },
+                shown(&conf_path)
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        let mut c = Check::new(NAME, Status::Fail, problems.join("; "));
+        c.fix = fix;
+        return (c, notice_files);
+    }
+    if let Some(df) = conf
+        .dateformat
+        .as_deref()
+        .filter(|df| !logger_conf::watcher_reads_dateformat(df))
+    {
+        let sample = logger_conf::render_dateformat(df).unwrap_or_default();
+        return (
+            Check::new(
+                NAME,
+                Status::Warn,
+                format!(
+                    "{}; but dateformat={df} (\"{sample}\") is a date the watcher cannot read",
+                    good.join(", ")
+                ),
+            )
+            .fix(format!(
+                "set `dateformat = %F %T` under [general] in {} (or remove it); {reload}",
+                shown(&conf_path)
+            )),
+            notice_files,
+        );
+    }
+    (
+        Check::new(NAME, Status::Pass, good.join(", ")),
+        notice_files,
+    )
+}
+
+/// True when `pid` is a live process that is astpatch (pid files outlive crashes, and pids
+/// are reused).
+fn astpatch_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks for existence and permission.
+    let exists = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    if !exists {
+        return false;
+    }
+    match fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmd) => memchr::memmem::find(&cmd, b"astpatch").is_some(),
+        Err(_) => true,
+    }
+}
+
+const START_WATCHER: &str = "start it: systemctl start astpatch-watch (unit from `astpatch install-watcher`), or run `astpatch watch --ban`";
+
+fn check_watcher(root: &Path, state_dir: &Path, notice_files: &[PathBuf]) -> Check {
+    const NAME: &str = "watcher";
+    if !state_dir.is_dir() {
+        return Check::new(
+            NAME,
+            Status::Skipped,
+            format!(
+                "no watcher installed yet ({} does not exist)",
+                shown(state_dir)
+            ),
+        );
+    }
+    let Some(pid) = state::read_pid_file(state_dir) else {
+        return Check::new(
+            NAME,
+            Status::Fail,
+            format!(
+                "not running: no {} in {}",
+                state::PID_FILE,
+                shown(state_dir)
+            ),
+        )
+        .fix(START_WATCHER);
+    };
+    if !astpatch_alive(pid.pid) {
+        return Check::new(
+            NAME,
+            Status::Fail,
+            format!(
+                "not running: pid {} from {} is gone",
+                pid.pid,
+                state::PID_FILE
+            ),
+        )
+        .fix(START_WATCHER);
+    }
+    let follows: BTreeSet<PathBuf> = pid.logs.iter().map(|l| under(root, l)).collect();
+    match notice_files.iter().find(|f| follows.contains(*f)) {
+        Some(f) => Check::new(
+            NAME,
+            Status::Pass,
+            format!(
+                "running (pid {}, backend {}), following {}",
+                pid.pid,
+                pid.backend,
+                shown(f)
+            ),
+        ),
+        None if notice_files.is_empty() => Check::new(
+            NAME,
+            Status::Pass,
+            format!("running (pid {}, backend {})", pid.pid, pid.backend),
+        ),
+        None => Check::new(
+            NAME,
+            Status::Fail,
+            format!(
+                "running (pid {}) but not following {}, where NOTICE goes",
+                pid.pid,
+                shown(&notice_files[0])
+            ),
+        )
+        .fix(format!(
+            "add \"{}\" to logs in astpatch.toml and restart the watcher",
+            shown(&notice_files[0])
+        )),
+    }
+}
+
+fn check_firewall(
+    state_dir: &Path,
+    settings: &Settings,
+    firewall: &dyn Fn(Backend) -> Box<dyn Firewall>,
+) -> Check {
+    const NAME: &str = "firewall";
+    if !state_dir.is_dir() {
+        return Check::new(
+            NAME,
+            Status::Skipped,
+            format!(
+                "no watcher installed yet ({} does not exist)",
+                shown(state_dir)
+            ),
+        );
+    }
+    let backend = state::read_pid_file(state_dir)
+        .map(|p| p.backend)
+        .unwrap_or(settings.backend);
+    let restart = "restart the watcher (it creates, hooks and restores exactly the state's bans): systemctl restart astpatch-watch";
+    let fw = firewall(backend);
+    match fw.hooked() {
+        Err(e) => {
+            return Check::new(NAME, Status::Fail, format!("{backend}: {e}"))
+                .fix(e.hint().unwrap_or_else(|| restart.into()));
+        }
+        Ok(false) => {
+            return Check::new(
+                NAME,
+                Status::Fail,
+                format!("{backend}: astpatch's rules are missing or not hooked into INPUT"),
+            )
+            .fix(restart);
+        }
+        Ok(true) => {}
+    }
+    let kernel: BTreeSet<IpNet> = match fw.list() {
+        Ok(v) => v.into_iter().map(|n| n.trunc()).collect(),
+        Err(e) => return Check::new(NAME, Status::Fail, format!("{backend}: {e}")).fix(restart),
+    };
+    let st = match state::State::open(state_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            return Check::new(NAME, Status::Fail, format!("ban state: {e}"))
+                .fix(e.hint().unwrap_or_else(|| restart.into()));
+        }
+    };
+    let active: BTreeSet<IpNet> = st
+        .active_bans(crate::firewall::now_secs())
+        .into_iter()
+        .map(|b| b.net.trunc())
+        .collect();
+    let missing: Vec<String> = active.difference(&kernel).map(|n| n.to_string()).collect();
+    let unknown: Vec<String> = kernel.difference(&active).map(|n| n.to_string()).collect();
+    let list = |v: &[String]| {
+        let mut s = v.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+        if v.len() > 5 {
+            s.push_str(&format!(" and {} more", v.len() - 5));
+        }
+        s
+    };
+    let mut problems = Vec::new();
+    if !missing.is_empty() {
+        problems.push(format!(
+            "{} active ban(s) not in the kernel: {}",
+            missing.len(),
+            list(&missing)
+        ));
+    }
+    if !unknown.is_empty() {
+        problems.push(format!(
+            "the kernel holds {} entr(ies) the ban state does not know: {}",
+            unknown.len(),
+            list(&unknown)
+        ));
+    }
+    if problems.is_empty() {
+        Check::new(
+            NAME,
+            Status::Pass,
+            format!(
+                "{backend}: hooked into INPUT; all {} active ban(s) are in the kernel, nothing else",
+                active.len()
+            ),
+        )
+    } else {
+        Check::new(
+            NAME,
+            Status::Fail,
+            format!("{backend}: {}", problems.join("; ")),
+        )
+        .fix(restart)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_strings_come_out_of_statements_as_compiled() {
+        let stmt = b"ast_log(LOG_NOTICE, \"Failed to authenticate device %s (%s) for %s, \"\n\t\t\"code = %d\\n\", a, b);";
+        assert_eq!(
+            first_literal(stmt).unwrap(),
+            b"Failed to authenticate device %s (%s) for %s, code = %d\n"
+        );
+        assert_eq!(
+            first_literal(b"x(\"a\\\"b\\tc\", \"separate\")").unwrap(),
+            b"a\"b\tc"
+        );
+        assert_eq!(first_literal(b"no literal"), None);
+    }
+
+    #[test]
+    fn security_level_from_1_8_on() {
+        for (v, has) in [
+            (Some("1.4.44"), false),
+            (Some("1.6.2.24"), false),
+            (Some("1.8.32.3"), true),
+            (Some("certified/1.8.28-cert5"), true),
+            (Some("11.23.1\n"), true),
+            (Some("20.10.0"), true),
+            (None, true),
+        ] {
+            assert_eq!(has_security_level(v), has, "{v:?}");
+        }
+    }
+}
