@@ -133,7 +133,7 @@ pub fn status(settings: &Settings, fw: &dyn Firewall, now: i64) -> Result<Status
     } else {
         None
     };
-    let st = State::open(dir)?;
+    let st = State::load(dir)?;
     let kernel = fw.list().ok();
     let banned: Vec<BanInfo> = st
         .active_bans(now)
