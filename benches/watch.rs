@@ -230,6 +230,50 @@ fn rss(n: u32) {
     drop(child);
 }
 
+/// fail2ban on the same input, where it is installed: `fail2ban-regex` with the stock
+/// asterisk filter (it matches and reports; the daemon would also track and ban), measured by
+/// GNU time, beside our watcher on the same lines.
+fn fail2ban_compare(n: u32) {
+    let filter = Path::new("/etc/fail2ban/filter.d/asterisk.conf");
+    let time = Path::new("/usr/bin/time");
+    if !filter.exists() || !time.exists() {
+        println!(
+            "fail2ban  SKIP: needs fail2ban-regex, {} and /usr/bin/time",
+            filter.display()
+        );
+        return;
+    }
+    rss(n);
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("messages");
+    {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&log).unwrap());
+        for i in 0..n {
+            w.write_all(line(addr(i)).as_bytes()).unwrap();
+        }
+    }
+    let out = Command::new(time)
+        .args(["-f", "%e %M"])
+        .arg("fail2ban-regex")
+        .arg(&log)
+        .arg(filter)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let matched = stdout
+        .lines()
+        .find(|l| l.starts_with("Lines:"))
+        .unwrap_or("?");
+    let last = err.lines().last().unwrap_or("");
+    let mut it = last.split_whitespace();
+    let (secs, kb) = (it.next().unwrap_or("?"), it.next().unwrap_or("0"));
+    println!(
+        "fail2ban  fail2ban-regex on the same {n} lines ({matched}): {secs} s, peak RSS {:.1} MB",
+        kb.parse::<f64>().unwrap_or(0.0) / 1024.0
+    );
+}
+
 fn main() {
     if unsafe { libc::geteuid() } != 0 {
         println!("SKIP bench watch: needs root (network namespaces, firewall)");
@@ -259,5 +303,8 @@ fn main() {
     }
     if wanted("rss") {
         rss(addrs);
+    }
+    if wanted("fail2ban") {
+        fail2ban_compare(addrs / 5);
     }
 }
