@@ -178,6 +178,19 @@ pub fn run_status(settings: &Settings, json: bool, style: Style) -> Result<u8> {
         ),
         None => println!("Watcher:            {}", style.warn("not running")),
     }
+    match s.hooked {
+        Some(true) => println!(
+            "Firewall:           {} ({} objects hooked into INPUT)",
+            style.ok("active"),
+            s.backend
+        ),
+        Some(false) => println!(
+            "Firewall:           {} ({} objects absent or not hooked into INPUT; `astpatch watch --ban` restores them)",
+            style.bad("NOT active"),
+            s.backend
+        ),
+        None => println!("Firewall:           unknown (cannot read it; root needed)"),
+    }
     println!(
         "Currently failing:  {}",
         opt(s.currently_failing.map(|v| v.to_string()))

@@ -105,6 +105,7 @@ fn control_cycle(backend: &str) {
         text.contains("Currently banned:   2") && text.contains(pair.peer4),
         "{text}"
     );
+    assert!(text.contains("Firewall:           active"), "{text}");
 
     let out = astpatch(ns, &["unban", pair.peer4, "--config", cfg]);
     assert!(
