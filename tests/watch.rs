@@ -277,3 +277,43 @@ fn report_only_mode_touches_nothing() {
     );
     assert!(!d.path().join("state").exists(), "report-only wrote state");
 }
+
+#[test]
+fn failures_are_counted_across_rotation_and_copytruncate() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("messages");
+    std::fs::write(&log, "").unwrap();
+    let child = Command::new(common::bin())
+        .args(["watch", "--log"])
+        .arg(&log)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // Two failures, then logrotate's rename + new file, two more, then copytruncate, one more:
+    // five within findtime from one address is a ban (the default maxretry).
+    append_failures(&log, "203.0.113.50", 2);
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::rename(&log, d.path().join("messages.1")).unwrap();
+    append_failures(&log, "203.0.113.50", 2);
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::copy(&log, d.path().join("messages.2")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    append_failures(&log, "203.0.113.50", 1);
+    std::thread::sleep(Duration::from_millis(1500));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("was rotated"), "{text}");
+    assert!(text.contains("was truncated"), "{text}");
+    assert!(
+        text.contains("would ban 203.0.113.50/32: 5 failures"),
+        "{text}"
+    );
+}
