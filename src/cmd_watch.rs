@@ -1,6 +1,6 @@
 //! `astpatch watch`: the loop around the engine — follow the logs, feed lines and ticks, keep
 //! the pid file, stop cleanly on SIGTERM/SIGINT (bans stay in the firewall and the state).
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -42,6 +42,9 @@ pub fn run_watch(mut settings: Settings, args: WatchArgs) -> Result<u8> {
             Some("set logs = [...] in the settings file or pass --log FILE"),
         ));
     }
+    // Decided once, at start: after installing a patched module, restart the watcher.
+    let trust = crate::tail_trust::decide(settings.patched, Path::new("/"));
+    settings.patched = trust.trusted.into();
     // SAFETY: the handler only stores to an atomic.
     unsafe {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
@@ -92,6 +95,7 @@ pub fn run_watch(mut settings: Settings, args: WatchArgs) -> Result<u8> {
         println!("astpatch watch: report only (no --ban): nothing is banned");
         Engine::new(settings.clone(), None, None, local, args.from_start, out)
     };
+    println!("{}", trust.line());
     for l in &settings.logs {
         if !l.exists() {
             println!("waiting for {} to appear", l.display());

@@ -41,6 +41,7 @@ pub mod revert;
 pub mod scan;
 pub mod sites;
 pub mod state;
+pub mod tail_trust;
 pub mod tracker;
 pub mod tree;
 pub mod verify;

@@ -52,6 +52,8 @@ pub struct Engine {
 
 impl Engine {
     /// `state`/`fw` are Some to ban, None to only report what would be banned.
+    /// `settings.patched` should already be decided ([`crate::tail_trust::decide`]): an
+    /// undecided `"auto"` trusts no chan_sip tail.
     pub fn new(
         settings: Settings,
         state: Option<State>,
@@ -61,7 +63,7 @@ impl Engine {
         out: Box<dyn Write + Send>,
     ) -> Engine {
         let recogniser = Recogniser::new(RecogniseOptions {
-            trust_chan_sip_tail: settings.patched,
+            trust_chan_sip_tail: settings.patched == crate::config::Patched::True,
         });
         let tracker = Tracker::new(
             settings.maxretry,
