@@ -275,6 +275,15 @@ fn report_only_mode_touches_nothing() {
         text.contains("would ban 203.0.113.9/32: 5 failures (pjsip-no-endpoint)"),
         "{text}"
     );
+    // One start-up line says whether chan_sip tails are trusted (patched = "auto" by default).
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("chan_sip tails trusted: ")
+                || l.starts_with("chan_sip tails not trusted: "))
+            .count(),
+        1,
+        "{text}"
+    );
     assert!(!d.path().join("state").exists(), "report-only wrote state");
 }
 
