@@ -111,6 +111,15 @@ fn run_one(given: &Path) -> Figures {
         "{} not found: configure and build the tree first (./configure && make); this test never builds Asterisk itself",
         given_so.display()
     );
+    // A fully built tree has its asterisk binary (main/, or the top in 1.2 and older); without
+    // it the tree is not built yet or still building, and mtimes would move under the test.
+    assert!(
+        ["main/asterisk", "asterisk"]
+            .iter()
+            .any(|b| given.join(b).is_file()),
+        "{}: no asterisk binary (main/asterisk): finish building the tree first",
+        given.display()
+    );
     let given_src_before = fs::read(&given_src).unwrap();
     let given_so_mtime = mtime(&given_so);
 
@@ -143,6 +152,14 @@ fn run_one(given: &Path) -> Figures {
     };
     let original = fs::read(&src).unwrap();
     assert_eq!(sites::scan(&original).state(), PatchState::Unpatched);
+    // A module built from the release's source cannot carry the patched strings yet; in a tree
+    // astpatch had already patched and built, it does (and only the mtimes prove the rebuild).
+    let module_before = fs::read(&so).unwrap();
+    assert!(
+        already_patched || !astpatch::install::module_is_patched(&module_before),
+        "{} carries patched strings though chan_sip.c is unpatched: rebuild the tree (make) first",
+        given_so.display()
+    );
     let before = artefact_mtimes(&tree);
     assert!(
         before.contains_key("channels/chan_sip.o") || before.contains_key("channels/chan_sip.so")
@@ -325,7 +342,9 @@ fn artefact_mtimes(tree: &Path) -> BTreeMap<String, SystemTime> {
             e.path()
                 .extension()
                 .is_some_and(|x| x == "o" || x == "so" || x == "a")
-                || e.path().strip_prefix(tree).unwrap() == Path::new("main/asterisk")
+                || ["main/asterisk", "asterisk"]
+                    .iter()
+                    .any(|b| e.path().strip_prefix(tree).unwrap() == Path::new(b))
         })
         .map(|e| {
             (
