@@ -169,9 +169,10 @@ pub enum ConfigError {
 impl ConfigError {
     pub fn hint(&self) -> Option<String> {
         match self {
-            ConfigError::Read { .. } => Some(format!(
+            ConfigError::Read { .. } => Some(
                 "create it (see README, section Settings) or pass --config FILE; defaults need no file"
-            )),
+                    .into(),
+            ),
             ConfigError::Parse { .. } | ConfigError::Invalid { .. } => Some(
                 "fix the key named above; durations look like 600, 10m, 1h; addresses like 192.0.2.0/24"
                     .into(),

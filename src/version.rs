@@ -304,14 +304,16 @@ mod tests {
 
     #[test]
     fn parses_every_scheme() {
-        let cases: &[(
-            &str,
-            &[u32],
+        // text, numbers, cert, certified, pre-release, flavour
+        type Case<'a> = (
+            &'a str,
+            &'a [u32],
             Option<u32>,
             bool,
-            Option<(PreKind, &[u32])>,
+            Option<(PreKind, &'a [u32])>,
             Flavour,
-        )] = &[
+        );
+        let cases: &[Case] = &[
             ("11.23.1", &[11, 23, 1], None, false, None, Flavour::Plain),
             (
                 "1.4.40.1",
