@@ -205,10 +205,50 @@ fn write_patched(l: &Loaded, new: &[u8], patch: &Patch, planned: &[PlannedSite])
             ));
         }
     }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    if !may_write(dir) {
+        return Err(Error::environment(
+            format!(
+                "{} is not writable: astpatch writes the new chan_sip.c beside the old one and renames it into place; nothing was written",
+                dir.display()
+            ),
+            Some("run as the tree's owner (or root), or make that directory writable"),
+        ));
+    }
+    let orig = manifest::original_path(path);
+    let record_path = manifest::manifest_path(path);
+    let wrote = write_all_three(l, new, patch, planned, mode, current, &orig);
+    if let Err(e) = wrote {
+        // A full disk or a failing device part-way: the original was never replaced, so take
+        // back the copy and the record too and leave the directory as it was.
+        for leftover in [&record_path, &orig] {
+            let _ = fs::remove_file(leftover);
+        }
+        let _ = crate::atomic::sync_dir(dir);
+        return Err(match e {
+            Error::Io { path, source } => Error::io(
+                path,
+                std::io::Error::new(source.kind(), format!("{source}; nothing was changed")),
+            ),
+            other => other,
+        });
+    }
+    Ok(())
+}
+
+fn write_all_three(
+    l: &Loaded,
+    new: &[u8],
+    patch: &Patch,
+    planned: &[PlannedSite],
+    mode: u32,
+    current: String,
+    orig: &Path,
+) -> Result<()> {
+    let path = &l.path;
     // Pristine copy and record first: a crash after them but before the rename leaves the
     // original in place and a record revert understands.
-    let orig = manifest::original_path(path);
-    crate::atomic::write(&orig, &l.bytes, Some(mode)).map_err(|e| Error::io(&orig, e))?;
+    crate::atomic::write(orig, &l.bytes, Some(mode)).map_err(|e| Error::io(orig, e))?;
     let rescan = sites::scan(new);
     let changed_lines = planned
         .iter()
@@ -230,6 +270,18 @@ fn write_patched(l: &Loaded, new: &[u8], patch: &Patch, planned: &[PlannedSite])
     };
     manifest::store(path, &record)?;
     crate::atomic::write(path, new, Some(mode)).map_err(|e| Error::io(path, e))
+}
+
+/// Whether this process may create files in `dir` (root passes unless the mount is read-only,
+/// which the write itself then reports).
+fn may_write(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return true;
+    };
+    // SAFETY: a valid NUL-terminated path; access(2) only reads it.
+    let ok = unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0;
+    ok || std::io::Error::last_os_error().raw_os_error() == Some(libc::EROFS)
 }
 
 /// A git checkout gets a note when chan_sip.c has uncommitted changes; astpatch never commits,

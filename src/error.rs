@@ -90,7 +90,7 @@ impl Error {
                 io::ErrorKind::ReadOnlyFilesystem => Some(
                     "the filesystem is mounted read-only; remount it read-write, or copy the tree somewhere writable".into(),
                 ),
-                _ if source.raw_os_error() == Some(libc::EDQUOT) => Some(
+                io::ErrorKind::QuotaExceeded => Some(
                     "your disk quota is used up; free some of it, then run the command again"
                         .into(),
                 ),
@@ -110,7 +110,8 @@ fn refused_by_system(e: &io::Error) -> bool {
         io::ErrorKind::PermissionDenied
             | io::ErrorKind::StorageFull
             | io::ErrorKind::ReadOnlyFilesystem
-    ) || e.raw_os_error() == Some(libc::EDQUOT)
+            | io::ErrorKind::QuotaExceeded
+    )
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
