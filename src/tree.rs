@@ -35,6 +35,8 @@ impl SourceTree {
         let chan_sip = tree.chan_sip();
         match fs::symlink_metadata(&chan_sip) {
             Ok(_) => Ok(tree),
+            // A tree this user may not look into is a permission problem, not "no chan_sip".
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&chan_sip, e)),
             Err(_) if root.join("channels/chan_pjsip.c").exists() => Err(Error::nothing_to_do(
                 format!(
                     "{} has no chan_sip: it was removed in Asterisk 21",

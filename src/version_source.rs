@@ -54,12 +54,14 @@ pub fn detect(root: &Path) -> Result<FoundVersion> {
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => {
-            return Err(Error::Input {
-                message: format!("cannot read {}: {e}", file.display()),
-                hint: Some(
-                    "make .version readable (it names the release), or remove it to use git describe"
-                        .into(),
-                ),
+            let message = format!("cannot read {}: {e}", file.display());
+            let hint =
+                "make .version readable (it names the release), or remove it to use git describe";
+            // Permission is the system's refusal (exit 3); a directory in its place is bad input.
+            return Err(if e.kind() == io::ErrorKind::PermissionDenied {
+                Error::environment(message, Some(hint))
+            } else {
+                Error::input(message, Some(hint))
             });
         }
     }
