@@ -97,29 +97,51 @@ pub(crate) fn choose_patch(l: &Loaded) -> Result<&'static Patch> {
         ));
     }
     patch::select(patch::embedded(), &l.scan).ok_or_else(|| {
-        let listing: Vec<String> =
-            l.scan.sites.iter().map(|s| format!("line {} in {}()", s.line, s.function)).collect();
+        let listing: Vec<String> = l
+            .scan
+            .sites
+            .iter()
+            .map(|s| format!("line {} in {}()", s.line, s.function))
+            .collect();
         Error::input(
             format!(
                 "{}: unrecognised chan_sip.c layout (sites at {}; shape {}, address API {})",
                 l.path.display(),
                 listing.join(", "),
                 l.scan.shape().unwrap_or("unknown"),
-                l.scan.address_api.map(|a| format!("{a:?}")).unwrap_or_else(|| "unknown".into()),
+                l.scan
+                    .address_api
+                    .map(|a| format!("{a:?}"))
+                    .unwrap_or_else(|| "unknown".into()),
             ),
-            Some("nothing was written; please file an issue with the output of `astpatch detect --json SRC`"),
+            Some(FILE_AN_ISSUE),
         )
     })
 }
 
-/// Refuse, naming each site, when any site fits no hunk.
-pub(crate) fn refuse_unknown(path: &Path, plan: &patch::Plan, patch: &Patch) -> Result<()> {
+/// What to send when astpatch meets a layout it does not know: the refusal itself names every
+/// site and shows its statement, and `--dry-run` prints it without touching anything.
+const FILE_AN_ISSUE: &str = "nothing was written; to report it, attach the output of \
+`astpatch apply --dry-run SRC 2> astpatch-issue.txt` (it lists each site and its statement) and \
+of `astpatch detect --json SRC` to an issue";
+
+/// Refuse, naming each site and showing its statement, when any site fits no hunk.
+pub(crate) fn refuse_unknown(
+    path: &Path,
+    src: &[u8],
+    plan: &patch::Plan,
+    patch: &Patch,
+) -> Result<()> {
     let unknown: Vec<String> = plan
         .unknown()
         .map(|s| {
             format!(
-                "  {}:{} in {}(): statement matches no hunk of {}",
-                CHAN_SIP, s.site.line, s.site.function, patch.file
+                "  {}:{} in {}(): statement matches no hunk of {}\n      {}",
+                CHAN_SIP,
+                s.site.line,
+                s.site.function,
+                patch.file,
+                one_line(&src[s.site.span.clone()])
             )
         })
         .collect();
@@ -133,17 +155,40 @@ pub(crate) fn refuse_unknown(path: &Path, plan: &patch::Plan, patch: &Patch) -> 
             unknown.len(),
             unknown.join("\n")
         ),
-        Some(
-            "a local change touched these log statements; compare them with the patch in `astpatch apply --dry-run` and file an issue with the lines above",
-        ),
+        Some(&format!(
+            "a local change touched these log statements; {FILE_AN_ISSUE}"
+        )),
     ))
+}
+
+/// A C statement on one line for a report: whitespace runs collapsed, control bytes and
+/// non-UTF-8 shown escaped, long statements cut.
+fn one_line(stmt: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stmt);
+    let mut out = String::new();
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        for c in word.chars() {
+            if c.is_control() {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+    }
+    if out.chars().count() > 200 {
+        out = out.chars().take(200).collect::<String>() + "…";
+    }
+    out
 }
 
 pub fn apply(root: &Path, dry_run: bool) -> Result<ApplyReport> {
     let l = load(root)?;
     let patch = choose_patch(&l)?;
     let plan = patch::plan(&l.bytes, &l.scan, patch, Direction::Forward);
-    refuse_unknown(&l.path, &plan, patch)?;
+    refuse_unknown(&l.path, &l.bytes, &plan, patch)?;
     let state_before = l.scan.state();
     let changed = plan.changes();
     let mut notes = Vec::new();

@@ -458,3 +458,43 @@ fn cli_apply_twice_and_errors() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("is a file, not a source tree"));
 }
+
+#[test]
+fn cli_unknown_site_report_names_each_site_and_how_to_file_an_issue() {
+    let d = tempfile::tempdir().unwrap();
+    fixtures::write_tree(d.path(), &fixtures::spec("7", "11.23.1"));
+    let path = d.path().join("channels/chan_sip.c");
+    let odd = String::from_utf8_lossy(&fs::read(&path).unwrap())
+        .replacen(
+            "\"Failed to authenticate device %s for SUBSCRIBE\\n\", sip_get_header(req, \"From\"));",
+            "\"Failed to authenticate device %s for SUBSCRIBE\\n\", sip_get_header(req, \"From\"), vendor_extra);",
+            1,
+        )
+        .into_bytes();
+    fs::write(&path, &odd).unwrap();
+    let p = d.path().to_str().unwrap();
+    for args in [vec!["apply", "--dry-run", p], vec!["apply", p]] {
+        let (code, out, err) = cli(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            out.is_empty(),
+            "{args:?}: no diff for a refused file: {out}"
+        );
+        let site = err
+            .lines()
+            .position(|l| l.contains("in handle_request_subscribe(): statement matches no hunk"))
+            .unwrap_or_else(|| panic!("{args:?}: site not named: {err}"));
+        assert!(
+            err.lines().nth(site + 1).unwrap().contains("vendor_extra"),
+            "{args:?}: the statement is shown: {err}"
+        );
+        assert!(
+            err.contains("hint:")
+                && err.contains("astpatch apply --dry-run SRC 2> astpatch-issue.txt")
+                && err.contains("issue"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(fs::read(&path).unwrap(), odd);
+        assert_eq!(fs::read_dir(d.path().join("channels")).unwrap().count(), 1);
+    }
+}
