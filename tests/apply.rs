@@ -498,3 +498,40 @@ fn cli_unknown_site_report_names_each_site_and_how_to_file_an_issue() {
         assert_eq!(fs::read_dir(d.path().join("channels")).unwrap().count(), 1);
     }
 }
+
+#[test]
+fn revert_without_the_pristine_copy_still_restores_the_exact_bytes() {
+    for (id, version) in [("7", "11.23.1"), ("2", "1.4.40"), ("8", "16.30.0")] {
+        let d = tempfile::tempdir().unwrap();
+        fixtures::write_tree(d.path(), &fixtures::spec(id, version));
+        let path = d.path().join("channels/chan_sip.c");
+        let original = fs::read(&path).unwrap();
+        apply(d.path(), false).unwrap();
+        fs::remove_file(d.path().join("channels/chan_sip.c.astpatch-orig")).unwrap();
+        let r = revert(d.path()).unwrap_or_else(|e| panic!("shape {id}: {e}"));
+        assert_eq!(r.outcome, RevertOutcome::Restored, "shape {id}");
+        assert_eq!(fs::read(&path).unwrap(), original, "shape {id}");
+        assert_eq!(
+            fs::read_dir(d.path().join("channels")).unwrap().count(),
+            1,
+            "shape {id}: the record is removed too"
+        );
+    }
+    // When the reversed bytes do not hash to the record, nothing is written.
+    let d = tempfile::tempdir().unwrap();
+    fixtures::write_tree(d.path(), &fixtures::spec("7", "11.23.1"));
+    apply(d.path(), false).unwrap();
+    fs::remove_file(d.path().join("channels/chan_sip.c.astpatch-orig")).unwrap();
+    let record = d.path().join("channels/chan_sip.c.astpatch.json");
+    let text = fs::read_to_string(&record).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let orig_hash = v["original_sha256"].as_str().unwrap();
+    fs::write(&record, text.replace(orig_hash, &"0".repeat(64))).unwrap();
+    let patched = chan_sip(d.path());
+    let e = revert(d.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("is missing") && e.contains("nothing was changed"),
+        "{e}"
+    );
+    assert_eq!(chan_sip(d.path()), patched);
+}
