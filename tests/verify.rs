@@ -426,3 +426,25 @@ fn firewall_check_reads_every_backend_from_the_kernel() {
         fw.teardown().unwrap();
     }
 }
+
+#[test]
+fn a_root_that_does_not_exist_is_an_input_error_not_a_failed_checklist() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("no-such-root");
+    let o = Command::new(common::bin())
+        .args(["verify", "--root"])
+        .arg(&missing)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no such directory") && err.contains("hint:"),
+        "{err}"
+    );
+    assert!(
+        o.stdout.is_empty(),
+        "no checklist for a root that is not there"
+    );
+}
