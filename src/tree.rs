@@ -14,6 +14,15 @@ pub struct SourceTree {
 
 const TREE_HINT: &str = "point astpatch at the top of the Asterisk source tree: the folder that holds .version and channels/";
 
+/// The release a tree without chan_sip.c states, when that release is one with no chan_sip
+/// (21+): every command then says so instead of "not an Asterisk tree".
+fn release_without_chan_sip(root: &Path) -> Option<String> {
+    use crate::versions_table::{ChanSipStatus, Table};
+    let found = crate::version_source::detect(root).ok()?;
+    let v = found.parsed.as_ref().ok()?;
+    (Table::embedded().series_info(v).chan_sip == ChanSipStatus::Absent).then_some(found.raw)
+}
+
 impl SourceTree {
     /// Check that `root` is a directory that holds `channels/chan_sip.c`.
     pub fn open(root: &Path) -> Result<SourceTree> {
@@ -33,6 +42,21 @@ impl SourceTree {
             root: root.to_owned(),
         };
         let chan_sip = tree.chan_sip();
+        let missing = fs::symlink_metadata(&chan_sip)
+            .err()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+        if missing && let Some(release) = release_without_chan_sip(root) {
+            return Err(Error::nothing_to_do(
+                format!(
+                    "{} is Asterisk {release}, which has no chan_sip (removed in 21)",
+                    root.display()
+                ),
+                Some(
+                    "nothing to patch: PJSIP's failure lines already carry the source address; \
+                     run `astpatch watch` on the log as it is",
+                ),
+            ));
+        }
         match fs::symlink_metadata(&chan_sip) {
             Ok(_) => Ok(tree),
             // A tree this user may not look into is a permission problem, not "no chan_sip".
