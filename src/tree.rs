@@ -23,6 +23,12 @@ fn release_without_chan_sip(root: &Path) -> Option<String> {
     (Table::embedded().series_info(v).chan_sip == ChanSipStatus::Absent).then_some(found.raw)
 }
 
+/// Far above any real chan_sip.c (the largest release's is about 1.3 MB), far below what
+/// reading a stray disk image into memory would cost.
+const MAX_CHAN_SIP_BYTES: u64 = 32 << 20;
+
+const NOT_CHAN_SIP_HINT: &str = "put the release's channels/chan_sip.c back (from its tarball, or `git checkout channels/chan_sip.c`)";
+
 impl SourceTree {
     /// Check that `root` is a directory that holds `channels/chan_sip.c`.
     pub fn open(root: &Path) -> Result<SourceTree> {
@@ -91,7 +97,17 @@ impl SourceTree {
         if !meta.is_file() {
             return Err(Error::input(
                 format!("{} is not a regular file", path.display()),
-                Some(TREE_HINT),
+                Some(NOT_CHAN_SIP_HINT),
+            ));
+        }
+        if meta.len() > MAX_CHAN_SIP_BYTES {
+            return Err(Error::input(
+                format!(
+                    "{} is {} MB; no chan_sip.c is larger than about 1.3 MB, so this is not one",
+                    path.display(),
+                    meta.len() / 1_000_000
+                ),
+                Some(NOT_CHAN_SIP_HINT),
             ));
         }
         fs::read(&path).map_err(|e| Error::io(&path, e))
@@ -120,5 +136,20 @@ mod tests {
         let e = SourceTree::open(d.path()).unwrap_err();
         assert!(e.to_string().contains("removed in Asterisk 21"), "{e}");
         assert_eq!(e.exit_code(), crate::exit_codes::CHECK_FAILED);
+    }
+
+    #[test]
+    fn a_huge_chan_sip_is_refused_before_it_is_read() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("channels")).unwrap();
+        let f = fs::File::create(d.path().join(CHAN_SIP)).unwrap();
+        // Sparse: costs no disk, and would cost 3 GB of memory if read.
+        f.set_len(3 << 30).unwrap();
+        let e = SourceTree::open(d.path())
+            .unwrap()
+            .read_chan_sip()
+            .unwrap_err();
+        assert!(e.to_string().contains("this is not one"), "{e}");
+        assert_eq!(e.exit_code(), crate::exit_codes::INPUT_ERROR);
     }
 }
