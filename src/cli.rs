@@ -144,6 +144,75 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Follow Asterisk's logs and ban addresses that fail too often (like fail2ban).
+    ///
+    /// Follows each log across rotation (rename, copytruncate, delete-and-recreate) and waits
+    /// for logs that do not exist yet; starts at their end unless --from-start. Counts failures
+    /// per source address (maxretry within findtime); with --ban it records each ban durably,
+    /// then puts it into the firewall, expires it on time, and at start restores every ban the
+    /// firewall lost (reboot, iptables -F). Without --ban it only reports what it would ban.
+    #[command(
+        after_help = "Examples:\n  astpatch watch                      # dry: report what would be banned\n  astpatch watch --ban\n  astpatch watch --ban --backend nftables --log /var/log/asterisk/messages\n  astpatch install-watcher            # run it under systemd"
+    )]
+    Watch {
+        /// Ban through the firewall (without it, only report).
+        #[arg(long)]
+        ban: bool,
+        /// Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// A log to follow (repeatable) [default: logs from the settings]
+        #[arg(long = "log", value_name = "FILE")]
+        logs: Vec<PathBuf>,
+        /// Firewall backend [default: backend from the settings, iptables]
+        #[arg(long, value_name = "BACKEND", value_parser = parse_backend)]
+        backend: Option<crate::config::Backend>,
+        /// Where bans are kept [default: state_dir from the settings, /var/lib/astpatch]
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// Read the logs from their beginning (default: only lines written from now on).
+        #[arg(long)]
+        from_start: bool,
+    },
+    /// Turn a fail2ban jail (jail.local's [asterisk] and [DEFAULT]) into astpatch settings.
+    ///
+    /// Carries over maxretry, findtime, bantime, ignoreip, logpath, the ban action (as the
+    /// backend) and bantime.increment; prints notes, as comments, for what has no equivalent.
+    #[command(
+        after_help = "Examples:\n  astpatch import-fail2ban /etc/fail2ban/jail.local\n  astpatch import-fail2ban /etc/fail2ban/jail.local --output /etc/astpatch/astpatch.toml"
+    )]
+    ImportFail2ban {
+        /// The fail2ban jail file.
+        #[arg(value_name = "JAIL_LOCAL")]
+        jail_local: PathBuf,
+        /// Jail section to import.
+        #[arg(long, default_value = "asterisk", value_name = "NAME")]
+        jail: String,
+        /// Write the settings here instead of printing them.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Replace --output if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Install the watcher as a hardened systemd service, enabled and started.
+    ///
+    /// The unit runs `astpatch watch --ban` as root limited to CAP_NET_ADMIN, CAP_NET_RAW and
+    /// CAP_DAC_READ_SEARCH, with no new privileges and a read-only system.
+    #[command(
+        after_help = "Examples:\n  astpatch install-watcher --dry-run\n  astpatch install-watcher --config /etc/astpatch/astpatch.toml"
+    )]
+    InstallWatcher {
+        /// Settings file the service uses [default: /etc/astpatch/astpatch.toml]
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print the unit and the commands; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Where the unit goes.
+        #[arg(long, value_name = "DIR", default_value = "/etc/systemd/system")]
+        unit_dir: PathBuf,
+    },
     /// Ban an address or network now, through the firewall, recorded durably.
     ///
     /// Works whether or not the watcher runs: the ban is written to the state store first,
@@ -194,6 +263,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+fn parse_backend(s: &str) -> Result<crate::config::Backend, String> {
+    match s {
+        "iptables" => Ok(crate::config::Backend::Iptables),
+        "ipset" => Ok(crate::config::Backend::Ipset),
+        "nftables" => Ok(crate::config::Backend::Nftables),
+        _ => Err("one of iptables, ipset, nftables".into()),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -264,6 +342,40 @@ fn run(cli: Cli, style: Style) -> Result<u8, Error> {
                 );
             }
             Ok(exit_codes::SUCCESS)
+        }
+        Command::Watch {
+            ban,
+            config,
+            logs,
+            backend,
+            state_dir,
+            from_start,
+        } => {
+            let settings = crate::config::Settings::load(config.as_deref())?;
+            crate::cmd_watch::run_watch(
+                settings,
+                crate::cmd_watch::WatchArgs {
+                    ban,
+                    logs,
+                    backend,
+                    state_dir,
+                    from_start,
+                },
+            )
+        }
+        Command::ImportFail2ban {
+            jail_local,
+            jail,
+            output,
+            force,
+        } => crate::cmd_import_fail2ban::run(&jail_local, &jail, output.as_deref(), force, style),
+        Command::InstallWatcher {
+            config,
+            dry_run,
+            unit_dir,
+        } => {
+            let settings = crate::config::Settings::load(config.as_deref())?;
+            crate::cmd_install_watcher::run(config.as_deref(), &settings, &unit_dir, dry_run, style)
         }
         Command::Ban {
             addr,

@@ -36,6 +36,10 @@ pub fn run_ban(
 ) -> Result<u8> {
     let net = policy::parse_target(target)?;
     policy::check_bannable(&net, settings, &policy::local_addresses())?;
+    // The firewall must be usable before anything is recorded (a missing tool or module is
+    // reported here, and nothing changes).
+    let mut fw = open_firewall(settings);
+    fw.ensure()?;
     let mut st = State::open(&settings.state_dir)?;
     let now = now_secs();
     let len = ban_for.unwrap_or_else(|| policy::ban_length(settings, st.previous_bans(&net)));
@@ -47,8 +51,6 @@ pub fn run_ban(
         failures: 0,
         banned_at: now,
     })?;
-    let mut fw = open_firewall(settings);
-    fw.ensure()?;
     fw.ban(net, Some(until))?;
     println!(
         "{} {net} for {} (backend {})",
@@ -112,6 +114,8 @@ pub struct BanInfo {
 pub struct Status {
     pub watcher: WatcherInfo,
     pub backend: Backend,
+    /// Whether INPUT reaches astpatch's objects (None when the firewall could not be read).
+    pub hooked: Option<bool>,
     /// Only known while the watcher runs.
     pub currently_failing: Option<usize>,
     pub total_failed: Option<u64>,
@@ -129,7 +133,7 @@ pub fn status(settings: &Settings, fw: &dyn Firewall, now: i64) -> Result<Status
     } else {
         None
     };
-    let st = State::open(dir)?;
+    let st = State::load(dir)?;
     let kernel = fw.list().ok();
     let banned: Vec<BanInfo> = st
         .active_bans(now)
@@ -143,6 +147,7 @@ pub fn status(settings: &Settings, fw: &dyn Firewall, now: i64) -> Result<Status
     Ok(Status {
         watcher: WatcherInfo { running, pid_file },
         backend: fw.name(),
+        hooked: fw.hooked().ok(),
         currently_failing: stats.as_ref().map(|s| s.currently_failing),
         total_failed: stats.as_ref().map(|s| s.total_failed),
         currently_banned: banned.len(),
@@ -172,6 +177,19 @@ pub fn run_status(settings: &Settings, json: bool, style: Style) -> Result<u8> {
                 .join(", ")
         ),
         None => println!("Watcher:            {}", style.warn("not running")),
+    }
+    match s.hooked {
+        Some(true) => println!(
+            "Firewall:           {} ({} objects hooked into INPUT)",
+            style.ok("active"),
+            s.backend
+        ),
+        Some(false) => println!(
+            "Firewall:           {} ({} objects absent or not hooked into INPUT; `astpatch watch --ban` restores them)",
+            style.bad("NOT active"),
+            s.backend
+        ),
+        None => println!("Firewall:           unknown (cannot read it; root needed)"),
     }
     println!(
         "Currently failing:  {}",

@@ -11,6 +11,7 @@ use crate::logread::Source;
 use crate::output::{Style, print_json};
 use crate::recognise::{RecogniseOptions, Recogniser};
 use crate::scan::{ScanReport, Scanner};
+use crate::tail_trust::TailTrust;
 
 /// Addresses listed in the text table; `--json` lists all.
 const TEXT_ADDRESSES: usize = 50;
@@ -24,8 +25,9 @@ pub fn run(files: &[PathBuf], config: Option<&Path>, json: bool, style: Style) -
         let reader = src.open()?;
         inputs.push((src.name(), reader));
     }
+    let trust = crate::tail_trust::decide(settings.patched, Path::new("/"));
     let rec = Recogniser::new(RecogniseOptions {
-        trust_chan_sip_tail: settings.patched,
+        trust_chan_sip_tail: trust.trusted,
     });
     let mut scanner = Scanner::new(&rec, &settings);
     for (name, reader) in inputs {
@@ -38,13 +40,13 @@ pub fn run(files: &[PathBuf], config: Option<&Path>, json: bool, style: Style) -
     if json {
         print_json(&report);
     } else {
-        print!("{}", render_text(&report, style));
+        print!("{}", render_text(&report, &trust, style));
     }
     Ok(exit_codes::SUCCESS)
 }
 
 /// The human-readable report (also pinned by snapshot tests).
-pub fn render_text(r: &ScanReport, style: Style) -> String {
+pub fn render_text(r: &ScanReport, trust: &TailTrust, style: Style) -> String {
     let mut o = String::new();
     let files = if r.files.len() == 1 {
         r.files[0].clone()
@@ -75,15 +77,11 @@ pub fn render_text(r: &ScanReport, style: Style) -> String {
     }
     let _ = writeln!(
         o,
-        "settings: maxretry {} within {}; chan_sip address tails trusted: {}",
+        "settings: maxretry {} within {}",
         r.maxretry,
         crate::duration::format(Duration::from_secs(r.findtime_secs)),
-        if r.trust_chan_sip_tail {
-            "yes (patched = true)"
-        } else {
-            "no (patched = false)"
-        }
     );
+    let _ = writeln!(o, "{}", trust.line());
     if !r.rules.is_empty() {
         let _ = writeln!(o);
         let _ = writeln!(
@@ -168,8 +166,8 @@ pub fn render_text(r: &ScanReport, style: Style) -> String {
         let _ = writeln!(
             o,
             "note: {} name no trustworthy address: on a stock module \
-             their end is the attacker's From header. Patch the module (astpatch apply), then set \
-             patched = true.",
+             their end is the attacker's From header. Patch and install the module \
+             (astpatch apply --rebuild --install): with patched = \"auto\", the default, its tails are then trusted.",
             plural(chan_sip_blind, "chan_sip line")
         );
     }

@@ -28,6 +28,66 @@ impl std::fmt::Display for Backend {
     }
 }
 
+/// The `patched` setting: `true`, `false`, or `"auto"` (decide from the installed module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Patched {
+    True,
+    False,
+    #[default]
+    Auto,
+}
+
+impl std::fmt::Display for Patched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Patched::True => "true",
+            Patched::False => "false",
+            Patched::Auto => "\"auto\"",
+        })
+    }
+}
+
+impl From<bool> for Patched {
+    fn from(b: bool) -> Self {
+        if b { Patched::True } else { Patched::False }
+    }
+}
+
+// Booleans stay booleans in the file (older settings files keep working); only auto is text.
+impl Serialize for Patched {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Patched::True => s.serialize_bool(true),
+            Patched::False => s.serialize_bool(false),
+            Patched::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Patched {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Patched;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("patched = true, false or \"auto\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Patched, E> {
+                Ok(b.into())
+            }
+            fn visit_str<E: serde::de::Error>(self, t: &str) -> Result<Patched, E> {
+                match t {
+                    "auto" => Ok(Patched::Auto),
+                    _ => Err(E::custom(format!(
+                        "patched: \"{t}\" is not true, false or \"auto\""
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Repeat offenders get `bantime * factor^(previous bans)`, never more than `max`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,9 +118,10 @@ pub struct Settings {
     /// Log files the watcher follows.
     pub logs: Vec<PathBuf>,
     pub backend: Backend,
-    /// Trust the address at the end of chan_sip "Failed to authenticate" lines. Only true when
-    /// the running chan_sip is patched: on a stock module that tail is attacker-written text.
-    pub patched: bool,
+    /// Whether the address at the end of chan_sip "Failed to authenticate" lines is trusted:
+    /// on a stock module that tail is attacker-written text. `"auto"` looks at the installed
+    /// chan_sip.so when the watcher (or scan) starts; see [`crate::tail_trust`].
+    pub patched: Patched,
     pub state_dir: PathBuf,
     pub bantime_increment: Option<BantimeIncrement>,
     /// Ban the whole IPv6 prefix of this length (e.g. 64) rather than one address.
@@ -79,7 +140,7 @@ impl Default for Settings {
                 PathBuf::from("/var/log/asterisk/security"),
             ],
             backend: Backend::Iptables,
-            patched: false,
+            patched: Patched::Auto,
             state_dir: PathBuf::from("/var/lib/astpatch"),
             bantime_increment: None,
             ipv6_prefix: None,
@@ -283,7 +344,7 @@ max = "1w"
         assert_eq!(s.findtime, Duration::from_secs(300));
         assert_eq!(s.bantime, Duration::from_secs(7200));
         assert_eq!(s.backend, Backend::Nftables);
-        assert!(s.patched);
+        assert_eq!(s.patched, Patched::True);
         assert_eq!(s.ipv6_prefix, Some(64));
         assert_eq!(s.bantime_increment.as_ref().unwrap().factor, 3);
         assert!(s.is_ignored("10.1.2.3".parse().unwrap()));
@@ -307,6 +368,40 @@ max = "1w"
         assert!(e.contains(":1:"), "{e}");
         let e = parse("maxretry = 0\n").unwrap_err().to_string();
         assert!(e.contains("maxretry"), "{e}");
+    }
+
+    #[test]
+    fn patched_is_a_boolean_or_auto() {
+        assert_eq!(parse("").unwrap().patched, Patched::Auto);
+        assert_eq!(
+            parse("patched = \"auto\"\n").unwrap().patched,
+            Patched::Auto
+        );
+        assert_eq!(parse("patched = true\n").unwrap().patched, Patched::True);
+        assert_eq!(parse("patched = false\n").unwrap().patched, Patched::False);
+        let e = parse("maxretry = 5\npatched = \"yes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("t.toml:2:") && e.contains("patched"), "{e}");
+        let e = parse("patched = 1\n").unwrap_err().to_string();
+        assert!(e.contains("t.toml:1:") && e.contains("patched"), "{e}");
+    }
+
+    #[test]
+    fn patched_round_trips_as_written() {
+        for (v, text) in [
+            (Patched::True, "patched = true"),
+            (Patched::False, "patched = false"),
+            (Patched::Auto, "patched = \"auto\""),
+        ] {
+            let s = Settings {
+                patched: v,
+                ..Settings::default()
+            };
+            let out = toml::to_string(&s).unwrap();
+            assert!(out.contains(text), "{out}");
+            assert_eq!(parse(&out).unwrap(), s);
+        }
     }
 
     #[test]

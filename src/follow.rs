@@ -109,10 +109,14 @@ impl Follower {
         if !f.opts.from_start {
             let opts = f.opts.clone();
             for t in &mut f.files {
-                if let Some(m) = fs::metadata(&t.path).ok().filter(|m| m.is_file()) {
-                    open(t, &m, &opts, &mut |_| {});
+                if fs::metadata(&t.path).is_ok_and(|m| m.is_file()) {
+                    open(t, &opts, &mut |_| {});
                 }
             }
+        }
+        // A log that appears later is new: all of it is read.
+        for t in &mut f.files {
+            t.at_start = false;
         }
         f
     }
@@ -166,7 +170,7 @@ fn poll_one(
             // appending to it until it reopens the path.
             t.at_start = false;
         }
-        (Some(m), false) => open(t, m, opts, on_event),
+        (Some(_), false) => open(t, opts, on_event),
         (Some(m), true) if file_id(m) != t.id => {
             // Rotated or recreated: finish the old file, then switch.
             read_lines(t, opts, buf, on_line, on_event);
@@ -174,7 +178,7 @@ fn poll_one(
             t.skipping = false;
             t.at_start = false;
             on_event(Event::Rotated(t.path.clone()));
-            open(t, m, opts, on_event);
+            open(t, opts, on_event);
         }
         (Some(m), true) if m.len() < t.pos => {
             // copytruncate or truncation: the content we had read is gone; start over.
@@ -188,12 +192,7 @@ fn poll_one(
     read_lines(t, opts, buf, on_line, on_event);
 }
 
-fn open(
-    t: &mut Tailed,
-    _stat: &fs::Metadata,
-    opts: &FollowOptions,
-    on_event: &mut dyn FnMut(Event),
-) {
+fn open(t: &mut Tailed, opts: &FollowOptions, on_event: &mut dyn FnMut(Event)) {
     if let Ok(f) = File::open(&t.path) {
         // Identify what we opened (not what we stat'ed a moment earlier).
         let Ok(fm) = f.metadata() else { return };
@@ -369,6 +368,15 @@ mod tests {
         assert!(h.read().is_empty());
         append(&p, "recreated\n");
         assert_eq!(h.read(), ["recreated"]);
+    }
+
+    #[test]
+    fn a_log_created_after_start_is_read_whole_even_before_the_first_look() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("late");
+        let mut h = Harness::new(std::slice::from_ref(&p), false, 1000);
+        append(&p, "one\ntwo\n");
+        assert_eq!(h.read(), ["one", "two"]);
     }
 
     #[test]

@@ -31,8 +31,9 @@ use crate::logframe::{self, TimeContext};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RecogniseOptions {
     /// Trust the `(ADDR)` tail of chan_sip "Failed to authenticate" / "fake auth rejection"
-    /// lines. True only when the running chan_sip is known patched (`patched = true`, or verify
-    /// proved it): on a stock module that tail is the attacker's From header.
+    /// lines. True only when the running chan_sip is known patched (`patched = true`, or the
+    /// installed module carries astpatch's format: [`crate::tail_trust`]): on a stock module
+    /// that tail is the attacker's From header.
     pub trust_chan_sip_tail: bool,
 }
 

@@ -352,7 +352,7 @@ mod tests {
     fn scan(text: &str, settings: &Settings) -> ScanReport {
         let rec = Recogniser::with_time_context(
             RecogniseOptions {
-                trust_chan_sip_tail: settings.patched,
+                trust_chan_sip_tail: settings.patched == crate::config::Patched::True,
             },
             TimeContext::utc(1_795_996_800),
         );

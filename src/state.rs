@@ -74,6 +74,8 @@ pub struct State {
     lines: u64,
     /// Set when the journal was unreadable and moved aside: where it went.
     pub recovered_from: Option<PathBuf>,
+    /// False for read-only views (`status`, `verify`): never truncate or move the journal.
+    repair: bool,
 }
 
 /// Exclusive `flock` on a file, released on drop.
@@ -202,9 +204,31 @@ impl State {
             ino: 0,
             lines: 0,
             recovered_from: None,
+            repair: true,
         };
         let _l = st.lock()?;
         st.catch_up()?;
+        Ok(st)
+    }
+
+    /// A read-only view for reports (`status`, `verify`): creates nothing, repairs nothing.
+    /// A torn last line is ignored; a corrupt journal is an error naming it (the watcher is
+    /// what sets it aside and recovers). A missing directory reads as "no bans".
+    pub fn load(dir: &Path) -> Result<State> {
+        let mut st = State {
+            dir: dir.to_owned(),
+            bans: BTreeMap::new(),
+            history: HashMap::new(),
+            total_banned: 0,
+            offset: 0,
+            ino: 0,
+            lines: 0,
+            recovered_from: None,
+            repair: false,
+        };
+        if dir.join(JOURNAL).exists() {
+            st.catch_up()?;
+        }
         Ok(st)
     }
 
@@ -252,7 +276,7 @@ impl State {
         // Only whole lines count. A torn tail is a write that never finished: its ban never
         // reached the firewall. Cut it off so the next append starts on a fresh line.
         let whole = rest.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-        if whole < rest.len() {
+        if whole < rest.len() && self.repair {
             let f = OpenOptions::new()
                 .write(true)
                 .open(&path)
@@ -280,6 +304,14 @@ impl State {
             }
         }
         if let Some(why) = bad {
+            if !self.repair {
+                return Err(Error::input(
+                    format!("{} is corrupt ({why})", path.display()),
+                    Some(
+                        "restart the watcher: it keeps the file aside and starts from what the firewall holds",
+                    ),
+                ));
+            }
             let aside = self
                 .dir
                 .join(format!("{JOURNAL}.corrupt-{}", crate::firewall::now_secs()));
@@ -549,6 +581,37 @@ mod tests {
         assert_eq!(s.previous_bans(&"192.0.2.2/32".parse().unwrap()), 1);
         assert_eq!(s.total_banned(), 5);
         assert!(s.journal_lines() < 8);
+    }
+
+    #[test]
+    fn read_only_view_repairs_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(
+            State::load(&d.path().join("absent"))
+                .unwrap()
+                .active_bans(0)
+                .is_empty()
+        );
+        assert!(
+            !d.path().join("absent").exists(),
+            "load created the directory"
+        );
+        let mut s = State::open(d.path()).unwrap();
+        s.record_ban(ban("192.0.2.1/32", None)).unwrap();
+        let j = d.path().join(JOURNAL);
+        let mut f = OpenOptions::new().append(true).open(&j).unwrap();
+        f.write_all(b"{\"op\":\"ba").unwrap();
+        let before = fs::read(&j).unwrap();
+        assert_eq!(State::load(d.path()).unwrap().active_bans(0).len(), 1);
+        assert_eq!(
+            fs::read(&j).unwrap(),
+            before,
+            "torn tail left for the watcher"
+        );
+        fs::write(&j, "garbage\n").unwrap();
+        let e = State::load(d.path()).err().expect("corrupt is an error");
+        assert!(e.to_string().contains("corrupt"), "{e}");
+        assert!(j.exists(), "not moved aside by a reader");
     }
 
     #[test]

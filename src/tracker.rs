@@ -164,7 +164,7 @@ impl Tracker {
             Store::Heap(tab) => record_in(tab, k, t, cutoff, maxretry, max_entries),
         };
         if grew_full {
-            self.make_room(now);
+            self.make_room(now, k);
         }
         verdict
     }
@@ -232,7 +232,10 @@ impl Tracker {
 
     /// Called when an insertion filled the table: drop expired windows, and if that is not
     /// enough, the tenth of addresses that failed least recently.
-    fn make_room(&mut self, now: i64) {
+    /// `keep` is the address just recorded: among addresses that failed in the same second it
+    /// would otherwise be as likely to go as any, and forgetting the one attacker that is
+    /// active right now is the worst choice.
+    fn make_room(&mut self, now: i64, keep: Key) {
         self.expire(now);
         let target = self.max_entries - self.max_entries / 10;
         let before = self.len();
@@ -240,8 +243,8 @@ impl Tracker {
             return;
         }
         match &mut self.store {
-            Store::Inline(tab) => evict_oldest(tab, before - target),
-            Store::Heap(tab) => evict_oldest(tab, before - target),
+            Store::Inline(tab) => evict_oldest(tab, before - target, &keep),
+            Store::Heap(tab) => evict_oldest(tab, before - target, &keep),
         }
         self.evicted += (before - self.len()) as u64;
     }
@@ -267,13 +270,13 @@ fn record_in<R: Recent>(
     (Verdict::Counting { failures }, tab.map.len() >= max_entries)
 }
 
-fn evict_oldest<R: Recent>(tab: &mut Table<R>, n: usize) {
+fn evict_oldest<R: Recent>(tab: &mut Table<R>, n: usize, keep: &Key) {
     let mut newest: Vec<u32> = tab.map.values().map(Recent::newest).collect();
     let idx = (n - 1).min(newest.len() - 1);
     let (_, &mut limit, _) = newest.select_nth_unstable(idx);
     let mut left = n;
-    tab.map.retain(|_, r| {
-        if left > 0 && r.newest() <= limit {
+    tab.map.retain(|k, r| {
+        if left > 0 && r.newest() <= limit && k != keep {
             left -= 1;
             false
         } else {
@@ -391,6 +394,12 @@ mod tests {
             let a = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
             t.record(a, i as i64 / 1000);
             assert!(t.len() <= 1000);
+            // Eviction never drops the address that just failed, even among same-second ties.
+            assert_eq!(
+                t.failures(a, i as i64 / 1000),
+                1,
+                "address {i} was forgotten at once"
+            );
         }
         assert!(t.evicted() >= 99_000, "{}", t.evicted());
         // The most recent attacker is still being counted.

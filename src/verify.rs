@@ -612,7 +612,7 @@ fn check_firewall(
         Ok(v) => v.into_iter().map(|n| n.trunc()).collect(),
         Err(e) => return Check::new(NAME, Status::Fail, format!("{backend}: {e}")).fix(restart),
     };
-    let st = match state::State::open(state_dir) {
+    let st = match state::State::load(state_dir) {
         Ok(s) => s,
         Err(e) => {
             return Check::new(NAME, Status::Fail, format!("ban state: {e}"))

@@ -44,11 +44,16 @@ pub struct Engine {
     last_second: i64,
     last_expire: i64,
     evicted_said: u64,
+    /// Counters last written to stats.json, and when.
+    published: Option<(usize, u64)>,
+    published_at: i64,
     out: Box<dyn Write + Send>,
 }
 
 impl Engine {
     /// `state`/`fw` are Some to ban, None to only report what would be banned.
+    /// `settings.patched` should already be decided ([`crate::tail_trust::decide`]): an
+    /// undecided `"auto"` trusts no chan_sip tail.
     pub fn new(
         settings: Settings,
         state: Option<State>,
@@ -58,7 +63,7 @@ impl Engine {
         out: Box<dyn Write + Send>,
     ) -> Engine {
         let recogniser = Recogniser::new(RecogniseOptions {
-            trust_chan_sip_tail: settings.patched,
+            trust_chan_sip_tail: settings.patched == crate::config::Patched::True,
         });
         let tracker = Tracker::new(
             settings.maxretry,
@@ -78,6 +83,8 @@ impl Engine {
             last_second: i64::MIN,
             last_expire: i64::MIN,
             evicted_said: 0,
+            published: None,
+            published_at: i64::MIN,
             out,
         }
     }
@@ -236,14 +243,21 @@ impl Engine {
             if st.journal_lines() > 10_000 + 2 * st.active_bans(now).len() as u64 {
                 st.compact(now)?;
             }
-            state::write_stats(
-                st.dir(),
-                &state::Stats {
-                    currently_failing: self.tracker.len(),
-                    total_failed: self.total_failed,
-                    updated_at: now,
-                },
-            )?;
+            // Published when it changed (or once a minute), not every second: each write is
+            // a temp file, two fsyncs and a rename.
+            let counts = (self.tracker.len(), self.total_failed);
+            if self.published != Some(counts) || now.saturating_sub(self.published_at) >= 60 {
+                state::write_stats(
+                    st.dir(),
+                    &state::Stats {
+                        currently_failing: counts.0,
+                        total_failed: counts.1,
+                        updated_at: now,
+                    },
+                )?;
+                self.published = Some(counts);
+                self.published_at = now;
+            }
             for m in msgs {
                 self.say(format_args!("{m}"));
             }

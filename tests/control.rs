@@ -94,6 +94,7 @@ fn control_cycle(backend: &str) {
     assert_eq!(s["currently_banned"], 2, "{s}");
     assert_eq!(s["total_banned"], 2);
     assert_eq!(s["watcher"]["running"], false);
+    assert_eq!(s["hooked"], true, "{s}");
     assert_eq!(s["banned"][0]["in_kernel"], true, "{s}");
     assert_eq!(s["banned"][0]["reason"], "manual");
     let left = s["banned"][0]["expires_in"].as_i64().unwrap();
@@ -104,6 +105,7 @@ fn control_cycle(backend: &str) {
         text.contains("Currently banned:   2") && text.contains(pair.peer4),
         "{text}"
     );
+    assert!(text.contains("Firewall:           active"), "{text}");
 
     let out = astpatch(ns, &["unban", pair.peer4, "--config", cfg]);
     assert!(
@@ -143,5 +145,33 @@ fn ban_status_unban_ipset() {
 fn ban_status_unban_nftables() {
     if common::require_root("ban_status_unban_nftables") {
         control_cycle("nftables");
+    }
+}
+
+#[test]
+fn a_missing_firewall_tool_names_the_package_and_records_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    for (backend, package) in [
+        ("iptables", "iptables"),
+        ("ipset", "ipset"),
+        ("nftables", "nftables"),
+    ] {
+        let cfg = config(d.path(), backend);
+        let out = Command::new(common::bin())
+            .args(["ban", "203.0.113.7", "--config", cfg.to_str().unwrap()])
+            .env("PATH", d.path()) // no firewall tools here
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{backend}: {err}");
+        assert!(
+            err.contains(&format!("apt-get install {package}")),
+            "{backend}: {err}"
+        );
+        assert!(
+            !d.path().join("state/bans.journal").exists(),
+            "{backend}: recorded anyway"
+        );
     }
 }

@@ -282,3 +282,56 @@ fn lines_inside_a_packet_pjproject_dumps_are_never_read_as_failures() {
         );
     }
 }
+
+/// `patched = "auto"` finds the module Asterisk loads inside a system root (asterisk.conf's
+/// astmoddir, else the usual directories) and trusts chan_sip tails only if it is patched.
+#[test]
+fn auto_trust_follows_the_installed_module() {
+    use astpatch::config::Patched;
+    use astpatch::tail_trust::decide;
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let stock: &[u8] = b"\x7fELF\0Failed to authenticate device %s\0";
+    let patched: &[u8] = b"\x7fELF\0Failed to authenticate device %s (%s:%d)\0";
+
+    let t = decide(Patched::Auto, root);
+    assert!(!t.trusted, "{t:?}");
+    let default = root.join("usr/lib/asterisk/modules/chan_sip.so");
+    assert!(
+        t.reason
+            .contains(&format!("{} does not exist", default.display())),
+        "{t:?}"
+    );
+
+    // A Red Hat-style lib64 install is found when the default directory has no module.
+    let lib64 = root.join("usr/lib64/asterisk/modules");
+    std::fs::create_dir_all(&lib64).unwrap();
+    std::fs::write(lib64.join("chan_sip.so"), patched).unwrap();
+    let t = decide(Patched::Auto, root);
+    assert!(t.trusted, "{t:?}");
+    assert!(t.line().contains("lib64"), "{}", t.line());
+
+    // asterisk.conf's astmoddir is what Asterisk loads: it wins over the usual directories.
+    let moddir = root.join("opt/ast/modules");
+    std::fs::create_dir_all(&moddir).unwrap();
+    std::fs::create_dir_all(root.join("etc/asterisk")).unwrap();
+    std::fs::write(
+        root.join("etc/asterisk/asterisk.conf"),
+        "[directories](!)\nastmoddir => /opt/ast/modules\n",
+    )
+    .unwrap();
+    std::fs::write(moddir.join("chan_sip.so"), stock).unwrap();
+    let t = decide(Patched::Auto, root);
+    assert!(!t.trusted, "{t:?}");
+    assert_eq!(
+        t.line(),
+        format!(
+            "chan_sip tails not trusted: {} has no astpatch format; stock chan_sip failures are counted without an address",
+            moddir.join("chan_sip.so").display()
+        )
+    );
+    std::fs::write(moddir.join("chan_sip.so"), patched).unwrap();
+    assert!(decide(Patched::Auto, root).trusted);
+    // An explicit setting is obeyed whatever is installed.
+    assert!(!decide(Patched::False, root).trusted);
+}

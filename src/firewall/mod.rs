@@ -223,9 +223,12 @@ pub mod fake {
     use super::*;
     use std::sync::{Arc, Mutex};
 
+    /// Each call: the argv joined with spaces, and its stdin.
+    type Calls = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
     #[derive(Clone, Default)]
     pub struct Recorder {
-        pub calls: Arc<Mutex<Vec<(String, Option<String>)>>>,
+        pub calls: Calls,
         /// (argv prefix, success, stdout) — first matching prefix wins; default success.
         pub answers: Arc<Mutex<Vec<(String, bool, String)>>>,
     }

@@ -1,0 +1,310 @@
+//! `cargo bench --bench watch` (root): the watcher's figures, measured for real inside
+//! throw-away network namespaces.
+//!
+//! * latency from a failure line appended to the log to the ban being in the kernel (the
+//!   watcher prints `ban …` only after the firewall command returned), p50/p99 over 1,000
+//!   bans, per backend, one ban at a time so no queueing inflates it;
+//! * restore time for 100k bans per backend (10k for iptables: one rule per ban);
+//! * the watcher's peak RSS after following a log with 1M distinct failing addresses.
+//!
+//! `cargo test --all-targets` runs a tiny pass (so the code keeps working); full sizes only
+//! under `cargo bench`. Not root: prints SKIP.
+#[path = "../tests/common/netns.rs"]
+#[allow(dead_code)]
+mod netns;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use astpatch::config::Backend;
+use astpatch::firewall::{self, SystemRunner};
+use ipnet::IpNet;
+
+const BIN: &str = env!("CARGO_BIN_EXE_astpatch");
+
+fn line(addr: Ipv4Addr) -> String {
+    format!(
+        "[2026-11-26 18:00:00] NOTICE[4242] chan_sip.c: Registration from '<sip:100@10.250.0.1>' failed for '{addr}:5060' - Wrong password\n"
+    )
+}
+
+fn addr(i: u32) -> Ipv4Addr {
+    // 11.0.0.0 upwards: distinct, never loopback/ignored, never the namespaces' own.
+    Ipv4Addr::from(0x0b00_0000 + i + 1)
+}
+
+/// Kills the watcher even when a measurement panics.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+fn config(dir: &Path, backend: &str, maxretry: u32, log: &Path) -> std::path::PathBuf {
+    let cfg = dir.join("astpatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "maxretry = {maxretry}\nbackend = \"{backend}\"\nstate_dir = \"{}\"\nlogs = [\"{}\"]\n",
+            dir.join("state").display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+fn latency(backend: &str, n: u32) {
+    let pair = netns::Pair::new();
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("messages");
+    std::fs::write(&log, "").unwrap();
+    let cfg = config(d.path(), backend, 1, &log);
+    let mut child = Reap(
+        Command::new("ip")
+            .args([
+                "netns", "exec", &pair.pbx, BIN, "watch", "--ban", "--config",
+            ])
+            .arg(&cfg)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (tx, rx) = mpsc::channel();
+    let out = child.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send((l, Instant::now()));
+        }
+    });
+    // Wait for the start-up line.
+    let (first, _) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("watcher started");
+    assert!(first.starts_with("astpatch watch:"), "{first}");
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let mut lat = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let a = addr(i);
+        let t0 = Instant::now();
+        f.write_all(line(a).as_bytes()).unwrap();
+        let want = format!("ban {a}/32 ");
+        loop {
+            let (l, t) = rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("ban reported");
+            if l.starts_with(&want) {
+                lat.push(t - t0);
+                break;
+            }
+        }
+    }
+    let fw = firewall::for_backend(
+        backend_of(backend),
+        Box::new(SystemRunner::in_netns(&pair.pbx)),
+    );
+    let held = fw.list().unwrap().len();
+    drop(child);
+    lat.sort();
+    println!(
+        "latency {backend:<9} line appended -> ban in kernel over {n} bans: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (kernel holds {held})",
+        ms(pct(&lat, 0.50)),
+        ms(pct(&lat, 0.99)),
+        ms(*lat.last().unwrap())
+    );
+    assert_eq!(held, n as usize);
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn backend_of(b: &str) -> Backend {
+    match b {
+        "iptables" => Backend::Iptables,
+        "ipset" => Backend::Ipset,
+        _ => Backend::Nftables,
+    }
+}
+
+fn cpu_of_children() -> f64 {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn restore(backend: &str, n: u32) {
+    let pair = netns::Pair::new();
+    let now = astpatch::firewall::now_secs();
+    let bans: Vec<(IpNet, Option<i64>)> = (0..n)
+        .map(|i| (IpNet::from(std::net::IpAddr::V4(addr(i))), Some(now + 3600)))
+        .collect();
+    let mut fw = firewall::for_backend(
+        backend_of(backend),
+        Box::new(SystemRunner::in_netns(&pair.pbx)),
+    );
+    let cpu0 = cpu_of_children();
+    let t = Instant::now();
+    fw.restore(&bans).unwrap();
+    let wall = t.elapsed();
+    let cpu = cpu_of_children() - cpu0;
+    let held = fw.list().unwrap().len();
+    println!(
+        "restore {backend:<9} {n} bans: {:.2} s wall, {:.2} s CPU in the tools (kernel holds {held})",
+        wall.as_secs_f64(),
+        cpu
+    );
+    assert_eq!(held, n as usize);
+}
+
+fn rss(n: u32) {
+    let pair = netns::Pair::new();
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("messages");
+    {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&log).unwrap());
+        for i in 0..n {
+            w.write_all(line(addr(i)).as_bytes()).unwrap();
+        }
+    }
+    let size = std::fs::metadata(&log).unwrap().len();
+    let cfg = config(d.path(), "nftables", 5, &log);
+    let child = Reap(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &pair.pbx,
+                BIN,
+                "watch",
+                "--ban",
+                "--from-start",
+                "--config",
+            ])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let t = Instant::now();
+    let stats = d.path().join("state/stats.json");
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let done = std::fs::read(&stats)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|v| v["total_failed"].as_u64() == Some(n as u64));
+        if done {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(600), "watcher too slow");
+    }
+    let took = t.elapsed();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).unwrap();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .map(|l| l.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() / 1024.0)
+            .unwrap_or(0.0)
+    };
+    println!(
+        "rss       {n} distinct failing addresses ({:.0} MB log, read in {:.1} s): peak RSS {:.1} MB, now {:.1} MB",
+        size as f64 / 1e6,
+        took.as_secs_f64(),
+        field("VmHWM:"),
+        field("VmRSS:")
+    );
+    drop(child);
+}
+
+/// fail2ban on the same input, where it is installed: `fail2ban-regex` with the stock
+/// asterisk filter (it matches and reports; the daemon would also track and ban), measured by
+/// GNU time, beside our watcher on the same lines.
+fn fail2ban_compare(n: u32) {
+    let filter = Path::new("/etc/fail2ban/filter.d/asterisk.conf");
+    let time = Path::new("/usr/bin/time");
+    if !filter.exists() || !time.exists() {
+        println!(
+            "fail2ban  SKIP: needs fail2ban-regex, {} and /usr/bin/time",
+            filter.display()
+        );
+        return;
+    }
+    rss(n);
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("messages");
+    {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&log).unwrap());
+        for i in 0..n {
+            w.write_all(line(addr(i)).as_bytes()).unwrap();
+        }
+    }
+    let out = Command::new(time)
+        .args(["-f", "%e %M"])
+        .arg("fail2ban-regex")
+        .arg(&log)
+        .arg(filter)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let matched = stdout
+        .lines()
+        .find(|l| l.starts_with("Lines:"))
+        .unwrap_or("?");
+    let last = err.lines().last().unwrap_or("");
+    let mut it = last.split_whitespace();
+    let (secs, kb) = (it.next().unwrap_or("?"), it.next().unwrap_or("0"));
+    println!(
+        "fail2ban  fail2ban-regex on the same {n} lines ({matched}): {secs} s, peak RSS {:.1} MB",
+        kb.parse::<f64>().unwrap_or(0.0) / 1024.0
+    );
+}
+
+fn main() {
+    if unsafe { libc::geteuid() } != 0 {
+        println!("SKIP bench watch: needs root (network namespaces, firewall)");
+        return;
+    }
+    let full = std::env::args().any(|a| a == "--bench");
+    let (bans, restore_n, addrs) = if full {
+        (1000, 100_000, 1_000_000)
+    } else {
+        (20, 2_000, 20_000)
+    };
+    // `cargo bench --bench watch -- nftables` runs only what names nftables ("rss": the RSS run).
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    for b in ["iptables", "ipset", "nftables"] {
+        if wanted(b) {
+            latency(b, bans);
+        }
+    }
+    for b in ["ipset", "nftables"] {
+        if wanted(b) {
+            restore(b, restore_n);
+        }
+    }
+    if wanted("iptables") {
+        restore("iptables", restore_n / 10);
+    }
+    if wanted("rss") {
+        rss(addrs);
+    }
+    if wanted("fail2ban") {
+        fail2ban_compare(addrs / 5);
+    }
+}

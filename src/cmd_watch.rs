@@ -1,0 +1,141 @@
+//! `astpatch watch`: the loop around the engine — follow the logs, feed lines and ticks, keep
+//! the pid file, stop cleanly on SIGTERM/SIGINT (bans stay in the firewall and the state).
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::config::{Backend, Settings};
+use crate::error::{Error, Result};
+use crate::exit_codes;
+use crate::firewall::{self, SystemRunner, now_secs};
+use crate::follow::{Event, FollowOptions, Follower};
+use crate::state::{self, State};
+use crate::watch::Engine;
+
+pub struct WatchArgs {
+    pub ban: bool,
+    pub logs: Vec<PathBuf>,
+    pub backend: Option<Backend>,
+    pub state_dir: Option<PathBuf>,
+    pub from_start: bool,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+pub fn run_watch(mut settings: Settings, args: WatchArgs) -> Result<u8> {
+    if !args.logs.is_empty() {
+        settings.logs = args.logs;
+    }
+    if let Some(b) = args.backend {
+        settings.backend = b;
+    }
+    if let Some(d) = args.state_dir {
+        settings.state_dir = d;
+    }
+    if settings.logs.is_empty() {
+        return Err(Error::input(
+            "no log files to follow",
+            Some("set logs = [...] in the settings file or pass --log FILE"),
+        ));
+    }
+    // Decided once, at start: after installing a patched module, restart the watcher.
+    let trust = crate::tail_trust::decide(settings.patched, Path::new("/"));
+    settings.patched = trust.trusted.into();
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+    }
+    // Positions are fixed before anything announces readiness (start-up line, pid file), so
+    // "start at the end" means the end as of when we said we were watching.
+    let mut follower = Follower::new(
+        &settings.logs,
+        FollowOptions {
+            from_start: args.from_start,
+            ..FollowOptions::default()
+        },
+    );
+    let out = Box::new(std::io::stdout());
+    let local = crate::policy::local_addresses();
+    let mut _lock = None;
+    let mut engine = if args.ban {
+        let lock = state::lock_watcher(&settings.state_dir)?;
+        _lock = Some(lock);
+        let st = State::open(&settings.state_dir)?;
+        let mut fw = firewall::for_backend(settings.backend, Box::new(SystemRunner::host()));
+        fw.ensure()?;
+        let mut e = Engine::new(
+            settings.clone(),
+            Some(st),
+            Some(fw),
+            local,
+            args.from_start,
+            out,
+        );
+        let r = e.reconcile(now_secs())?;
+        println!(
+            "astpatch watch: backend {}, {} active bans ({} re-added to the firewall, {} unknown removed, {} expired)",
+            settings.backend, r.active, r.readded, r.removed_unknown, r.expired
+        );
+        state::write_pid_file(
+            &settings.state_dir,
+            &state::PidFile {
+                pid: std::process::id(),
+                logs: settings.logs.clone(),
+                backend: settings.backend,
+                started_at: now_secs(),
+            },
+        )?;
+        e
+    } else {
+        println!("astpatch watch: report only (no --ban): nothing is banned");
+        Engine::new(settings.clone(), None, None, local, args.from_start, out)
+    };
+    println!("{}", trust.line());
+    for l in &settings.logs {
+        if !l.exists() {
+            println!("waiting for {} to appear", l.display());
+        }
+    }
+    if !follower.using_inotify() {
+        println!("inotify unavailable: polling the logs every second");
+    }
+    let result = (|| -> Result<()> {
+        while !STOP.load(Ordering::SeqCst) {
+            let now = now_secs();
+            follower.read_available(
+                &mut |_, line| {
+                    engine.on_line(line, now);
+                },
+                &mut |ev| match ev {
+                    Event::Opened(p) => println!("following {}", p.display()),
+                    Event::Rotated(p) => {
+                        println!("{} was rotated; following the new file", p.display())
+                    }
+                    Event::Truncated(p) => {
+                        println!("{} was truncated; reading from its start", p.display())
+                    }
+                    Event::LineTooLong(p) => {
+                        println!("warning: {}: skipped an overlong line", p.display())
+                    }
+                },
+            );
+            engine.tick(now_secs())?;
+            follower.wait(Duration::from_millis(250));
+        }
+        Ok(())
+    })();
+    if args.ban {
+        let _ = std::fs::remove_file(settings.state_dir.join(state::PID_FILE));
+    }
+    result?;
+    println!(
+        "astpatch watch: stopped; bans stay in place and in {}",
+        settings.state_dir.display()
+    );
+    Ok(exit_codes::SUCCESS)
+}

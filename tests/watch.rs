@@ -1,0 +1,328 @@
+//! The watcher for real: it runs inside the "pbx" namespace with a temp log and state dir;
+//! real Asterisk failure lines naming the peer get the peer's real packets dropped; `kill -9`
+//! plus a flushed firewall (as after a reboot) and a restart bring the ban back; a manual
+//! unban sticks; a ban expires on time; a second watcher refuses. Per backend, IPv4 and IPv6.
+mod common;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use astpatch::firewall::{self, SystemRunner};
+use common::netns::Pair;
+
+const PJSIP: &str = "NOTICE[4242] res_pjsip/pjsip_distributor.c: Request 'REGISTER' from '<sip:100@10.250.0.1>' failed for 'ADDR:5060' (callid: 1a2b3c) - No matching endpoint found";
+
+fn append_failures(log: &Path, addr: &str, n: usize) {
+    let mut f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(log)
+        .unwrap();
+    for _ in 0..n {
+        let ts = "[2026-11-26 18:00:00]";
+        writeln!(f, "{ts} {}", PJSIP.replace("ADDR", addr)).unwrap();
+    }
+}
+
+struct Watcher {
+    child: Child,
+    out: PathBuf,
+}
+
+impl Watcher {
+    fn start(pair: &Pair, cfg: &Path, out: PathBuf, state: &Path) -> Watcher {
+        let _ = std::fs::remove_file(state.join("watch.pid"));
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &pair.pbx,
+                common::bin(),
+                "watch",
+                "--ban",
+                "--config",
+            ])
+            .arg(cfg)
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let w = Watcher { child, out };
+        wait_for(|| state.join("watch.pid").exists(), "watcher start", &w);
+        w
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for(mut cond: impl FnMut() -> bool, what: &str, w: &Watcher) {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "timed out waiting for {what}; watcher said:\n{}",
+        w.output()
+    );
+}
+
+fn scenario(backend: &str) {
+    let pair = Pair::new();
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("messages");
+    let state = d.path().join("state");
+    let cfg = d.path().join("astpatch.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "maxretry = 3\nbackend = \"{backend}\"\nstate_dir = \"{}\"\nlogs = [\"{}\"]\n",
+            state.display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    // The log does not exist yet: the watcher waits for it.
+    let mut w = Watcher::start(&pair, &cfg, d.path().join("out1"), &state);
+    for v6 in [false, true] {
+        let addr = pair.peer_addr(v6);
+        assert!(pair.peer_reaches(v6), "{backend}: blocked before failures");
+        let shown = if v6 {
+            format!("[{addr}]")
+        } else {
+            addr.to_string()
+        };
+        append_failures(&log, &shown, 2);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(pair.peer_reaches(v6), "{backend}: banned below maxretry");
+        append_failures(&log, &shown, 1);
+        wait_for(
+            || !pair.peer_reaches(v6),
+            &format!("{backend} v6={v6} ban"),
+            &w,
+        );
+    }
+    assert!(
+        w.output().contains(&format!(
+            "ban {}/32 for 1h: 3 failures (pjsip-no-endpoint)",
+            pair.peer4
+        )),
+        "{}",
+        w.output()
+    );
+
+    // A second watcher on the same state refuses.
+    let second = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &pair.pbx,
+            common::bin(),
+            "watch",
+            "--ban",
+            "--config",
+        ])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        second.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already uses"));
+
+    // kill -9, then lose the firewall's content (as a reboot or `iptables -F` would).
+    w.child.kill().unwrap();
+    w.child.wait().unwrap();
+    let mut fw = firewall::for_backend(
+        backend.parse_backend(),
+        Box::new(SystemRunner::in_netns(&pair.pbx)),
+    );
+    fw.teardown().unwrap();
+    assert!(
+        pair.peer_reaches(false) && pair.peer_reaches(true),
+        "{backend}: teardown"
+    );
+    let w = Watcher::start(&pair, &cfg, d.path().join("out2"), &state);
+    assert!(
+        w.output().contains("2 active bans (2 re-added"),
+        "{}",
+        w.output()
+    );
+    assert!(
+        !pair.peer_reaches(false) && !pair.peer_reaches(true),
+        "{backend}: restart did not restore"
+    );
+
+    // Manual unban while the watcher runs sticks; a short manual ban expires on time.
+    let ctl = |args: &[&str]| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &pair.pbx, common::bin()])
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ctl(&["unban", pair.peer4]);
+    assert!(pair.peer_reaches(false));
+    let status = ctl(&["status", "--json"]);
+    let s: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(s["watcher"]["running"], true, "{s}");
+    assert_eq!(s["currently_banned"], 1, "{s}");
+    assert_eq!(
+        s["total_failed"], 0,
+        "counters start with each watcher run: {s}"
+    );
+    ctl(&["unban", pair.peer6]);
+    ctl(&["ban", pair.peer6, "--for", "2s"]);
+    assert!(!pair.peer_reaches(true));
+    wait_for(
+        || pair.peer_reaches(true),
+        &format!("{backend}: expiry of a 2s ban"),
+        &w,
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        pair.peer_reaches(false),
+        "{backend}: the watcher re-added an unbanned address"
+    );
+    assert!(
+        w.output()
+            .contains(&format!("unban {}/128: ban expired", pair.peer6)),
+        "{}",
+        w.output()
+    );
+}
+
+trait ParseBackend {
+    fn parse_backend(&self) -> astpatch::config::Backend;
+}
+impl ParseBackend for &str {
+    fn parse_backend(&self) -> astpatch::config::Backend {
+        match *self {
+            "iptables" => astpatch::config::Backend::Iptables,
+            "ipset" => astpatch::config::Backend::Ipset,
+            _ => astpatch::config::Backend::Nftables,
+        }
+    }
+}
+
+#[test]
+fn watcher_bans_restores_and_expires_iptables() {
+    if common::require_root("watcher_bans_restores_and_expires_iptables") {
+        scenario("iptables");
+    }
+}
+
+#[test]
+fn watcher_bans_restores_and_expires_ipset() {
+    if common::require_root("watcher_bans_restores_and_expires_ipset") {
+        scenario("ipset");
+    }
+}
+
+#[test]
+fn watcher_bans_restores_and_expires_nftables() {
+    if common::require_root("watcher_bans_restores_and_expires_nftables") {
+        scenario("nftables");
+    }
+}
+
+#[test]
+fn report_only_mode_touches_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("messages");
+    std::fs::write(&log, "").unwrap();
+    let child = Command::new(common::bin())
+        .args(["watch", "--log"])
+        .arg(&log)
+        .arg("--state-dir")
+        .arg(d.path().join("state"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    append_failures(&log, "203.0.113.9", 5);
+    std::thread::sleep(Duration::from_millis(1500));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("would ban 203.0.113.9/32: 5 failures (pjsip-no-endpoint)"),
+        "{text}"
+    );
+    // One start-up line says whether chan_sip tails are trusted (patched = "auto" by default).
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("chan_sip tails trusted: ")
+                || l.starts_with("chan_sip tails not trusted: "))
+            .count(),
+        1,
+        "{text}"
+    );
+    assert!(!d.path().join("state").exists(), "report-only wrote state");
+}
+
+#[test]
+fn failures_are_counted_across_rotation_and_copytruncate() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("messages");
+    std::fs::write(&log, "").unwrap();
+    let child = Command::new(common::bin())
+        .args(["watch", "--log"])
+        .arg(&log)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // Two failures, then logrotate's rename + new file, two more, then copytruncate, one more:
+    // five within findtime from one address is a ban (the default maxretry).
+    append_failures(&log, "203.0.113.50", 2);
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::rename(&log, d.path().join("messages.1")).unwrap();
+    append_failures(&log, "203.0.113.50", 2);
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::copy(&log, d.path().join("messages.2")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    append_failures(&log, "203.0.113.50", 1);
+    std::thread::sleep(Duration::from_millis(1500));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("was rotated"), "{text}");
+    assert!(text.contains("was truncated"), "{text}");
+    assert!(
+        text.contains("would ban 203.0.113.50/32: 5 failures"),
+        "{text}"
+    );
+}
