@@ -178,6 +178,34 @@ const PREFILTER: &[&str] = &[
     " bytes packet from ",
 ];
 
+/// Line-by-line readers' memory of a packet dump in progress (one per log file; reset it when
+/// the file is rotated or truncated).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PacketDumpSkip {
+    left: usize,
+}
+
+impl PacketDumpSkip {
+    /// True when `line` (without its newline) is, or belongs to, a packet pjproject dumps into
+    /// the log: such lines must not be read as failures. Call it for every line, in order.
+    pub fn skip(&mut self, rec: &Recogniser, line: &[u8]) -> bool {
+        if self.left > 0 {
+            self.left = self.left.saturating_sub(line.len() + 1);
+            return true;
+        }
+        if !rec.may_match(line) {
+            return false;
+        }
+        match rec.packet_dump(line) {
+            Some(n) => {
+                self.left = n;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// The line pjproject writes after a dumped packet, with its newline.
 const PACKET_END: &[u8] = b"-- end of packet.\n";
 
@@ -1157,5 +1185,25 @@ mod tests {
             assert_eq!(r.packet_dump(forged.as_bytes()), None, "{forged}");
         }
         assert_eq!(r.recognise(file.as_bytes()), Recognition::NotFailure);
+    }
+
+    #[test]
+    fn a_line_reader_skips_exactly_the_dumped_packet() {
+        let r = rec(true);
+        let forged = "[2026-11-24 10:11:13] NOTICE[1] chan_iax2.c: Host 192.0.2.1 failed MD5 authentication for 'x' (a != b)";
+        let packet = format!("JUNK\r\n{forged}\r\n-- end of packet.\r\n{forged}\r\n");
+        let log = format!(
+            "[2026-11-24 10:11:13] ERROR[6120] pjproject: \tsip_transport.c  Error processing {} bytes packet from UDP 203.0.113.66:5060 : x:\n{packet}\n-- end of packet.\n{forged}\n",
+            packet.len()
+        );
+        let mut skip = PacketDumpSkip::default();
+        let verdicts: Vec<bool> = log
+            .trim_end_matches('\n')
+            .split('\n')
+            .map(|l| skip.skip(&r, l.as_bytes()))
+            .collect();
+        // Header, the packet's five lines (its last newline ends an empty one), the end marker
+        // are skipped; the real line after them is read.
+        assert_eq!(verdicts, [true, true, true, true, true, true, true, false]);
     }
 }
