@@ -22,8 +22,13 @@ pub struct ApplyReport {
     /// How many statements were (or, with --dry-run, would be) rewritten.
     pub changed: usize,
     pub written: bool,
-    /// Unified diff of the change (dry run only); empty when nothing changes.
+    /// Unified diff of the change; empty when nothing changes. Bytes that are not UTF-8
+    /// (Latin-1 comments) are shown lossily here; `patch_bytes` has them exact.
     pub diff: String,
+    /// The same diff byte for byte, as `--dry-run` prints it: `patch -p1` applies it even where
+    /// a context line holds Latin-1.
+    #[serde(skip)]
+    pub patch_bytes: Vec<u8>,
     pub notes: Vec<String>,
 }
 
@@ -196,10 +201,10 @@ pub fn apply(root: &Path, dry_run: bool) -> Result<ApplyReport> {
         notes.push("some sites were already patched by hand with other wording; they were left as they are".into());
     }
     let new = patch::execute(&l.bytes, &plan, patch, Direction::Forward);
-    let diff = if changed > 0 {
-        unified_diff(&l.bytes, &new)
+    let patch_bytes = if changed > 0 {
+        unified_diff_bytes(&l.bytes, &new)
     } else {
-        String::new()
+        Vec::new()
     };
     let mut report = ApplyReport {
         tree: l.tree.root.clone(),
@@ -210,7 +215,8 @@ pub fn apply(root: &Path, dry_run: bool) -> Result<ApplyReport> {
         sites: plan.sites,
         changed,
         written: false,
-        diff,
+        diff: String::from_utf8_lossy(&patch_bytes).into_owned(),
+        patch_bytes,
         notes,
     };
     if changed == 0 || dry_run {
@@ -352,11 +358,22 @@ fn git_note(root: &Path, file: &Path) -> Option<String> {
 
 /// Unified diff for people; bytes that are not UTF-8 are shown lossily (the file is exact).
 pub fn unified_diff(old: &[u8], new: &[u8]) -> String {
-    let old = String::from_utf8_lossy(old);
-    let new = String::from_utf8_lossy(new);
-    similar::TextDiff::from_lines(old.as_ref(), new.as_ref())
+    String::from_utf8_lossy(&unified_diff_bytes(old, new)).into_owned()
+}
+
+/// Unified diff over bytes. Each byte is read as the Latin-1 character of the same value (a
+/// lossless mapping), diffed as text and written back, so every byte of a context line
+/// survives and the result is a patch `patch -p1` applies.
+pub fn unified_diff_bytes(old: &[u8], new: &[u8]) -> Vec<u8> {
+    let latin1 = |b: &[u8]| b.iter().map(|&c| char::from(c)).collect::<String>();
+    let (old, new) = (latin1(old), latin1(new));
+    similar::TextDiff::from_lines(old.as_str(), new.as_str())
         .unified_diff()
         .context_radius(3)
         .header(&format!("a/{CHAN_SIP}"), &format!("b/{CHAN_SIP}"))
         .to_string()
+        .chars()
+        // Only the inputs' characters (all below U+0100) and ASCII headers come out.
+        .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
+        .collect()
 }

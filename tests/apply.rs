@@ -535,3 +535,48 @@ fn revert_without_the_pristine_copy_still_restores_the_exact_bytes() {
     );
     assert_eq!(chan_sip(d.path()), patched);
 }
+
+#[test]
+fn cli_dry_run_diff_keeps_latin1_context_so_patch_applies_it() {
+    let d = tempfile::tempdir().unwrap();
+    fixtures::write_tree(d.path(), &fixtures::spec("7", "11.23.1"));
+    let path = d.path().join("channels/chan_sip.c");
+    let mut bytes = fs::read(&path).unwrap();
+    // A Latin-1 comment right above a site: it becomes a context line of the hunk.
+    let site = bytes
+        .windows(30)
+        .position(|w| w == b"\"Failed to authenticate device")
+        .unwrap();
+    let line_start = bytes[..site].iter().rposition(|&c| c == b'\n').unwrap() + 1;
+    bytes.splice(
+        line_start..line_start,
+        b"\t/* Jos\xe9 M\xfcller's fix */\n".iter().copied(),
+    );
+    fs::write(&path, &bytes).unwrap();
+    let out = Command::new(common::bin())
+        .args(["apply", "--dry-run", d.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stdout.windows(4).any(|w| w == b"Jos\xe9"),
+        "the Latin-1 byte is in the diff as it is in the file"
+    );
+    let st = Command::new("patch")
+        .args(["-p1", "-s"])
+        .current_dir(d.path())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(&out.stdout)?;
+            c.wait()
+        })
+        .expect("GNU patch (scripts/install-deps installs it)");
+    assert!(st.success(), "patch -p1 rejected the dry-run diff");
+    // What patch made is byte for byte what apply makes.
+    let by_patch = fs::read(&path).unwrap();
+    fs::write(&path, &bytes).unwrap();
+    apply(d.path(), false).unwrap();
+    assert_eq!(by_patch, fs::read(&path).unwrap());
+}
