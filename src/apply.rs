@@ -22,8 +22,13 @@ pub struct ApplyReport {
     /// How many statements were (or, with --dry-run, would be) rewritten.
     pub changed: usize,
     pub written: bool,
-    /// Unified diff of the change (dry run only); empty when nothing changes.
+    /// Unified diff of the change; empty when nothing changes. Bytes that are not UTF-8
+    /// (Latin-1 comments) are shown lossily here; `patch_bytes` has them exact.
     pub diff: String,
+    /// The same diff byte for byte, as `--dry-run` prints it: `patch -p1` applies it even where
+    /// a context line holds Latin-1.
+    #[serde(skip)]
+    pub patch_bytes: Vec<u8>,
     pub notes: Vec<String>,
 }
 
@@ -97,29 +102,51 @@ pub(crate) fn choose_patch(l: &Loaded) -> Result<&'static Patch> {
         ));
     }
     patch::select(patch::embedded(), &l.scan).ok_or_else(|| {
-        let listing: Vec<String> =
-            l.scan.sites.iter().map(|s| format!("line {} in {}()", s.line, s.function)).collect();
+        let listing: Vec<String> = l
+            .scan
+            .sites
+            .iter()
+            .map(|s| format!("line {} in {}()", s.line, s.function))
+            .collect();
         Error::input(
             format!(
                 "{}: unrecognised chan_sip.c layout (sites at {}; shape {}, address API {})",
                 l.path.display(),
                 listing.join(", "),
                 l.scan.shape().unwrap_or("unknown"),
-                l.scan.address_api.map(|a| format!("{a:?}")).unwrap_or_else(|| "unknown".into()),
+                l.scan
+                    .address_api
+                    .map(|a| format!("{a:?}"))
+                    .unwrap_or_else(|| "unknown".into()),
             ),
-            Some("nothing was written; please file an issue with the output of `astpatch detect --json SRC`"),
+            Some(FILE_AN_ISSUE),
         )
     })
 }
 
-/// Refuse, naming each site, when any site fits no hunk.
-pub(crate) fn refuse_unknown(path: &Path, plan: &patch::Plan, patch: &Patch) -> Result<()> {
+/// What to send when astpatch meets a layout it does not know: the refusal itself names every
+/// site and shows its statement, and `--dry-run` prints it without touching anything.
+const FILE_AN_ISSUE: &str = "nothing was written; to report it, attach the output of \
+`astpatch apply --dry-run SRC 2> astpatch-issue.txt` (it lists each site and its statement) and \
+of `astpatch detect --json SRC` to an issue";
+
+/// Refuse, naming each site and showing its statement, when any site fits no hunk.
+pub(crate) fn refuse_unknown(
+    path: &Path,
+    src: &[u8],
+    plan: &patch::Plan,
+    patch: &Patch,
+) -> Result<()> {
     let unknown: Vec<String> = plan
         .unknown()
         .map(|s| {
             format!(
-                "  {}:{} in {}(): statement matches no hunk of {}",
-                CHAN_SIP, s.site.line, s.site.function, patch.file
+                "  {}:{} in {}(): statement matches no hunk of {}\n      {}",
+                CHAN_SIP,
+                s.site.line,
+                s.site.function,
+                patch.file,
+                one_line(&src[s.site.span.clone()])
             )
         })
         .collect();
@@ -133,17 +160,40 @@ pub(crate) fn refuse_unknown(path: &Path, plan: &patch::Plan, patch: &Patch) -> 
             unknown.len(),
             unknown.join("\n")
         ),
-        Some(
-            "a local change touched these log statements; compare them with the patch in `astpatch apply --dry-run` and file an issue with the lines above",
-        ),
+        Some(&format!(
+            "a local change touched these log statements; {FILE_AN_ISSUE}"
+        )),
     ))
+}
+
+/// A C statement on one line for a report: whitespace runs collapsed, control bytes and
+/// non-UTF-8 shown escaped, long statements cut.
+fn one_line(stmt: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stmt);
+    let mut out = String::new();
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        for c in word.chars() {
+            if c.is_control() {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+    }
+    if out.chars().count() > 200 {
+        out = out.chars().take(200).collect::<String>() + "…";
+    }
+    out
 }
 
 pub fn apply(root: &Path, dry_run: bool) -> Result<ApplyReport> {
     let l = load(root)?;
     let patch = choose_patch(&l)?;
     let plan = patch::plan(&l.bytes, &l.scan, patch, Direction::Forward);
-    refuse_unknown(&l.path, &plan, patch)?;
+    refuse_unknown(&l.path, &l.bytes, &plan, patch)?;
     let state_before = l.scan.state();
     let changed = plan.changes();
     let mut notes = Vec::new();
@@ -151,10 +201,10 @@ pub fn apply(root: &Path, dry_run: bool) -> Result<ApplyReport> {
         notes.push("some sites were already patched by hand with other wording; they were left as they are".into());
     }
     let new = patch::execute(&l.bytes, &plan, patch, Direction::Forward);
-    let diff = if changed > 0 {
-        unified_diff(&l.bytes, &new)
+    let patch_bytes = if changed > 0 {
+        unified_diff_bytes(&l.bytes, &new)
     } else {
-        String::new()
+        Vec::new()
     };
     let mut report = ApplyReport {
         tree: l.tree.root.clone(),
@@ -165,7 +215,8 @@ pub fn apply(root: &Path, dry_run: bool) -> Result<ApplyReport> {
         sites: plan.sites,
         changed,
         written: false,
-        diff,
+        diff: String::from_utf8_lossy(&patch_bytes).into_owned(),
+        patch_bytes,
         notes,
     };
     if changed == 0 || dry_run {
@@ -205,10 +256,50 @@ fn write_patched(l: &Loaded, new: &[u8], patch: &Patch, planned: &[PlannedSite])
             ));
         }
     }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    if !may_write(dir) {
+        return Err(Error::environment(
+            format!(
+                "{} is not writable: astpatch writes the new chan_sip.c beside the old one and renames it into place; nothing was written",
+                dir.display()
+            ),
+            Some("run as the tree's owner (or root), or make that directory writable"),
+        ));
+    }
+    let orig = manifest::original_path(path);
+    let record_path = manifest::manifest_path(path);
+    let wrote = write_all_three(l, new, patch, planned, mode, current, &orig);
+    if let Err(e) = wrote {
+        // A full disk or a failing device part-way: the original was never replaced, so take
+        // back the copy and the record too and leave the directory as it was.
+        for leftover in [&record_path, &orig] {
+            let _ = fs::remove_file(leftover);
+        }
+        let _ = crate::atomic::sync_dir(dir);
+        return Err(match e {
+            Error::Io { path, source } => Error::io(
+                path,
+                std::io::Error::new(source.kind(), format!("{source}; nothing was changed")),
+            ),
+            other => other,
+        });
+    }
+    Ok(())
+}
+
+fn write_all_three(
+    l: &Loaded,
+    new: &[u8],
+    patch: &Patch,
+    planned: &[PlannedSite],
+    mode: u32,
+    current: String,
+    orig: &Path,
+) -> Result<()> {
+    let path = &l.path;
     // Pristine copy and record first: a crash after them but before the rename leaves the
     // original in place and a record revert understands.
-    let orig = manifest::original_path(path);
-    crate::atomic::write(&orig, &l.bytes, Some(mode)).map_err(|e| Error::io(&orig, e))?;
+    crate::atomic::write(orig, &l.bytes, Some(mode)).map_err(|e| Error::io(orig, e))?;
     let rescan = sites::scan(new);
     let changed_lines = planned
         .iter()
@@ -230,6 +321,18 @@ fn write_patched(l: &Loaded, new: &[u8], patch: &Patch, planned: &[PlannedSite])
     };
     manifest::store(path, &record)?;
     crate::atomic::write(path, new, Some(mode)).map_err(|e| Error::io(path, e))
+}
+
+/// Whether this process may create files in `dir` (root passes unless the mount is read-only,
+/// which the write itself then reports).
+fn may_write(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return true;
+    };
+    // SAFETY: a valid NUL-terminated path; access(2) only reads it.
+    let ok = unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0;
+    ok || std::io::Error::last_os_error().raw_os_error() == Some(libc::EROFS)
 }
 
 /// A git checkout gets a note when chan_sip.c has uncommitted changes; astpatch never commits,
@@ -255,11 +358,22 @@ fn git_note(root: &Path, file: &Path) -> Option<String> {
 
 /// Unified diff for people; bytes that are not UTF-8 are shown lossily (the file is exact).
 pub fn unified_diff(old: &[u8], new: &[u8]) -> String {
-    let old = String::from_utf8_lossy(old);
-    let new = String::from_utf8_lossy(new);
-    similar::TextDiff::from_lines(old.as_ref(), new.as_ref())
+    String::from_utf8_lossy(&unified_diff_bytes(old, new)).into_owned()
+}
+
+/// Unified diff over bytes. Each byte is read as the Latin-1 character of the same value (a
+/// lossless mapping), diffed as text and written back, so every byte of a context line
+/// survives and the result is a patch `patch -p1` applies.
+pub fn unified_diff_bytes(old: &[u8], new: &[u8]) -> Vec<u8> {
+    let latin1 = |b: &[u8]| b.iter().map(|&c| char::from(c)).collect::<String>();
+    let (old, new) = (latin1(old), latin1(new));
+    similar::TextDiff::from_lines(old.as_str(), new.as_str())
         .unified_diff()
         .context_radius(3)
         .header(&format!("a/{CHAN_SIP}"), &format!("b/{CHAN_SIP}"))
         .to_string()
+        .chars()
+        // Only the inputs' characters (all below U+0100) and ASCII headers come out.
+        .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
+        .collect()
 }

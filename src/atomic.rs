@@ -24,7 +24,8 @@ pub fn replace_with(
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".astpatch-tmp")
-        .tempfile_in(dir)?;
+        .tempfile_in(dir)
+        .map_err(without_temp_name)?;
     {
         let mut w = io::BufWriter::new(tmp.as_file_mut());
         fill(&mut w)?;
@@ -37,6 +38,16 @@ pub fn replace_with(
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     sync_dir(dir)
+}
+
+/// tempfile's error names its random temp path ("… at path /x/.f.c.Ab12.astpatch-tmp"), a
+/// file that never existed; the caller names the real target instead.
+fn without_temp_name(e: io::Error) -> io::Error {
+    let text = e.to_string();
+    match text.split_once(" at path ") {
+        Some((cause, _)) => io::Error::new(e.kind(), cause.to_owned()),
+        None => e,
+    }
 }
 
 /// Replace `path` with `bytes`.

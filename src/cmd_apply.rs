@@ -20,7 +20,7 @@ pub fn run_apply(
     }
     let report = apply::apply(src, dry_run)?;
     if !json && dry_run {
-        print_dry_run(&report, style);
+        print_dry_run(&report, style)?;
     } else if !json {
         print_applied(&report, style);
     }
@@ -51,10 +51,17 @@ fn total(r: &ApplyReport) -> usize {
     r.sites.len()
 }
 
-fn print_dry_run(r: &ApplyReport, style: Style) {
+fn print_dry_run(r: &ApplyReport, style: Style) -> Result<()> {
     // The diff goes to stdout so it can be saved and applied with `patch -p1`; the summary to
     // stderr so it does not end up inside that file.
-    print!("{}", r.diff);
+    {
+        use std::io::Write;
+        // Raw bytes: Latin-1 context lines must reach the patch file unchanged.
+        let mut out = std::io::stdout().lock();
+        out.write_all(&r.patch_bytes)
+            .and_then(|()| out.flush())
+            .map_err(|e| crate::error::Error::io("standard output", e))?;
+    }
     if r.changed == 0 {
         eprintln!(
             "{} is already patched ({} of {} sites carry the source address); nothing would change",
@@ -75,6 +82,7 @@ fn print_dry_run(r: &ApplyReport, style: Style) {
     for n in &r.notes {
         eprintln!("note: {n}");
     }
+    Ok(())
 }
 
 fn print_applied(r: &ApplyReport, style: Style) {

@@ -2,7 +2,7 @@
 use std::path::Path;
 
 use crate::config::Settings;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::exit_codes;
 use crate::firewall::{self, SystemRunner};
 use crate::output::{Style, print_json};
@@ -16,6 +16,16 @@ pub fn run(
     json: bool,
     style: Style,
 ) -> Result<u8> {
+    // A mistyped --root would otherwise read as "nothing is installed" and fail every check.
+    if !root.is_dir() {
+        return Err(Error::input(
+            format!(
+                "--root {}: no such directory; verify reads etc/asterisk, the module dir and var/lib/astpatch under it",
+                root.display()
+            ),
+            Some("leave --root out to check this machine (it defaults to /)"),
+        ));
+    }
     let settings = Settings::load(config)?;
     let inputs = Inputs {
         src,

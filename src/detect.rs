@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::patch;
 use crate::sites::{self, AddressApi, PatchState, SiteKind, Wording};
-use crate::tree::{CHAN_SIP, SourceTree};
+use crate::tree::SourceTree;
 use crate::version_source::{self, VersionSource};
 use crate::versions_table::{ChanSipStatus, Table};
 
@@ -53,26 +53,6 @@ pub struct SiteInfo {
 
 /// Detect the tree at `root`.
 pub fn detect(root: &Path) -> Result<DetectReport> {
-    let found_chan_sip = root.join(CHAN_SIP).exists();
-    if !found_chan_sip && root.is_dir() {
-        // A 21+ tree is recognised by its version: say which release it is, not just "no file".
-        if let Ok(found) = version_source::detect(root)
-            && let Ok(v) = &found.parsed
-            && Table::embedded().series_info(v).chan_sip == ChanSipStatus::Absent
-        {
-            return Err(Error::nothing_to_do(
-                format!(
-                    "{} is Asterisk {}, which has no chan_sip (removed in 21)",
-                    root.display(),
-                    found.raw
-                ),
-                Some(
-                    "nothing to patch: PJSIP's failure lines already carry the source address; \
-                     run `astpatch watch` on the log as it is",
-                ),
-            ));
-        }
-    }
     let tree = SourceTree::open(root)?;
     let found = version_source::detect(root)?;
     let bytes = tree.read_chan_sip()?;

@@ -67,9 +67,9 @@ impl Error {
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
-                exit_codes::ENVIRONMENT_ERROR
-            }
+            // The machine refused, not the operator's input: a full disk, a read-only mount and
+            // missing permission are fixed on the system, so scripts must see them as such.
+            Error::Io { source, .. } if refused_by_system(source) => exit_codes::ENVIRONMENT_ERROR,
             Error::Io { .. } | Error::Input { .. } | Error::Config(_) => exit_codes::INPUT_ERROR,
             Error::NothingToDo { .. } => exit_codes::CHECK_FAILED,
             Error::Environment { .. } => exit_codes::ENVIRONMENT_ERROR,
@@ -83,6 +83,17 @@ impl Error {
                 io::ErrorKind::PermissionDenied => {
                     Some("run as a user that may read/write it (often root)".into())
                 }
+                io::ErrorKind::StorageFull => Some(
+                    "free space on that filesystem (`df -h` shows it), then run the command again"
+                        .into(),
+                ),
+                io::ErrorKind::ReadOnlyFilesystem => Some(
+                    "the filesystem is mounted read-only; remount it read-write, or copy the tree somewhere writable".into(),
+                ),
+                io::ErrorKind::QuotaExceeded => Some(
+                    "your disk quota is used up; free some of it, then run the command again"
+                        .into(),
+                ),
                 _ => None,
             },
             Error::Input { hint, .. }
@@ -93,4 +104,34 @@ impl Error {
     }
 }
 
+fn refused_by_system(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::PermissionDenied
+            | io::ErrorKind::StorageFull
+            | io::ErrorKind::ReadOnlyFilesystem
+            | io::ErrorKind::QuotaExceeded
+    )
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_or_read_only_disk_is_the_environment_not_the_input() {
+        for errno in [libc::ENOSPC, libc::EROFS, libc::EDQUOT, libc::EACCES] {
+            let e = Error::io("/x/chan_sip.c", io::Error::from_raw_os_error(errno));
+            assert_eq!(
+                e.exit_code(),
+                exit_codes::ENVIRONMENT_ERROR,
+                "errno {errno}"
+            );
+            assert!(e.hint().is_some(), "errno {errno} has no hint");
+        }
+        let e = Error::io("/x", io::Error::from_raw_os_error(libc::EISDIR));
+        assert_eq!(e.exit_code(), exit_codes::INPUT_ERROR);
+    }
+}

@@ -174,7 +174,40 @@ const PREFILTER: &[&str] = &[
     " failed to authenticate as '",
     " failed to pass IP ACL as '",
     "SecurityEvent=\"",
+    // Not a failure: the header of a packet pjproject dumps into the log (see `packet_dump`).
+    " bytes packet from ",
 ];
+
+/// Line-by-line readers' memory of a packet dump in progress (one per log file; reset it when
+/// the file is rotated or truncated).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PacketDumpSkip {
+    left: usize,
+}
+
+impl PacketDumpSkip {
+    /// True when `line` (without its newline) is, or belongs to, a packet pjproject dumps into
+    /// the log: such lines must not be read as failures. Call it for every line, in order.
+    pub fn skip(&mut self, rec: &Recogniser, line: &[u8]) -> bool {
+        if self.left > 0 {
+            self.left = self.left.saturating_sub(line.len() + 1);
+            return true;
+        }
+        if !rec.may_match(line) {
+            return false;
+        }
+        match rec.packet_dump(line) {
+            Some(n) => {
+                self.left = n;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The line pjproject writes after a dumped packet, with its newline.
+const PACKET_END: &[u8] = b"-- end of packet.\n";
 
 /// Security events that mean a failed or refused login attempt (not InvalidTransport,
 /// RequestNotAllowed or UnexpectedAddress: those are what misconfigured phones and NAT produce).
@@ -258,6 +291,46 @@ impl Recogniser {
             return Recognition::NotFailure;
         }
         self.recognise_candidate(line)
+    }
+
+    /// When `line` is pjproject's report of a SIP packet it could not parse, the number of log
+    /// bytes that follow it and belong to that report: the raw packet, its newline, and
+    /// `-- end of packet.` with its newline.
+    ///
+    /// The packet is written as it arrived, newlines and all (`ERROR[…] pjproject:
+    /// sip_transport.c Error processing N bytes packet from UDP ADDR:PORT : …:` then the N
+    /// bytes), so a remote party who sends one malformed packet writes whole log lines of its
+    /// choosing — forged failure lines blaming anyone, enough of them to reach maxretry. Those
+    /// lines can only be told apart by position, so readers skip exactly N bytes after this
+    /// header rather than looking for the end marker, which the packet itself may contain.
+    pub fn packet_dump(&self, line: &[u8]) -> Option<usize> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if !line.ends_with(b":") {
+            return None;
+        }
+        let frame = logframe::parse(line, &self.tc)?;
+        let msg = &line[frame.msg_start..];
+        // Only pjproject's own messages: anywhere else the text could be a remote party's,
+        // planted to make readers skip (and so miss) the lines that follow.
+        let from_pjproject = match frame.file {
+            Some((a, b)) => &line[a..b] == b"pjproject",
+            // Console/syslog form: `pjproject:0 <?>: …` is not a C file, so it leads the message.
+            None => msg.starts_with(b"pjproject:"),
+        };
+        if !from_pjproject {
+            return None;
+        }
+        let head = &msg[..msg.len().min(96)];
+        let p = memmem::find(head, b"Error processing ")? + 17;
+        let digits = msg[p..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 || digits > 7 || !msg[p + digits..].starts_with(b" bytes packet from ") {
+            return None;
+        }
+        let n: usize = std::str::from_utf8(&msg[p..p + digits])
+            .ok()?
+            .parse()
+            .ok()?;
+        Some(n + 1 + PACKET_END.len())
     }
 
     /// [`Recogniser::recognise`] for a line that already passed [`Recogniser::may_match`].
@@ -1089,5 +1162,48 @@ mod tests {
         for r in Rule::ALL {
             assert_eq!(Rule::from_name(r.name()), Some(r));
         }
+    }
+
+    #[test]
+    fn only_pjproject_itself_can_announce_a_packet_dump() {
+        let r = rec(true);
+        let head = "Error processing 433 bytes packet from UDP 203.0.113.66:5060 : PJSIP syntax error exception when parsing 'Request Line' header on line 1 col 1:";
+        let file =
+            format!("[2026-11-24 10:11:12] ERROR[6120] pjproject: \tsip_transport.c  {head}");
+        assert_eq!(r.packet_dump(file.as_bytes()), Some(433 + 1 + 18));
+        let console = format!(
+            "[2026-11-24 10:11:12] ERROR[6120]: pjproject:0 <?>: \tsip_transport.c  {head}\r"
+        );
+        assert_eq!(r.packet_dump(console.as_bytes()), Some(433 + 1 + 18));
+        // A remote party's From header saying the same must not make readers skip what follows.
+        for forged in [
+            format!("[2026-11-24 10:11:12] NOTICE[1] chan_sip.c: Failed to authenticate device <sip:x@y> {head}"),
+            format!("[2026-11-24 10:11:12] ERROR[6120] res_pjsip.c: {head}"),
+            format!("[2026-11-24 10:11:12] ERROR[6120] pjproject: \tsip_transport.c  {head} more"),
+            "[2026-11-24 10:11:12] ERROR[6120] pjproject: Error processing 99999999 bytes packet from x:".to_owned(),
+        ] {
+            assert_eq!(r.packet_dump(forged.as_bytes()), None, "{forged}");
+        }
+        assert_eq!(r.recognise(file.as_bytes()), Recognition::NotFailure);
+    }
+
+    #[test]
+    fn a_line_reader_skips_exactly_the_dumped_packet() {
+        let r = rec(true);
+        let forged = "[2026-11-24 10:11:13] NOTICE[1] chan_iax2.c: Host 192.0.2.1 failed MD5 authentication for 'x' (a != b)";
+        let packet = format!("JUNK\r\n{forged}\r\n-- end of packet.\r\n{forged}\r\n");
+        let log = format!(
+            "[2026-11-24 10:11:13] ERROR[6120] pjproject: \tsip_transport.c  Error processing {} bytes packet from UDP 203.0.113.66:5060 : x:\n{packet}\n-- end of packet.\n{forged}\n",
+            packet.len()
+        );
+        let mut skip = PacketDumpSkip::default();
+        let verdicts: Vec<bool> = log
+            .trim_end_matches('\n')
+            .split('\n')
+            .map(|l| skip.skip(&r, l.as_bytes()))
+            .collect();
+        // Header, the packet's five lines (its last newline ends an empty one), the end marker
+        // are skipped; the real line after them is read.
+        assert_eq!(verdicts, [true, true, true, true, true, true, true, false]);
     }
 }

@@ -47,7 +47,27 @@ pub fn revert(root: &Path) -> Result<RevertReport> {
     let outcome = if current == record.original_sha256 {
         RevertOutcome::AlreadyOriginal
     } else if current == record.patched_sha256 {
-        let orig = fs::read(&orig_path).map_err(|e| Error::io(&orig_path, e))?;
+        let orig = match fs::read(&orig_path) {
+            Ok(orig) => orig,
+            // The pristine copy was deleted: undoing astpatch's own statements gives the same
+            // bytes, and the recorded hash proves it before anything is written.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let out = reverse_sites(&l, &record)?;
+                if manifest::sha256_hex(&out) != record.original_sha256 {
+                    return Err(Error::input(
+                        format!(
+                            "{} is missing, and undoing astpatch's statements does not give the recorded original; nothing was changed",
+                            orig_path.display()
+                        ),
+                        Some(
+                            "restore chan_sip.c from the release tarball or `git checkout channels/chan_sip.c`",
+                        ),
+                    ));
+                }
+                out
+            }
+            Err(e) => return Err(Error::io(&orig_path, e)),
+        };
         if manifest::sha256_hex(&orig) != record.original_sha256 {
             return Err(Error::input(
                 format!(
@@ -89,6 +109,13 @@ fn revert_sites_only(
     record: &manifest::Manifest,
     mode: u32,
 ) -> Result<()> {
+    let out = reverse_sites(l, record)?;
+    crate::atomic::write(&l.path, &out, Some(mode)).map_err(|e| Error::io(&l.path, e))
+}
+
+/// The file with exactly the statements astpatch wrote put back, or a refusal naming what
+/// stands in the way.
+fn reverse_sites(l: &crate::apply::Loaded, record: &manifest::Manifest) -> Result<Vec<u8>> {
     let refuse = |why: String| {
         Error::input(
             format!(
@@ -128,6 +155,5 @@ fn revert_sites_only(
             reverting
         )));
     }
-    let out = patch::execute(&l.bytes, &plan, patch, Direction::Reverse);
-    crate::atomic::write(&l.path, &out, Some(mode)).map_err(|e| Error::io(&l.path, e))
+    Ok(patch::execute(&l.bytes, &plan, patch, Direction::Reverse))
 }

@@ -87,6 +87,9 @@ pub struct Scanner<'a> {
     warnings: Vec<String>,
     unframed: u64,
     unframed_first: Option<String>,
+    /// Bytes still to come of a packet pjproject is dumping into the log: remote-written lines
+    /// that are never read as Asterisk's (see [`Recogniser::packet_dump`]).
+    in_packet: usize,
 }
 
 impl<'a> Scanner<'a> {
@@ -111,6 +114,7 @@ impl<'a> Scanner<'a> {
             warnings: vec![],
             unframed: 0,
             unframed_first: None,
+            in_packet: 0,
         }
     }
 
@@ -118,7 +122,15 @@ impl<'a> Scanner<'a> {
     #[inline]
     pub fn line(&mut self, line: &[u8]) {
         self.lines += 1;
+        if self.in_packet > 0 {
+            self.in_packet = self.in_packet.saturating_sub(line.len() + 1);
+            return;
+        }
         if self.rec.may_match(line) {
+            if let Some(n) = self.rec.packet_dump(line) {
+                self.in_packet = n;
+                return;
+            }
             let r = self.rec.recognise_candidate(line);
             self.record(r);
         }
@@ -182,11 +194,25 @@ impl<'a> Scanner<'a> {
     fn block(&mut self, text: &[u8]) -> Option<usize> {
         let mut unframed = None;
         let mut pos = 0;
+        if self.in_packet > 0 {
+            match self.skip_packet(text, 0) {
+                Some(p) => pos = p,
+                None => return None,
+            }
+        }
         while let Some(hit) = self.rec.find_candidate(&text[pos..]) {
             let hit = pos + hit;
             let start = memchr::memrchr(b'\n', &text[..hit]).map_or(0, |p| p + 1);
             let end = memchr::memchr(b'\n', &text[hit..]).map_or(text.len(), |p| hit + p);
             let line = &text[start..end];
+            if let Some(n) = self.rec.packet_dump(line) {
+                self.in_packet = n;
+                match self.skip_packet(text, end + 1) {
+                    Some(p) => pos = p,
+                    None => break,
+                }
+                continue;
+            }
             let r = self.rec.recognise_candidate(line);
             if r == Recognition::NotFailure && !self.rec.has_frame(line) {
                 self.unframed += 1;
@@ -199,6 +225,23 @@ impl<'a> Scanner<'a> {
             }
         }
         unframed
+    }
+
+    /// Step over the rest of a dumped packet starting at `from`: the offset of the first line
+    /// after it, or `None` when it runs past this block (the rest is skipped in the next). A
+    /// count that ends mid-line (pjproject cut the packet short) skips to that line's end.
+    fn skip_packet(&mut self, text: &[u8], from: usize) -> Option<usize> {
+        let left = text.len().saturating_sub(from);
+        if self.in_packet >= left {
+            self.in_packet -= left;
+            return None;
+        }
+        let target = from + self.in_packet;
+        self.in_packet = 0;
+        if target == 0 || text[target - 1] == b'\n' {
+            return Some(target);
+        }
+        memchr::memchr(b'\n', &text[target..]).map(|p| target + p + 1)
     }
 
     fn record(&mut self, r: Recognition) {

@@ -447,6 +447,39 @@ fn check_logging(inp: &Inputs, dirs: Option<&Directories>) -> (Check, Vec<PathBu
             notice_files,
         );
     }
+    // Packet traces (`sip set debug on`, `pjsip set logger on`) are written at VERBOSE, raw
+    // packets and all: every line of them is the sender's, frame included, and reads like
+    // Asterisk's own. A file the watcher bans from should not receive them.
+    let traced: Vec<String> = conf
+        .channels
+        .iter()
+        .filter(|c| c.is_file() && (c.has("verbose") || c.has("debug")))
+        .map(|c| {
+            under(
+                inp.root,
+                &logger_conf::file_path(c, logdir, host.as_deref()),
+            )
+        })
+        .filter(|f| watched.contains(f))
+        .map(|f| shown(&f))
+        .collect();
+    if let Some(f) = traced.first() {
+        return (
+            Check::new(
+                NAME,
+                Status::Warn,
+                format!(
+                    "{}; but {f} also gets VERBOSE/DEBUG, where SIP packet traces put lines a remote party writes in full",
+                    good.join(", ")
+                ),
+            )
+            .fix(format!(
+                "log verbose and debug to another file (e.g. `full => verbose,debug`) and keep the watched one to `notice,warning,error,security` in {}; {reload}",
+                shown(&conf_path)
+            )),
+            notice_files,
+        );
+    }
     (
         Check::new(NAME, Status::Pass, good.join(", ")),
         notice_files,

@@ -41,25 +41,27 @@ pub struct FoundVersion {
 /// Find the version of the tree at `root`.
 pub fn detect(root: &Path) -> Result<FoundVersion> {
     let file = root.join(".version");
-    match std::fs::read(&file) {
+    match read_head(&file) {
         Ok(bytes) => {
             // `.version` is one line of ASCII; anything else is still reported, lossily.
             let text = String::from_utf8_lossy(&bytes);
-            let raw = text.lines().next().unwrap_or_default().trim().to_owned();
+            let line = text.lines().next().unwrap_or_default().trim();
             return Ok(FoundVersion {
-                parsed: AsteriskVersion::parse(&raw),
-                raw,
+                parsed: AsteriskVersion::parse(line),
+                raw: printable(line),
                 source: VersionSource::VersionFile { path: file },
             });
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => {
-            return Err(Error::Input {
-                message: format!("cannot read {}: {e}", file.display()),
-                hint: Some(
-                    "make .version readable (it names the release), or remove it to use git describe"
-                        .into(),
-                ),
+            let message = format!("cannot read {}: {e}", file.display());
+            let hint =
+                "make .version readable (it names the release), or remove it to use git describe";
+            // Permission is the system's refusal (exit 3); a directory in its place is bad input.
+            return Err(if e.kind() == io::ErrorKind::PermissionDenied {
+                Error::environment(message, Some(hint))
+            } else {
+                Error::input(message, Some(hint))
             });
         }
     }
@@ -76,6 +78,38 @@ pub fn detect(root: &Path) -> Result<FoundVersion> {
              (git fetch --tags) so git describe can name the release",
         ),
     ))
+}
+
+/// The first bytes of `.version`: a real one is a dozen bytes, and a stray multi-megabyte file
+/// must not be read (or printed) whole.
+fn read_head(file: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)?
+        .take(MAX_VERSION_BYTES)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+const MAX_VERSION_BYTES: u64 = 4096;
+const MAX_SHOWN_CHARS: usize = 80;
+
+/// The version text as it can be shown on a terminal: control bytes (NUL, escape sequences)
+/// escaped and an overlong line cut. A real version is never changed by this.
+fn printable(line: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in line.chars().enumerate() {
+        if i == MAX_SHOWN_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn git_describe(root: &Path) -> Result<Option<FoundVersion>> {
@@ -155,6 +189,25 @@ mod tests {
         let found = detect(dir.path()).unwrap();
         assert_eq!(found.raw, "13.32.0-rc2-dirty");
         assert_eq!(found.parsed.unwrap().numbers, [13, 32, 0]);
+    }
+
+    #[test]
+    fn a_garbage_version_file_is_shown_escaped_and_short() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = dir.path().join(".version");
+        std::fs::write(&v, b"11.23.1\0\x1b[2J\x1b]0;owned\x07").unwrap();
+        let found = detect(dir.path()).unwrap();
+        assert!(!found.raw.chars().any(char::is_control), "{:?}", found.raw);
+        assert!(found.raw.starts_with("11.23.1\\u{0}"), "{:?}", found.raw);
+        assert!(found.parsed.is_err());
+        std::fs::write(&v, "9".repeat(3_000_000)).unwrap();
+        let found = detect(dir.path()).unwrap();
+        assert!(
+            found.raw.chars().count() <= MAX_SHOWN_CHARS + 1,
+            "{}",
+            found.raw.len()
+        );
+        assert!(found.parsed.is_err());
     }
 
     #[test]

@@ -458,3 +458,125 @@ fn cli_apply_twice_and_errors() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("is a file, not a source tree"));
 }
+
+#[test]
+fn cli_unknown_site_report_names_each_site_and_how_to_file_an_issue() {
+    let d = tempfile::tempdir().unwrap();
+    fixtures::write_tree(d.path(), &fixtures::spec("7", "11.23.1"));
+    let path = d.path().join("channels/chan_sip.c");
+    let odd = String::from_utf8_lossy(&fs::read(&path).unwrap())
+        .replacen(
+            "\"Failed to authenticate device %s for SUBSCRIBE\\n\", sip_get_header(req, \"From\"));",
+            "\"Failed to authenticate device %s for SUBSCRIBE\\n\", sip_get_header(req, \"From\"), vendor_extra);",
+            1,
+        )
+        .into_bytes();
+    fs::write(&path, &odd).unwrap();
+    let p = d.path().to_str().unwrap();
+    for args in [vec!["apply", "--dry-run", p], vec!["apply", p]] {
+        let (code, out, err) = cli(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            out.is_empty(),
+            "{args:?}: no diff for a refused file: {out}"
+        );
+        let site = err
+            .lines()
+            .position(|l| l.contains("in handle_request_subscribe(): statement matches no hunk"))
+            .unwrap_or_else(|| panic!("{args:?}: site not named: {err}"));
+        assert!(
+            err.lines().nth(site + 1).unwrap().contains("vendor_extra"),
+            "{args:?}: the statement is shown: {err}"
+        );
+        assert!(
+            err.contains("hint:")
+                && err.contains("astpatch apply --dry-run SRC 2> astpatch-issue.txt")
+                && err.contains("issue"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(fs::read(&path).unwrap(), odd);
+        assert_eq!(fs::read_dir(d.path().join("channels")).unwrap().count(), 1);
+    }
+}
+
+#[test]
+fn revert_without_the_pristine_copy_still_restores_the_exact_bytes() {
+    for (id, version) in [("7", "11.23.1"), ("2", "1.4.40"), ("8", "16.30.0")] {
+        let d = tempfile::tempdir().unwrap();
+        fixtures::write_tree(d.path(), &fixtures::spec(id, version));
+        let path = d.path().join("channels/chan_sip.c");
+        let original = fs::read(&path).unwrap();
+        apply(d.path(), false).unwrap();
+        fs::remove_file(d.path().join("channels/chan_sip.c.astpatch-orig")).unwrap();
+        let r = revert(d.path()).unwrap_or_else(|e| panic!("shape {id}: {e}"));
+        assert_eq!(r.outcome, RevertOutcome::Restored, "shape {id}");
+        assert_eq!(fs::read(&path).unwrap(), original, "shape {id}");
+        assert_eq!(
+            fs::read_dir(d.path().join("channels")).unwrap().count(),
+            1,
+            "shape {id}: the record is removed too"
+        );
+    }
+    // When the reversed bytes do not hash to the record, nothing is written.
+    let d = tempfile::tempdir().unwrap();
+    fixtures::write_tree(d.path(), &fixtures::spec("7", "11.23.1"));
+    apply(d.path(), false).unwrap();
+    fs::remove_file(d.path().join("channels/chan_sip.c.astpatch-orig")).unwrap();
+    let record = d.path().join("channels/chan_sip.c.astpatch.json");
+    let text = fs::read_to_string(&record).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let orig_hash = v["original_sha256"].as_str().unwrap();
+    fs::write(&record, text.replace(orig_hash, &"0".repeat(64))).unwrap();
+    let patched = chan_sip(d.path());
+    let e = revert(d.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("is missing") && e.contains("nothing was changed"),
+        "{e}"
+    );
+    assert_eq!(chan_sip(d.path()), patched);
+}
+
+#[test]
+fn cli_dry_run_diff_keeps_latin1_context_so_patch_applies_it() {
+    let d = tempfile::tempdir().unwrap();
+    fixtures::write_tree(d.path(), &fixtures::spec("7", "11.23.1"));
+    let path = d.path().join("channels/chan_sip.c");
+    let mut bytes = fs::read(&path).unwrap();
+    // A Latin-1 comment right above a site: it becomes a context line of the hunk.
+    let site = bytes
+        .windows(30)
+        .position(|w| w == b"\"Failed to authenticate device")
+        .unwrap();
+    let line_start = bytes[..site].iter().rposition(|&c| c == b'\n').unwrap() + 1;
+    bytes.splice(
+        line_start..line_start,
+        b"\t/* Jos\xe9 M\xfcller's fix */\n".iter().copied(),
+    );
+    fs::write(&path, &bytes).unwrap();
+    let out = Command::new(common::bin())
+        .args(["apply", "--dry-run", d.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stdout.windows(4).any(|w| w == b"Jos\xe9"),
+        "the Latin-1 byte is in the diff as it is in the file"
+    );
+    let st = Command::new("patch")
+        .args(["-p1", "-s"])
+        .current_dir(d.path())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(&out.stdout)?;
+            c.wait()
+        })
+        .expect("GNU patch (scripts/install-deps installs it)");
+    assert!(st.success(), "patch -p1 rejected the dry-run diff");
+    // What patch made is byte for byte what apply makes.
+    let by_patch = fs::read(&path).unwrap();
+    fs::write(&path, &bytes).unwrap();
+    apply(d.path(), false).unwrap();
+    assert_eq!(by_patch, fs::read(&path).unwrap());
+}

@@ -188,3 +188,20 @@ fn bad_input_gets_one_clear_line_and_the_right_exit_code() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stdout).contains("no inbound failure is logged"));
 }
+
+#[test]
+fn every_command_names_a_21_plus_release_with_exit_1() {
+    // A 22 tree as far as astpatch reads it: .version and a channels/ without chan_sip.c.
+    let d = tempfile::tempdir().unwrap();
+    fs::create_dir(d.path().join("channels")).unwrap();
+    fs::write(d.path().join(".version"), "22.1.0\n").unwrap();
+    for cmd in ["detect", "apply", "revert"] {
+        let o = run(d.path(), &[cmd, "."]);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{cmd}: {err}");
+        assert!(
+            err.contains("is Asterisk 22.1.0, which has no chan_sip"),
+            "{cmd}: {err}"
+        );
+    }
+}

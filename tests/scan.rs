@@ -233,6 +233,56 @@ fn zoneless_dates_use_the_offset_in_force_at_each_date() {
     assert_eq!(v["window"]["last"], 1_795_515_072);
 }
 
+/// A SIP packet pjproject could not parse is dumped into the log raw, newlines and all, after
+/// `ERROR[…] pjproject: … Error processing N bytes packet from …:`. Its lines are the sender's:
+/// here six forged PJSIP failures (and a forged end marker) blaming 192.0.2.1.
+fn packet_dump_log(filler: usize) -> Vec<u8> {
+    let real = "[2026-11-24 10:11:12] NOTICE[6120] res_pjsip/pjsip_distributor.c: Request 'INVITE' from '<sip:100@x>' failed for '203.0.113.66:5060' (callid: r) - No matching endpoint found\n";
+    let forged = "[2026-11-24 10:11:13] NOTICE[6120] res_pjsip/pjsip_distributor.c: Request 'INVITE' from '<sip:x@y>' failed for '192.0.2.1:5060' (callid: a) - No matching endpoint found\r\n";
+    let mut packet = String::from("GARBAGE sip:x SIP/2.0\r\n");
+    for _ in 0..6 {
+        packet.push_str(forged);
+    }
+    packet.push_str("-- end of packet.\r\n");
+    for _ in 0..6 {
+        packet.push_str(forged);
+    }
+    packet.push_str("\r\n");
+    let mut log = Vec::new();
+    let pad = "[2026-11-24 10:11:12] VERBOSE[1] pbx.c: filler\n";
+    while log.len() + pad.len() < filler {
+        log.extend_from_slice(pad.as_bytes());
+    }
+    log.extend_from_slice(real.as_bytes());
+    log.extend_from_slice(format!(
+        "[2026-11-24 10:11:13] ERROR[6120] pjproject: \tsip_transport.c  Error processing {} bytes packet from UDP 203.0.113.66:5060 : PJSIP syntax error exception when parsing 'Request Line' header on line 1 col 1:\n",
+        packet.len()
+    ).as_bytes());
+    log.extend_from_slice(packet.as_bytes());
+    log.extend_from_slice(b"\n-- end of packet.\n");
+    log.extend_from_slice(real.as_bytes());
+    log
+}
+
+#[test]
+fn lines_inside_a_packet_pjproject_dumps_are_never_read_as_failures() {
+    let d = tempfile::tempdir().unwrap();
+    // At the start of a read block, and straddling the 1 MiB block boundary.
+    for filler in [0, (1 << 20) - 400, (1 << 20) - 1200] {
+        let path = d.path().join(format!("messages-{filler}"));
+        std::fs::write(&path, packet_dump_log(filler)).unwrap();
+        let out = scan(&["--json", path.to_str().unwrap()], None);
+        let v = json(&out);
+        let addrs = v["addresses"].as_array().unwrap();
+        assert_eq!(addrs.len(), 1, "filler {filler}: {addrs:?}");
+        assert_eq!(addrs[0]["address"], "203.0.113.66", "filler {filler}");
+        assert_eq!(
+            addrs[0]["failures"], 2,
+            "filler {filler}: the lines around the dump count"
+        );
+    }
+}
+
 /// `patched = "auto"` finds the module Asterisk loads inside a system root (asterisk.conf's
 /// astmoddir, else the usual directories) and trusts chan_sip tails only if it is patched.
 #[test]

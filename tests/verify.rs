@@ -331,8 +331,37 @@ fn logging_follows_appendhostname_absolute_paths_and_unwatched_files() {
         "{}",
         v["checks"][3]
     );
-    // `*` catches every level.
+    // `*` catches every level, VERBOSE too: packet traces would land in the watched file.
     fs::write(&logger, "[logfiles]\nmessages => *\nsecurity => *\n").unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&verify(&s, None, &["--json"]).stdout).unwrap();
+    assert_eq!(v["checks"][3]["status"], "warn", "{}", v["checks"][3]);
+    fs::write(
+        &logger,
+        "[logfiles]\nmessages => notice,warning,verbose(3)\nsecurity => security\nfull => verbose,debug\n",
+    )
+    .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&verify(&s, None, &["--json"]).stdout).unwrap();
+    let c = &v["checks"][3];
+    assert_eq!(c["status"], "warn", "{c}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("also gets VERBOSE/DEBUG"),
+        "{c}"
+    );
+    assert!(
+        c["fix"].as_str().unwrap().contains("full => verbose,debug"),
+        "{c}"
+    );
+    // Verbose to another file is fine.
+    fs::write(
+        &logger,
+        "[logfiles]\nmessages => notice,warning,error\nsecurity => security\nfull => notice,verbose,debug\n",
+    )
+    .unwrap();
     let v: serde_json::Value =
         serde_json::from_slice(&verify(&s, None, &["--json"]).stdout).unwrap();
     assert_eq!(v["checks"][3]["status"], "pass", "{}", v["checks"][3]);
@@ -425,4 +454,26 @@ fn firewall_check_reads_every_backend_from_the_kernel() {
         );
         fw.teardown().unwrap();
     }
+}
+
+#[test]
+fn a_root_that_does_not_exist_is_an_input_error_not_a_failed_checklist() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("no-such-root");
+    let o = Command::new(common::bin())
+        .args(["verify", "--root"])
+        .arg(&missing)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no such directory") && err.contains("hint:"),
+        "{err}"
+    );
+    assert!(
+        o.stdout.is_empty(),
+        "no checklist for a root that is not there"
+    );
 }
