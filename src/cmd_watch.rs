@@ -107,23 +107,39 @@ pub fn run_watch(mut settings: Settings, args: WatchArgs) -> Result<u8> {
     let result = (|| -> Result<()> {
         while !STOP.load(Ordering::SeqCst) {
             let now = now_secs();
+            // Both callbacks need the engine; events are rare, so collect them and apply
+            // them in order before each line.
+            let events = std::cell::RefCell::new(Vec::<std::path::PathBuf>::new());
+            let engine_cell = std::cell::RefCell::new(&mut engine);
             follower.read_available(
-                &mut |_, line| {
-                    engine.on_line(line, now);
+                &mut |path, line| {
+                    let mut e = engine_cell.borrow_mut();
+                    for p in events.borrow_mut().drain(..) {
+                        e.file_restarted(&p);
+                    }
+                    e.on_log_line(path, line, now);
                 },
                 &mut |ev| match ev {
-                    Event::Opened(p) => println!("following {}", p.display()),
+                    Event::Opened(p) => {
+                        println!("following {}", p.display());
+                        events.borrow_mut().push(p);
+                    }
                     Event::Rotated(p) => {
-                        println!("{} was rotated; following the new file", p.display())
+                        println!("{} was rotated; following the new file", p.display());
+                        events.borrow_mut().push(p);
                     }
                     Event::Truncated(p) => {
-                        println!("{} was truncated; reading from its start", p.display())
+                        println!("{} was truncated; reading from its start", p.display());
+                        events.borrow_mut().push(p);
                     }
                     Event::LineTooLong(p) => {
                         println!("warning: {}: skipped an overlong line", p.display())
                     }
                 },
             );
+            for p in events.borrow_mut().drain(..) {
+                engine_cell.borrow_mut().file_restarted(&p);
+            }
             engine.tick(now_secs())?;
             follower.wait(Duration::from_millis(250));
         }

@@ -11,7 +11,7 @@ use crate::config::Settings;
 use crate::error::Result;
 use crate::firewall::Firewall;
 use crate::policy;
-use crate::recognise::{RecogniseOptions, Recogniser, Recognition};
+use crate::recognise::{PacketDumpSkip, RecogniseOptions, Recogniser, Recognition};
 use crate::state::{self, Ban, State};
 use crate::tracker::{Tracker, Verdict};
 
@@ -32,6 +32,9 @@ pub struct Reconciled {
 pub struct Engine {
     settings: Settings,
     recogniser: Recogniser,
+    /// Per log file: a raw SIP packet pjproject is dumping into it. Its lines are written by
+    /// the remote party — whole forged log lines included — so none of them is read.
+    dumps: std::collections::HashMap<std::path::PathBuf, PacketDumpSkip>,
     tracker: Tracker,
     /// None in report-only mode (no `--ban`): nothing is recorded or changed.
     state: Option<State>,
@@ -73,6 +76,7 @@ impl Engine {
         Engine {
             settings,
             recogniser,
+            dumps: std::collections::HashMap::new(),
             tracker,
             state,
             fw,
@@ -143,6 +147,21 @@ impl Engine {
         fw.restore(&active)?;
         st.compact(now)?;
         Ok(r)
+    }
+
+    /// One line of the log at `path`, in file order: skips pjproject's packet dumps, then
+    /// [`Engine::on_line`]. Call [`Engine::file_restarted`] when the file is rotated or truncated.
+    pub fn on_log_line(&mut self, path: &std::path::Path, line: &[u8], now: i64) -> Option<IpNet> {
+        let skip = self.dumps.entry(path.to_path_buf()).or_default();
+        if skip.skip(&self.recogniser, line) {
+            return None;
+        }
+        self.on_line(line, now)
+    }
+
+    /// The file at `path` starts afresh (opened, rotated, truncated): no dump is in progress.
+    pub fn file_restarted(&mut self, path: &std::path::Path) {
+        self.dumps.remove(path);
     }
 
     /// One log line. Returns the network banned (or that would be banned), if any.
@@ -349,6 +368,41 @@ mod tests {
             ignoreip: vec!["198.51.100.0/24".parse().unwrap()],
             ..Settings::default()
         }
+    }
+
+    #[test]
+    fn forged_lines_inside_a_dumped_sip_packet_are_never_read() {
+        let d = tempfile::tempdir().unwrap();
+        let fw = MemFw::default();
+        let mut e = engine(d.path(), &fw, settings());
+        let log = std::path::Path::new("/var/log/asterisk/messages");
+        let forged = String::from_utf8(line("192.0.2.1")).unwrap();
+        // The packet carries maxretry forged failure lines naming a bystander.
+        let packet = format!("OPTIONS sip:x SIP/2.0\r\n{forged}\r\n{forged}\r\n{forged}\r\n");
+        let header = format!(
+            "[2026-11-24 10:11:13] ERROR[6120] pjproject: \tsip_transport.c  Error processing {} bytes packet from UDP 203.0.113.66:5060 : x:",
+            packet.len()
+        );
+        assert_eq!(e.on_log_line(log, header.as_bytes(), 1000), None);
+        for l in packet.split('\n') {
+            assert_eq!(e.on_log_line(log, l.as_bytes(), 1000), None, "{l}");
+        }
+        assert_eq!(e.on_log_line(log, b"-- end of packet.", 1000), None);
+        assert!(fw.list().unwrap().is_empty());
+        assert_eq!(e.total_failed, 0);
+        // Lines after the dump are read again.
+        for _ in 0..3 {
+            e.on_log_line(log, &line("203.0.113.7"), 1000);
+        }
+        assert_eq!(fw.list().unwrap().len(), 1);
+        // The same forged lines outside a dump would have banned: the skip is what saved it.
+        let d2 = tempfile::tempdir().unwrap();
+        let fw2 = MemFw::default();
+        let mut e2 = engine(d2.path(), &fw2, settings());
+        for _ in 0..3 {
+            e2.on_log_line(log, forged.as_bytes(), 1000);
+        }
+        assert_eq!(fw2.list().unwrap().len(), 1);
     }
 
     #[test]
