@@ -505,6 +505,25 @@ pub enum WatcherProcess {
     NoPidFile,
     Gone(u32),
     Running(state::PidFile, ProcKind),
+    /// No banning watcher, but `astpatch watch` without --ban runs (these pids).
+    OnlyReportOnly(Vec<u32>),
+}
+
+/// Pids of `astpatch watch` processes without --ban, from a /proc-like directory.
+pub fn report_only_watchers(proc_dir: &Path) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir(proc_dir) else {
+        return vec![];
+    };
+    let mut pids: Vec<u32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != std::process::id())
+        .filter(|pid| {
+            fs::read(proc_dir.join(pid.to_string()).join("cmdline"))
+                .is_ok_and(|c| classify_cmdline(&c) == ProcKind::ReportOnly)
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
 }
 
 const START_WATCHER: &str = "start it: systemctl start astpatch-watch (unit from `astpatch install-watcher`), or run `astpatch watch --ban`";
@@ -523,7 +542,25 @@ fn check_watcher(root: &Path, state_dir: &Path, notice_files: &[PathBuf]) -> Che
             },
         }
     };
+    // A report-only watcher writes no pid file; look for one, but only on the real system
+    // (a temp --root has no processes of its own).
+    let process = match process {
+        WatcherProcess::NoPidFile | WatcherProcess::Gone(_) if root == Path::new("/") => {
+            match report_only_watchers(Path::new("/proc")) {
+                pids if pids.is_empty() => process,
+                pids => WatcherProcess::OnlyReportOnly(pids),
+            }
+        }
+        p => p,
+    };
     judge_watcher(root, state_dir, &process, &unit, notice_files)
+}
+
+fn unit_without_ban_fix(f: &watcher_unit::UnitFile) -> String {
+    format!(
+        "{} runs the watcher without --ban: put --ban back on its ExecStart= (or re-run `astpatch install-watcher`), then systemctl daemon-reload && systemctl restart astpatch-watch",
+        shown(&f.path)
+    )
 }
 
 /// The watcher check's decision, free of effects: pid file and process, systemd's view of
@@ -536,7 +573,8 @@ pub fn judge_watcher(
     notice_files: &[PathBuf],
 ) -> Check {
     const NAME: &str = "watcher";
-    if !state_dir.is_dir() && !unit.installed() {
+    let report_only_runs = matches!(process, WatcherProcess::OnlyReportOnly(_));
+    if !state_dir.is_dir() && !unit.installed() && !report_only_runs {
         return Check::new(
             NAME,
             Status::Skipped,
@@ -564,6 +602,21 @@ pub fn judge_watcher(
             )
             .fix(RESTART_WITH_BAN);
         }
+        WatcherProcess::OnlyReportOnly(pids) => {
+            let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+            return Check::new(
+                NAME,
+                Status::Fail,
+                with_unit(format!(
+                    "no watcher bans: `astpatch watch` runs report-only, without --ban (pid {}); it bans nothing",
+                    list.join(", ")
+                )),
+            )
+            .fix(match unit_report_only {
+                Some(f) => unit_without_ban_fix(f),
+                None => RESTART_WITH_BAN.into(),
+            });
+        }
         not_running => {
             let why = match not_running {
                 WatcherProcess::Gone(pid) => {
@@ -576,10 +629,7 @@ pub fn judge_watcher(
                 ),
             };
             let fix = if let Some(f) = unit_report_only {
-                format!(
-                    "{} runs the watcher without --ban: put --ban back on its ExecStart= (or re-run `astpatch install-watcher`), then systemctl daemon-reload && systemctl restart astpatch-watch",
-                    shown(&f.path)
-                )
+                unit_without_ban_fix(f)
             } else {
                 match unit.loaded() {
                     Some(s) if s.active == "active" => format!(
@@ -814,6 +864,34 @@ mod tests {
     }
 
     #[test]
+    fn report_only_watchers_are_found_in_proc() {
+        let proc_dir = tempfile::tempdir().unwrap();
+        for (pid, argv) in [
+            ("100", "/usr/bin/astpatch\0watch\0--log\0/x\0"),
+            ("101", "/usr/bin/astpatch\0watch\0--ban\0"),
+            ("102", "sleep\0600\0"),
+            ("self", "/usr/bin/astpatch\0watch\0"),
+            ("7", "astpatch\0watch\0"),
+        ] {
+            let d = proc_dir.path().join(pid);
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("cmdline"), argv).unwrap();
+        }
+        fs::create_dir_all(proc_dir.path().join("103")).unwrap(); // exited: no cmdline
+        assert_eq!(report_only_watchers(proc_dir.path()), [7, 100]);
+        let (st, detail, fix) = judge(
+            WatcherProcess::OnlyReportOnly(vec![7, 100]),
+            UnitState::default(),
+        );
+        assert_eq!(st, Status::Fail);
+        assert!(
+            detail.contains("report-only, without --ban (pid 7, 100)"),
+            "{detail}"
+        );
+        assert_eq!(fix, RESTART_WITH_BAN);
+    }
+
+    #[test]
     fn a_banning_watcher_passes_and_shows_the_unit() {
         let (st, detail, _) = judge(
             WatcherProcess::Running(pid(7), ProcKind::Banning),
@@ -925,6 +1003,15 @@ mod tests {
             .status
         };
         assert_eq!(c(&UnitState::default()), Status::Skipped);
+        // A report-only watcher creates no state dir, yet it is a watcher that bans nothing.
+        let only = judge_watcher(
+            Path::new("/"),
+            Path::new("/nonexistent/astpatch-state"),
+            &WatcherProcess::OnlyReportOnly(vec![5]),
+            &UnitState::default(),
+            &[],
+        );
+        assert_eq!(only.status, Status::Fail);
         assert_eq!(
             c(&UnitState {
                 file: unit_file(true),
