@@ -869,7 +869,7 @@ mod tests {
         for (pid, argv) in [
             ("100", "/usr/bin/astpatch\0watch\0--log\0/x\0"),
             ("101", "/usr/bin/astpatch\0watch\0--ban\0"),
-            ("102", "sleep\0600\0"),
+            ("102", "sleep\0x600\0"),
             ("self", "/usr/bin/astpatch\0watch\0"),
             ("7", "astpatch\0watch\0"),
         ] {

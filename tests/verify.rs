@@ -447,3 +447,48 @@ fn firewall_check_reads_every_backend_from_the_kernel() {
         fw.teardown().unwrap();
     }
 }
+
+#[test]
+fn an_installed_unit_without_systemd_is_reported_and_one_without_ban_gets_its_fix() {
+    let s = system(LOGGER_GOOD);
+    let unit_dir = s.root.join("etc/systemd/system");
+    fs::create_dir_all(&unit_dir).unwrap();
+    let settings = astpatch::config::Settings::default();
+    let unit = astpatch::cmd_install_watcher::unit_text(
+        std::path::Path::new("/usr/local/bin/astpatch"),
+        std::path::Path::new("/etc/astpatch/astpatch.toml"),
+        &settings,
+    );
+    let path = unit_dir.join(astpatch::cmd_install_watcher::UNIT_NAME);
+    let watcher = |unit: &str| {
+        fs::write(&path, unit).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&verify(&s, None, &["--json"]).stdout).unwrap();
+        assert_eq!(v["checks"][4]["name"], "watcher");
+        v["checks"][4].clone()
+    };
+    // The unit is installed, so the check applies even before the state dir exists; no
+    // systemd in this root: said as detail, and the manual way to start it.
+    let w = watcher(&unit);
+    assert_eq!(w["status"], "fail", "{w}");
+    let detail = w["detail"].as_str().unwrap();
+    assert!(detail.starts_with("not running: no watch.pid"), "{detail}");
+    assert!(
+        detail.ends_with(&format!(
+            "; unit file {} present but systemd is not running here",
+            path.display()
+        )),
+        "{detail}"
+    );
+    assert!(w["fix"].as_str().unwrap().contains("astpatch watch --ban"));
+    // Someone took --ban out of ExecStart=: the service would only report.
+    let w = watcher(&unit.replace(" --ban", ""));
+    assert_eq!(w["status"], "fail");
+    assert!(
+        w["fix"]
+            .as_str()
+            .unwrap()
+            .contains("runs the watcher without --ban: put --ban back"),
+        "{w}"
+    );
+}
