@@ -49,3 +49,4 @@ pub mod version;
 pub mod version_source;
 pub mod versions_table;
 pub mod watch;
+pub mod watcher_unit;

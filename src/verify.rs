@@ -16,6 +16,7 @@ use crate::install;
 use crate::logger_conf;
 use crate::sites::{self, PatchState};
 use crate::state;
+use crate::watcher_unit::{self, UnitState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -486,26 +487,127 @@ fn check_logging(inp: &Inputs, dirs: Option<&Directories>) -> (Check, Vec<PathBu
     )
 }
 
-/// True when `pid` is a live process that is astpatch (pid files outlive crashes, and pids
-/// are reused).
-fn astpatch_alive(pid: u32) -> bool {
+/// What a pid names, judged from its command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcKind {
+    /// `astpatch … watch … --ban`.
+    Banning,
+    /// `astpatch … watch` without `--ban`: it reports, it bans nothing.
+    ReportOnly,
+    /// No such process, or something else that reused the pid.
+    Other,
+}
+
+/// Classify a `/proc/PID/cmdline` (NUL-separated argv).
+pub fn classify_cmdline(cmdline: &[u8]) -> ProcKind {
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    let Some(me) = args.iter().position(|a| {
+        let name = a.rsplit(|&b| b == b'/').next().unwrap_or(a);
+        memchr::memmem::find(name, b"astpatch").is_some()
+    }) else {
+        return ProcKind::Other;
+    };
+    let rest = &args[me + 1..];
+    if !rest.iter().any(|a| *a == b"watch") {
+        ProcKind::Other
+    } else if rest.iter().any(|a| *a == b"--ban") {
+        ProcKind::Banning
+    } else {
+        ProcKind::ReportOnly
+    }
+}
+
+/// What `pid` is now (pid files outlive crashes, and pids are reused).
+fn process_kind(pid: u32) -> ProcKind {
     // SAFETY: signal 0 only checks for existence and permission.
     let exists = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
         || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
     if !exists {
-        return false;
+        return ProcKind::Other;
     }
     match fs::read(format!("/proc/{pid}/cmdline")) {
-        Ok(cmd) => memchr::memmem::find(&cmd, b"astpatch").is_some(),
-        Err(_) => true,
+        Ok(cmd) => classify_cmdline(&cmd),
+        // /proc hidden (hidepid): the process exists, and the pid file says it bans.
+        Err(_) => ProcKind::Banning,
     }
 }
 
+/// The watcher as its pid file and the process it names show it.
+#[derive(Debug, Clone)]
+pub enum WatcherProcess {
+    NoPidFile,
+    Gone(u32),
+    Running(state::PidFile, ProcKind),
+    /// No banning watcher, but `astpatch watch` without --ban runs (these pids).
+    OnlyReportOnly(Vec<u32>),
+}
+
+/// Pids of `astpatch watch` processes without --ban, from a /proc-like directory.
+pub fn report_only_watchers(proc_dir: &Path) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir(proc_dir) else {
+        return vec![];
+    };
+    let mut pids: Vec<u32> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != std::process::id())
+        .filter(|pid| {
+            fs::read(proc_dir.join(pid.to_string()).join("cmdline"))
+                .is_ok_and(|c| classify_cmdline(&c) == ProcKind::ReportOnly)
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
 const START_WATCHER: &str = "start it: systemctl start astpatch-watch (unit from `astpatch install-watcher`), or run `astpatch watch --ban`";
+const RESTART_WITH_BAN: &str = "restart it with --ban: stop it, then `astpatch watch --ban` or systemctl restart astpatch-watch (unit from `astpatch install-watcher`)";
 
 fn check_watcher(root: &Path, state_dir: &Path, notice_files: &[PathBuf]) -> Check {
+    let unit = watcher_unit::unit_state(root, &watcher_unit::SystemSystemctl);
+    let process = if !state_dir.is_dir() {
+        WatcherProcess::NoPidFile
+    } else {
+        match state::read_pid_file(state_dir) {
+            None => WatcherProcess::NoPidFile,
+            Some(p) => match process_kind(p.pid) {
+                ProcKind::Other => WatcherProcess::Gone(p.pid),
+                kind => WatcherProcess::Running(p, kind),
+            },
+        }
+    };
+    // A report-only watcher writes no pid file; look for one, but only on the real system
+    // (a temp --root has no processes of its own).
+    let process = match process {
+        WatcherProcess::NoPidFile | WatcherProcess::Gone(_) if root == Path::new("/") => {
+            match report_only_watchers(Path::new("/proc")) {
+                pids if pids.is_empty() => process,
+                pids => WatcherProcess::OnlyReportOnly(pids),
+            }
+        }
+        p => p,
+    };
+    judge_watcher(root, state_dir, &process, &unit, notice_files)
+}
+
+fn unit_without_ban_fix(f: &watcher_unit::UnitFile) -> String {
+    format!(
+        "{} runs the watcher without --ban: put --ban back on its ExecStart= (or re-run `astpatch install-watcher`), then systemctl daemon-reload && systemctl restart astpatch-watch",
+        shown(&f.path)
+    )
+}
+
+/// The watcher check's decision, free of effects: pid file and process, systemd's view of
+/// the unit, and the files NOTICE goes to.
+pub fn judge_watcher(
+    root: &Path,
+    state_dir: &Path,
+    process: &WatcherProcess,
+    unit: &UnitState,
+    notice_files: &[PathBuf],
+) -> Check {
     const NAME: &str = "watcher";
-    if !state_dir.is_dir() {
+    let report_only_runs = matches!(process, WatcherProcess::OnlyReportOnly(_));
+    if !state_dir.is_dir() && !unit.installed() && !report_only_runs {
         return Check::new(
             NAME,
             Status::Skipped,
@@ -515,60 +617,96 @@ fn check_watcher(root: &Path, state_dir: &Path, notice_files: &[PathBuf]) -> Che
             ),
         );
     }
-    let Some(pid) = state::read_pid_file(state_dir) else {
-        return Check::new(
-            NAME,
-            Status::Fail,
-            format!(
-                "not running: no {} in {}",
-                state::PID_FILE,
-                shown(state_dir)
-            ),
-        )
-        .fix(START_WATCHER);
+    let with_unit = |detail: String| match unit.describe() {
+        Some(u) => format!("{detail}; {u}"),
+        None => detail,
     };
-    if !astpatch_alive(pid.pid) {
-        return Check::new(
-            NAME,
-            Status::Fail,
-            format!(
-                "not running: pid {} from {} is gone",
-                pid.pid,
-                state::PID_FILE
-            ),
-        )
-        .fix(START_WATCHER);
-    }
+    let unit_report_only = unit.file.as_ref().filter(|f| !f.bans);
+    let pid = match process {
+        WatcherProcess::Running(pid, ProcKind::Banning) => pid,
+        WatcherProcess::Running(pid, _) => {
+            return Check::new(
+                NAME,
+                Status::Fail,
+                with_unit(format!(
+                    "running (pid {}) report-only, without --ban: it bans nothing",
+                    pid.pid
+                )),
+            )
+            .fix(RESTART_WITH_BAN);
+        }
+        WatcherProcess::OnlyReportOnly(pids) => {
+            let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+            return Check::new(
+                NAME,
+                Status::Fail,
+                with_unit(format!(
+                    "no watcher bans: `astpatch watch` runs report-only, without --ban (pid {}); it bans nothing",
+                    list.join(", ")
+                )),
+            )
+            .fix(match unit_report_only {
+                Some(f) => unit_without_ban_fix(f),
+                None => RESTART_WITH_BAN.into(),
+            });
+        }
+        not_running => {
+            let why = match not_running {
+                WatcherProcess::Gone(pid) => {
+                    format!("not running: pid {pid} from {} is gone", state::PID_FILE)
+                }
+                _ => format!(
+                    "not running: no {} in {}",
+                    state::PID_FILE,
+                    shown(state_dir)
+                ),
+            };
+            let fix = if let Some(f) = unit_report_only {
+                unit_without_ban_fix(f)
+            } else {
+                match unit.loaded() {
+                    Some(s) if s.active == "active" => format!(
+                        "systemctl restart astpatch-watch; if it still writes no pid file, its --config must use state_dir {}",
+                        shown(state_dir)
+                    ),
+                    Some(s) if s.enabled == "enabled" => {
+                        "systemctl restart astpatch-watch (journalctl -u astpatch-watch says why it stopped)".into()
+                    }
+                    Some(_) => "systemctl enable --now astpatch-watch".into(),
+                    None => START_WATCHER.into(),
+                }
+            };
+            return Check::new(NAME, Status::Fail, with_unit(why)).fix(fix);
+        }
+    };
     let follows: BTreeSet<PathBuf> = pid.logs.iter().map(|l| under(root, l)).collect();
     match notice_files.iter().find(|f| follows.contains(*f)) {
-        Some(f) => Check::new(
-            NAME,
-            Status::Pass,
-            format!(
-                "running (pid {}, backend {}), following {}",
-                pid.pid,
-                pid.backend,
-                shown(f)
-            ),
-        ),
-        None if notice_files.is_empty() => Check::new(
-            NAME,
-            Status::Pass,
-            format!("running (pid {}, backend {})", pid.pid, pid.backend),
-        ),
-        None => Check::new(
+        None if !notice_files.is_empty() => Check::new(
             NAME,
             Status::Fail,
-            format!(
+            with_unit(format!(
                 "running (pid {}) but not following {}, where NOTICE goes",
                 pid.pid,
                 shown(&notice_files[0])
-            ),
+            )),
         )
         .fix(format!(
             "add \"{}\" to logs in astpatch.toml and restart the watcher",
             shown(&notice_files[0])
         )),
+        followed => {
+            let mut detail = format!("running (pid {}, backend {})", pid.pid, pid.backend);
+            if let Some(f) = followed {
+                detail.push_str(&format!(", following {}", shown(f)));
+            }
+            let detail = with_unit(detail);
+            // Running now, but a unit that is not enabled will not bring it back after a reboot.
+            match unit.loaded() {
+                Some(s) if s.enabled != "enabled" => Check::new(NAME, Status::Warn, detail)
+                    .fix("systemctl enable astpatch-watch, so it starts at boot"),
+                _ => Check::new(NAME, Status::Pass, detail),
+            }
+        }
     }
 }
 
@@ -683,6 +821,237 @@ mod tests {
             b"a\"b\tc"
         );
         assert_eq!(first_literal(b"no literal"), None);
+    }
+
+    #[test]
+    fn a_watcher_is_astpatch_watch_and_bans_only_with_the_flag() {
+        let c = |args: &[&str]| classify_cmdline(args.join("\0").as_bytes());
+        assert_eq!(
+            c(&[
+                "/usr/local/bin/astpatch",
+                "watch",
+                "--ban",
+                "--config",
+                "/etc/a.toml"
+            ]),
+            ProcKind::Banning
+        );
+        assert_eq!(
+            c(&["astpatch", "watch", "--log", "/x"]),
+            ProcKind::ReportOnly
+        );
+        // The pid was reused by another astpatch command, or by something else entirely.
+        assert_eq!(c(&["astpatch", "status"]), ProcKind::Other);
+        assert_eq!(
+            c(&["/usr/sbin/asterisk", "watch", "--ban"]),
+            ProcKind::Other
+        );
+        assert_eq!(c(&["vim", "/etc/astpatch/watch", "--ban"]), ProcKind::Other);
+    }
+
+    fn pid(n: u32) -> state::PidFile {
+        state::PidFile {
+            pid: n,
+            logs: vec!["/var/log/asterisk/messages".into()],
+            backend: Backend::Iptables,
+            started_at: 0,
+        }
+    }
+
+    fn systemd(active: &str, enabled: &str) -> Option<watcher_unit::Systemd> {
+        Some(watcher_unit::Systemd {
+            active: active.into(),
+            enabled: enabled.into(),
+        })
+    }
+
+    fn unit_file(bans: bool) -> Option<watcher_unit::UnitFile> {
+        Some(watcher_unit::UnitFile {
+            path: "/etc/systemd/system/astpatch-watch.service".into(),
+            bans,
+        })
+    }
+
+    /// (status, detail, fix) for one situation, with the state dir present.
+    fn judge(process: WatcherProcess, unit: UnitState) -> (Status, String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let c = judge_watcher(
+            Path::new("/"),
+            dir.path(),
+            &process,
+            &unit,
+            &["/var/log/asterisk/messages".into()],
+        );
+        (c.status, c.detail, c.fix.unwrap_or_default())
+    }
+
+    #[test]
+    fn a_report_only_watcher_fails() {
+        let (st, detail, fix) = judge(
+            WatcherProcess::Running(pid(7), ProcKind::ReportOnly),
+            UnitState::default(),
+        );
+        assert_eq!(st, Status::Fail);
+        assert!(detail.contains("report-only"), "{detail}");
+        assert!(fix.starts_with("restart it with --ban"), "{fix}");
+    }
+
+    #[test]
+    fn report_only_watchers_are_found_in_proc() {
+        let proc_dir = tempfile::tempdir().unwrap();
+        for (pid, argv) in [
+            ("100", "/usr/bin/astpatch\0watch\0--log\0/x\0"),
+            ("101", "/usr/bin/astpatch\0watch\0--ban\0"),
+            ("102", "sleep\0x600\0"),
+            ("self", "/usr/bin/astpatch\0watch\0"),
+            ("7", "astpatch\0watch\0"),
+        ] {
+            let d = proc_dir.path().join(pid);
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("cmdline"), argv).unwrap();
+        }
+        fs::create_dir_all(proc_dir.path().join("103")).unwrap(); // exited: no cmdline
+        assert_eq!(report_only_watchers(proc_dir.path()), [7, 100]);
+        let (st, detail, fix) = judge(
+            WatcherProcess::OnlyReportOnly(vec![7, 100]),
+            UnitState::default(),
+        );
+        assert_eq!(st, Status::Fail);
+        assert!(
+            detail.contains("report-only, without --ban (pid 7, 100)"),
+            "{detail}"
+        );
+        assert_eq!(fix, RESTART_WITH_BAN);
+    }
+
+    #[test]
+    fn a_banning_watcher_passes_and_shows_the_unit() {
+        let (st, detail, _) = judge(
+            WatcherProcess::Running(pid(7), ProcKind::Banning),
+            UnitState::default(),
+        );
+        assert_eq!(st, Status::Pass);
+        assert_eq!(
+            detail,
+            "running (pid 7, backend iptables), following /var/log/asterisk/messages"
+        );
+        let (st, detail, _) = judge(
+            WatcherProcess::Running(pid(7), ProcKind::Banning),
+            UnitState {
+                file: unit_file(true),
+                systemd: systemd("active", "enabled"),
+            },
+        );
+        assert_eq!(st, Status::Pass);
+        assert!(
+            detail.ends_with("; unit astpatch-watch.service active, enabled"),
+            "{detail}"
+        );
+        // Running by hand while the unit is disabled: gone after a reboot.
+        let (st, _, fix) = judge(
+            WatcherProcess::Running(pid(7), ProcKind::Banning),
+            UnitState {
+                file: unit_file(true),
+                systemd: systemd("inactive", "disabled"),
+            },
+        );
+        assert_eq!(st, Status::Warn);
+        assert!(fix.starts_with("systemctl enable astpatch-watch"), "{fix}");
+    }
+
+    #[test]
+    fn a_missing_or_stale_pid_file_gets_the_systemd_fix() {
+        for (process, active, enabled, want) in [
+            (
+                WatcherProcess::NoPidFile,
+                "inactive",
+                "disabled",
+                "systemctl enable --now astpatch-watch",
+            ),
+            (
+                WatcherProcess::Gone(9),
+                "failed",
+                "enabled",
+                "systemctl restart astpatch-watch (journalctl",
+            ),
+            (
+                WatcherProcess::Gone(9),
+                "active",
+                "enabled",
+                "systemctl restart astpatch-watch; if it still",
+            ),
+        ] {
+            let (st, detail, fix) = judge(
+                process,
+                UnitState {
+                    file: unit_file(true),
+                    systemd: systemd(active, enabled),
+                },
+            );
+            assert_eq!(st, Status::Fail);
+            assert!(detail.starts_with("not running"), "{detail}");
+            assert!(
+                detail.ends_with(&format!(
+                    "; unit astpatch-watch.service {active}, {enabled}"
+                )),
+                "{detail}"
+            );
+            assert!(fix.starts_with(want), "{fix}");
+        }
+        // A unit whose ExecStart lost --ban: that is the fix, whatever systemd says.
+        let (_, _, fix) = judge(
+            WatcherProcess::NoPidFile,
+            UnitState {
+                file: unit_file(false),
+                systemd: systemd("active", "enabled"),
+            },
+        );
+        assert!(fix.contains("without --ban: put --ban back"), "{fix}");
+        // The unit file is there but systemd does not run: detail only, the manual fix.
+        let (st, detail, fix) = judge(
+            WatcherProcess::NoPidFile,
+            UnitState {
+                file: unit_file(true),
+                systemd: None,
+            },
+        );
+        assert_eq!(st, Status::Fail);
+        assert!(
+            detail.ends_with("present but systemd is not running here"),
+            "{detail}"
+        );
+        assert_eq!(fix, START_WATCHER);
+    }
+
+    #[test]
+    fn no_state_dir_and_no_unit_is_skipped_but_a_unit_alone_is_not() {
+        let c = |unit: &UnitState| {
+            judge_watcher(
+                Path::new("/"),
+                Path::new("/nonexistent/astpatch-state"),
+                &WatcherProcess::NoPidFile,
+                unit,
+                &[],
+            )
+            .status
+        };
+        assert_eq!(c(&UnitState::default()), Status::Skipped);
+        // A report-only watcher creates no state dir, yet it is a watcher that bans nothing.
+        let only = judge_watcher(
+            Path::new("/"),
+            Path::new("/nonexistent/astpatch-state"),
+            &WatcherProcess::OnlyReportOnly(vec![5]),
+            &UnitState::default(),
+            &[],
+        );
+        assert_eq!(only.status, Status::Fail);
+        assert_eq!(
+            c(&UnitState {
+                file: unit_file(true),
+                systemd: systemd("failed", "enabled"),
+            }),
+            Status::Fail
+        );
     }
 
     #[test]

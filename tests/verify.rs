@@ -4,9 +4,8 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
 
 use astpatch::build::{self, PlainProgress, RebuildOptions};
 use astpatch::config::Backend;
@@ -76,14 +75,18 @@ fn patch_rebuild_install(s: &System) {
     astpatch::install::install_module(&s.tree, &s.moddir).unwrap();
 }
 
-/// A process whose command line says astpatch, standing in for the watcher.
+/// A process whose command line reads `astpatch watch [--ban]`, standing in for the watcher
+/// (a shell blocked reading its stdin: no child left behind when it is killed).
 struct FakeWatcher(Child);
 
 impl FakeWatcher {
-    fn start(dir: &Path) -> FakeWatcher {
-        let exe = dir.join("astpatch-watch");
-        symlink("/bin/sleep", &exe).unwrap();
-        FakeWatcher(Command::new(exe).arg("600").spawn().unwrap())
+    fn start(ban: bool) -> FakeWatcher {
+        let mut c = Command::new("/bin/sh");
+        c.args(["-c", "read x", "astpatch", "watch"]);
+        if ban {
+            c.arg("--ban");
+        }
+        FakeWatcher(c.stdin(Stdio::piped()).spawn().unwrap())
     }
 }
 
@@ -191,7 +194,7 @@ fn a_fully_working_system_passes_every_check() {
     }
     let s = system(LOGGER_GOOD);
     patch_rebuild_install(&s);
-    let _w = FakeWatcher::start(s.dir.path());
+    let _w = FakeWatcher::start(true);
     pid_file(&s, _w.0.id());
     record_ban(&s, "203.0.113.7/32");
     record_ban(&s, "2001:db8:7::/64");
@@ -234,6 +237,24 @@ fn a_fully_working_system_passes_every_check() {
         "{detail}"
     );
     assert_eq!(v["ok"], false);
+
+    // The same pid file, but the process behind it reports only: it bans nothing.
+    let report_only = FakeWatcher::start(false);
+    pid_file(&s, report_only.0.id());
+    let o = verify(&s, Some(&ns), &["--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let w = &v["checks"][4];
+    assert_eq!(w["name"], "watcher");
+    assert_eq!(w["status"], "fail", "{w}");
+    assert!(w["detail"].as_str().unwrap().contains("report-only"), "{w}");
+    assert!(
+        w["fix"]
+            .as_str()
+            .unwrap()
+            .starts_with("restart it with --ban"),
+        "{w}"
+    );
 }
 
 #[test]
@@ -475,5 +496,50 @@ fn a_root_that_does_not_exist_is_an_input_error_not_a_failed_checklist() {
     assert!(
         o.stdout.is_empty(),
         "no checklist for a root that is not there"
+    );
+}
+
+#[test]
+fn an_installed_unit_without_systemd_is_reported_and_one_without_ban_gets_its_fix() {
+    let s = system(LOGGER_GOOD);
+    let unit_dir = s.root.join("etc/systemd/system");
+    fs::create_dir_all(&unit_dir).unwrap();
+    let settings = astpatch::config::Settings::default();
+    let unit = astpatch::cmd_install_watcher::unit_text(
+        std::path::Path::new("/usr/local/bin/astpatch"),
+        std::path::Path::new("/etc/astpatch/astpatch.toml"),
+        &settings,
+    );
+    let path = unit_dir.join(astpatch::cmd_install_watcher::UNIT_NAME);
+    let watcher = |unit: &str| {
+        fs::write(&path, unit).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&verify(&s, None, &["--json"]).stdout).unwrap();
+        assert_eq!(v["checks"][4]["name"], "watcher");
+        v["checks"][4].clone()
+    };
+    // The unit is installed, so the check applies even before the state dir exists; no
+    // systemd in this root: said as detail, and the manual way to start it.
+    let w = watcher(&unit);
+    assert_eq!(w["status"], "fail", "{w}");
+    let detail = w["detail"].as_str().unwrap();
+    assert!(detail.starts_with("not running: no watch.pid"), "{detail}");
+    assert!(
+        detail.ends_with(&format!(
+            "; unit file {} present but systemd is not running here",
+            path.display()
+        )),
+        "{detail}"
+    );
+    assert!(w["fix"].as_str().unwrap().contains("astpatch watch --ban"));
+    // Someone took --ban out of ExecStart=: the service would only report.
+    let w = watcher(&unit.replace(" --ban", ""));
+    assert_eq!(w["status"], "fail");
+    assert!(
+        w["fix"]
+            .as_str()
+            .unwrap()
+            .contains("runs the watcher without --ban: put --ban back"),
+        "{w}"
     );
 }

@@ -1,0 +1,161 @@
+//! What systemd knows about `astpatch-watch.service`, for `verify`: the unit file (and
+//! whether its ExecStart bans), whether systemd runs, and the unit's active/enabled state.
+//! systemctl sits behind a trait so the decisions built on this are tested without systemd.
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::asterisk_conf::under;
+use crate::cmd_install_watcher::UNIT_NAME;
+
+/// Where `astpatch install-watcher` writes the unit by default.
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+
+/// Asks systemd one question (`systemctl VERB UNIT`); `None` when there is no answer.
+pub trait Systemctl {
+    fn query(&self, verb: &str, unit: &str) -> Option<String>;
+}
+
+/// The real `systemctl`, run by argv.
+pub struct SystemSystemctl;
+
+impl Systemctl for SystemSystemctl {
+    fn query(&self, verb: &str, unit: &str) -> Option<String> {
+        // is-active/is-enabled exit non-zero for "inactive"/"disabled" but still print the
+        // state; an unknown unit prints nothing on stdout.
+        let out = Command::new("systemctl").args([verb, unit]).output().ok()?;
+        let s = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        (!s.is_empty()).then_some(s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitFile {
+    pub path: PathBuf,
+    /// ExecStart= passes `--ban`; without it the service only reports.
+    pub bans: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Systemd {
+    /// `systemctl is-active`: active, inactive, failed, activating…
+    pub active: String,
+    /// `systemctl is-enabled`: enabled, disabled, masked…; "not-found" when unknown.
+    pub enabled: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UnitState {
+    pub file: Option<UnitFile>,
+    /// `None` when systemd is not running here (no /run/systemd/system).
+    pub systemd: Option<Systemd>,
+}
+
+impl UnitState {
+    /// systemd runs and knows the unit.
+    pub fn loaded(&self) -> Option<&Systemd> {
+        self.systemd.as_ref().filter(|s| s.enabled != "not-found")
+    }
+
+    /// Somebody installed the unit (the file is there, or systemd knows it).
+    pub fn installed(&self) -> bool {
+        self.file.is_some() || self.loaded().is_some()
+    }
+
+    /// The unit's state for a check's detail; `None` when there is no unit.
+    pub fn describe(&self) -> Option<String> {
+        match (self.loaded(), &self.file) {
+            (Some(s), _) => Some(format!("unit {UNIT_NAME} {}, {}", s.active, s.enabled)),
+            (None, Some(f)) if self.systemd.is_none() => Some(format!(
+                "unit file {} present but systemd is not running here",
+                f.path.display()
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// True when an ExecStart= line of the unit runs the watcher with `--ban`.
+pub fn exec_start_bans(unit: &str) -> bool {
+    unit.lines()
+        .filter_map(|l| l.trim().strip_prefix("ExecStart="))
+        .any(|cmd| cmd.split_whitespace().any(|w| w == "--ban"))
+}
+
+/// Read the unit under `root` and, when systemd runs there, ask it about the unit.
+pub fn unit_state(root: &Path, systemctl: &dyn Systemctl) -> UnitState {
+    let path = under(root, &Path::new(UNIT_DIR).join(UNIT_NAME));
+    let file = fs::read_to_string(&path).ok().map(|text| UnitFile {
+        bans: exec_start_bans(&text),
+        path,
+    });
+    let systemd = under(root, Path::new("/run/systemd/system"))
+        .is_dir()
+        .then(|| Systemd {
+            active: systemctl
+                .query("is-active", UNIT_NAME)
+                .unwrap_or_else(|| "unknown".into()),
+            enabled: systemctl
+                .query("is-enabled", UNIT_NAME)
+                .unwrap_or_else(|| "not-found".into()),
+        });
+    UnitState { file, systemd }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fake(&'static str, &'static str);
+    impl Systemctl for Fake {
+        fn query(&self, verb: &str, _: &str) -> Option<String> {
+            let s = if verb == "is-active" { self.0 } else { self.1 };
+            (!s.is_empty()).then(|| s.to_owned())
+        }
+    }
+
+    #[test]
+    fn exec_start_needs_the_ban_flag() {
+        assert!(exec_start_bans(
+            "[Service]\nExecStart=/usr/bin/astpatch watch --ban --config /etc/a.toml\n"
+        ));
+        assert!(!exec_start_bans(
+            "[Service]\nExecStart=/usr/bin/astpatch watch --config /etc/a.toml\n# --ban\n"
+        ));
+        assert!(!exec_start_bans("[Service]\nExecStart=/x --banana\n"));
+    }
+
+    #[test]
+    fn systemd_is_asked_only_where_it_runs() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        assert_eq!(
+            unit_state(r, &Fake("active", "enabled")),
+            UnitState::default()
+        );
+        let dir = r.join("etc/systemd/system");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join(UNIT_NAME),
+            "[Service]\nExecStart=/a watch --config /c\n",
+        )
+        .unwrap();
+        let st = unit_state(r, &Fake("active", "enabled"));
+        assert!(!st.file.as_ref().unwrap().bans);
+        assert_eq!(st.systemd, None);
+        assert!(st.installed());
+        assert!(st.describe().unwrap().contains("systemd is not running"));
+
+        fs::create_dir_all(r.join("run/systemd/system")).unwrap();
+        let st = unit_state(r, &Fake("failed", "enabled"));
+        assert_eq!(
+            st.describe().unwrap(),
+            "unit astpatch-watch.service failed, enabled"
+        );
+        // systemd runs but knows no such unit, and the file is elsewhere.
+        fs::remove_file(dir.join(UNIT_NAME)).unwrap();
+        let st = unit_state(r, &Fake("inactive", ""));
+        assert!(!st.installed());
+        assert_eq!(st.describe(), None);
+    }
+}
