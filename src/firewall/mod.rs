@@ -66,16 +66,30 @@ impl CommandRunner for SystemRunner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| spawn_error(full[0], e))?;
-        if let Some(input) = stdin {
-            // Take stdin so it is closed (EOF) once written.
-            let mut pipe = child.stdin.take().expect("piped stdin");
-            pipe.write_all(input).map_err(|e| {
-                Error::environment(format!("{}: writing input: {e}", full[0]), None)
-            })?;
+        // The batch is written from a second thread while this one drains stdout/stderr: a
+        // tool that answers before reading all its input would otherwise deadlock on a full
+        // pipe, and one that fails early (closing its stdin) must still be waited for and
+        // have its stderr — the message naming the missing module — reported.
+        let out = std::thread::scope(|scope| {
+            let writer = stdin.map(|input| {
+                let mut pipe = child.stdin.take().expect("piped stdin");
+                scope.spawn(move || pipe.write_all(input))
+            });
+            let out = child.wait_with_output();
+            let written = writer.map(|w| w.join().expect("stdin writer"));
+            (out, written)
+        });
+        let (out, written) = out;
+        let out = out.map_err(|e| Error::environment(format!("{}: {e}", full[0]), None))?;
+        if let Some(Err(e)) = written {
+            // A closed pipe is the tool's own early exit, reported below by its status.
+            if out.status.success() || e.kind() != std::io::ErrorKind::BrokenPipe {
+                return Err(Error::environment(
+                    format!("{}: writing input: {e}", full[0]),
+                    None,
+                ));
+            }
         }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| Error::environment(format!("{}: {e}", full[0]), None))?;
         let output = Output {
             success: out.status.success(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -300,6 +314,43 @@ mod tests {
         assert!(e.to_string().contains("command not found"));
         let e = spawn_error("nft", std::io::Error::from(std::io::ErrorKind::NotFound));
         assert!(e.hint().unwrap().contains("apt-get install nftables"));
+    }
+
+    #[test]
+    fn a_tool_that_fails_before_reading_its_batch_reports_its_own_error() {
+        // `ipset restore` on a kernel without ip_set fails on the first line and exits; the
+        // rest of a large batch then meets a closed pipe. Its stderr (which names the
+        // missing support) must survive, not turn into "Broken pipe".
+        let batch = vec![b'x'; 4 << 20];
+        let out = SystemRunner::host()
+            .run(
+                &[
+                    "sh",
+                    "-c",
+                    "echo 'Kernel error received: set type not supported' >&2; exit 1",
+                ],
+                Some(&batch),
+            )
+            .expect("the command ran; its failure is in the output");
+        assert!(!out.success);
+        assert!(
+            out.stderr.contains("set type not supported"),
+            "{}",
+            out.stderr
+        );
+    }
+
+    #[test]
+    fn a_tool_that_writes_much_before_reading_does_not_deadlock() {
+        let batch = vec![b'y'; 1 << 20];
+        let out = SystemRunner::host()
+            .run(
+                &["sh", "-c", "head -c 1000000 /dev/zero; cat >/dev/null"],
+                Some(&batch),
+            )
+            .unwrap();
+        assert!(out.success);
+        assert_eq!(out.stdout.len(), 1_000_000);
     }
 
     #[test]
