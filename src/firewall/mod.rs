@@ -205,10 +205,17 @@ pub fn for_backend(b: Backend, runner: Box<dyn CommandRunner>) -> Box<dyn Firewa
     }
 }
 
-/// Seconds left until `until`, at least 1 (0 means "forever" to ipset and nft), capped to
-/// what ipset accepts.
+/// The longest kernel timeout ipset accepts (its limit: 2^31 ms).
+pub(crate) const MAX_KERNEL_TIMEOUT: i64 = 2_147_483;
+
+/// Seconds left until `until`, at least 1 (0 means "forever" to ipset and nft). A ban longer
+/// than the kernel can time (about 24.8 days, e.g. a capped bantime_increment of 5w) gets no
+/// kernel timeout: clamping would silently lift it early while the state still says banned;
+/// the watcher removes it on time instead, as it does for iptables.
 pub(crate) fn timeout_secs(until: Option<i64>, now: i64) -> Option<i64> {
-    until.map(|u| (u - now).clamp(1, 2_147_483))
+    until
+        .map(|u| (u - now).max(1))
+        .filter(|&t| t <= MAX_KERNEL_TIMEOUT)
 }
 
 pub(crate) fn now() -> i64 {
@@ -365,6 +372,28 @@ mod tests {
             e.hint()
                 .unwrap()
                 .contains("modprobe ip_set ip_set_hash_net")
+        );
+    }
+
+    #[test]
+    fn bans_longer_than_the_kernel_can_time_are_not_cut_short() {
+        assert_eq!(timeout_secs(Some(1100), 1000), Some(100));
+        assert_eq!(
+            timeout_secs(Some(900), 1000),
+            Some(1),
+            "due now, not forever"
+        );
+        assert_eq!(timeout_secs(None, 1000), None);
+        let five_weeks = 1000 + 35 * 86_400;
+        assert_eq!(timeout_secs(Some(five_weeks), 1000), None);
+        assert_eq!(
+            ipset::add_line(
+                "astpatch4",
+                &"192.0.2.1/32".parse().unwrap(),
+                Some(five_weeks),
+                1000
+            ),
+            "add astpatch4 192.0.2.1/32 timeout 0 -exist\n"
         );
     }
 
