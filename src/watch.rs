@@ -40,6 +40,10 @@ pub struct Engine {
     state: Option<State>,
     fw: Option<Box<dyn Firewall>>,
     local: Vec<IpAddr>,
+    /// The host's addresses now: they change after start (DHCP, IPv6 temporary addresses
+    /// rotating daily), so they are looked up again before a ban, at most once a second.
+    local_now: fn() -> Vec<IpAddr>,
+    local_seen: (i64, Vec<IpAddr>),
     from_start: bool,
     pub total_failed: u64,
     /// Bans the firewall refused; retried on every tick.
@@ -81,6 +85,8 @@ impl Engine {
             state,
             fw,
             local,
+            local_now: policy::local_addresses,
+            local_seen: (i64::MIN, vec![]),
             from_start,
             total_failed: 0,
             retry: vec![],
@@ -192,10 +198,19 @@ impl Engine {
         };
         // A /64 ban (ipv6_prefix) must not take ignoreip or this host along with the
         // attacker: then only the attacker's own address is banned.
+        if self.local_seen.0 != now {
+            self.local_seen = (now, (self.local_now)());
+        }
+        let local: Vec<IpAddr> = self
+            .local
+            .iter()
+            .chain(&self.local_seen.1)
+            .copied()
+            .collect();
         let mut net = policy::ban_net(addr, self.settings.ipv6_prefix);
-        if policy::check_bannable(&net, &self.settings, &self.local).is_err() {
+        if policy::check_bannable(&net, &self.settings, &local).is_err() {
             net = policy::ban_net(addr, None);
-            if policy::check_bannable(&net, &self.settings, &self.local).is_err() {
+            if policy::check_bannable(&net, &self.settings, &local).is_err() {
                 return None;
             }
         }
@@ -497,6 +512,23 @@ mod tests {
         }
         assert_eq!(got, ["2001:db8:1:2::99/128", "2001:db8:5:5::66/128"]);
         assert_eq!(fw.list().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn an_address_the_host_gained_after_start_is_never_banned() {
+        let d = tempfile::tempdir().unwrap();
+        let fw = MemFw::default();
+        let mut e = engine(d.path(), &fw, settings());
+        // Say DHCP gave the host 203.0.113.7 after the watcher started.
+        e.local_now = || vec!["203.0.113.7".parse().unwrap()];
+        for t in 0..5 {
+            assert_eq!(e.on_line(&line("203.0.113.7"), t), None);
+        }
+        assert!(fw.list().unwrap().is_empty());
+        for t in 0..3 {
+            e.on_line(&line("203.0.113.8"), 10 + t);
+        }
+        assert_eq!(fw.list().unwrap().len(), 1, "others are still banned");
     }
 
     #[test]
