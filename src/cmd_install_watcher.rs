@@ -13,7 +13,7 @@ pub const UNIT_NAME: &str = "astpatch-watch.service";
 /// The unit text. Root, but with only the capabilities the watcher needs: NET_ADMIN/NET_RAW
 /// for the firewall, DAC_READ_SEARCH to read logs owned by the asterisk user.
 pub fn unit_text(exe: &Path, config: &Path, settings: &Settings) -> String {
-    let state = settings.state_dir.display();
+    let state = unit_word(&settings.state_dir);
     format!(
         "[Unit]
 Description=astpatch watcher: ban Asterisk attackers through the firewall
@@ -51,9 +51,65 @@ UMask=0077
 [Install]
 WantedBy=multi-user.target
 ",
-        exe = exe.display(),
-        config = config.display(),
+        exe = unit_word(exe),
+        config = unit_word(config),
     )
+}
+
+/// A path as one word of a unit file: `%` is a systemd specifier (doubled), and a path with
+/// blanks, quotes or backslashes is quoted with C escapes, or systemd would split it.
+fn unit_word(p: &Path) -> String {
+    let text = p.to_string_lossy().replace('%', "%%");
+    if !text.contains(|c: char| c.is_whitespace() || matches!(c, '"' | '\\' | '\'' | ';')) {
+        return text;
+    }
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_with_blanks_or_percent_stay_one_word() {
+        let s = Settings {
+            state_dir: "/var/lib/ast patch".into(),
+            ..Settings::default()
+        };
+        let unit = unit_text(
+            Path::new("/opt/my tools/astpatch"),
+            Path::new("/etc/astpatch/100%.toml"),
+            &s,
+        );
+        assert!(
+            unit.contains(
+                "ExecStart=\"/opt/my tools/astpatch\" watch --ban --config /etc/astpatch/100%%.toml\n"
+            ),
+            "{unit}"
+        );
+        assert!(
+            unit.contains("ReadWritePaths=\"/var/lib/ast patch\" /run\n"),
+            "{unit}"
+        );
+        let plain = unit_text(
+            Path::new("/usr/bin/astpatch"),
+            Path::new("/etc/a.toml"),
+            &Settings::default(),
+        );
+        assert!(plain.contains("ExecStart=/usr/bin/astpatch watch --ban --config /etc/a.toml\n"));
+        assert_eq!(unit_word(Path::new("/x/a\"b\\c")), "\"/x/a\\\"b\\\\c\"");
+    }
 }
 
 pub fn run(

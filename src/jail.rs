@@ -73,6 +73,49 @@ fn duration(key: &str, v: &str) -> Result<Duration> {
     crate::duration::parse(v).map_err(|e| Error::input(format!("{key} = {v}: {e}"), None))
 }
 
+/// Resolve fail2ban's `%(name)s` references from the same merged keys ([DEFAULT] plus the
+/// jail), as fail2ban does; nested references too, a loop or unknown name is left as written.
+fn interpolate(kv: &HashMap<String, String>) -> HashMap<String, String> {
+    kv.iter()
+        .map(|(k, v)| {
+            let mut v = v.clone();
+            // Bounded passes: a self-reference cannot loop forever or grow without end.
+            for _ in 0..10 {
+                let mut out = String::with_capacity(v.len());
+                let mut rest = v.as_str();
+                let mut changed = false;
+                while let Some(i) = rest.find("%(") {
+                    out.push_str(&rest[..i]);
+                    let after = &rest[i + 2..];
+                    match after.find(")s") {
+                        Some(j) => match kv.get(&after[..j].trim().to_ascii_lowercase()) {
+                            Some(sub) if out.len() + sub.len() < 64 * 1024 => {
+                                out.push_str(sub);
+                                changed = true;
+                                rest = &after[j + 2..];
+                            }
+                            _ => {
+                                out.push_str(&rest[i..i + 2 + j + 2]);
+                                rest = &after[j + 2..];
+                            }
+                        },
+                        None => {
+                            out.push_str(&rest[i..]);
+                            rest = "";
+                        }
+                    }
+                }
+                out.push_str(rest);
+                v = out;
+                if !changed {
+                    break;
+                }
+            }
+            (k.clone(), v)
+        })
+        .collect()
+}
+
 /// What the import produced, and what the operator should know about it.
 #[derive(Debug)]
 pub struct Imported {
@@ -104,10 +147,19 @@ pub fn import(text: &str, jail: &str) -> Result<Imported> {
     // The jail's own keys override [DEFAULT].
     let mut kv = get_section("DEFAULT");
     kv.extend(get_section(jail));
+    let kv = interpolate(&kv);
     let mut s = Settings::default();
     let mut notes = vec![];
     for (key, v) in kv.iter() {
         let v = v.trim();
+        // A reference to something defined elsewhere (paths-*.conf, jail.conf) cannot be
+        // resolved from this file: say so and keep the default rather than fail the import.
+        if v.contains("%(") && key != "logpath" {
+            notes.push(format!(
+                "{key} = {v}: fail2ban interpolation not defined in this file; left at astpatch's default"
+            ));
+            continue;
+        }
         match key.as_str() {
             "maxretry" => {
                 s.maxretry = v.parse().map_err(|_| {
@@ -224,7 +276,12 @@ pub fn import(text: &str, jail: &str) -> Result<Imported> {
             inc.max = s.bantime;
         }
     }
-    if kv.get("enabled").is_some_and(|e| e.trim() != "true") {
+    if kv.get("enabled").is_some_and(|e| {
+        !matches!(
+            e.trim().to_ascii_lowercase().as_str(),
+            "true" | "yes" | "on" | "1"
+        )
+    }) {
         notes.push(format!(
             "[{jail}] is not enabled in fail2ban; imported anyway"
         ));
@@ -283,6 +340,21 @@ mod tests {
         let notes = imp.notes.join("\n");
         assert!(notes.contains("pbx.example.com"), "{notes}");
         assert!(notes.contains("firewalld"), "{notes}");
+    }
+
+    #[test]
+    fn interpolation_and_fail2ban_booleans_are_understood() {
+        let text = "[DEFAULT]\nmy_bantime = 2h\nbantime = %(my_bantime)s\nloop = %(loop)s\n\n[asterisk]\nenabled = True\nmaxretry = %(not_here)s\nfindtime = %(loop)s\nlogpath = %(asterisk_log)s\nbanaction = %(banaction_allports)s\nignoreip = 127.0.0.1 %(unclosed\n";
+        let imp = import(text, "asterisk").unwrap();
+        assert_eq!(imp.settings.bantime, Duration::from_secs(7200));
+        assert_eq!(imp.settings.maxretry, 5, "unresolved: default kept");
+        let notes = imp.notes.join("\n");
+        assert!(notes.contains("maxretry = %(not_here)s"), "{notes}");
+        assert!(
+            notes.contains("logpath uses fail2ban interpolation"),
+            "{notes}"
+        );
+        assert!(!notes.contains("not enabled"), "{notes}");
     }
 
     #[test]

@@ -37,8 +37,25 @@ pub fn ban_length(settings: &Settings, previous_bans: u32) -> Duration {
     }
 }
 
-/// Parse an address or CIDR network from the command line.
+/// Parse an address or CIDR network from the command line. An IPv4-mapped IPv6 target
+/// (`::ffff:203.0.113.7`) is the IPv4 host or network it names: IPv4 traffic never matches an
+/// ip6tables rule, so banning it as IPv6 would silently ban nothing (and slip past an IPv4
+/// ignoreip).
 pub fn parse_target(text: &str) -> Result<IpNet> {
+    parse_target_as_written(text).map(unmap)
+}
+
+fn unmap(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(n) if n.prefix_len() >= 96 => match n.addr().to_ipv4_mapped() {
+            Some(v4) => IpNet::new(IpAddr::V4(v4), n.prefix_len() - 96).expect("0..=32"),
+            None => net,
+        },
+        _ => net,
+    }
+}
+
+fn parse_target_as_written(text: &str) -> Result<IpNet> {
     let t = text.trim();
     if let Ok(a) = t.parse::<IpAddr>() {
         return Ok(IpNet::from(a));
@@ -166,6 +183,20 @@ mod tests {
             Err(Error::Input { .. })
         ));
         assert!(parse_target("10.0.0.1/33").is_err());
+    }
+
+    #[test]
+    fn ipv4_mapped_targets_are_their_ipv4_host_or_network() {
+        let t = |s: &str| parse_target(s).unwrap().to_string();
+        assert_eq!(t("::ffff:203.0.113.7"), "203.0.113.7/32");
+        assert_eq!(t("::ffff:198.51.100.0/120"), "198.51.100.0/24");
+        assert_eq!(t("2001:db8::1"), "2001:db8::1/128");
+        let s = Settings {
+            ignoreip: vec!["10.1.0.0/16".parse().unwrap()],
+            ..Settings::default()
+        };
+        let n = parse_target("::ffff:10.1.2.3").unwrap();
+        assert!(check_bannable(&n, &s, &[]).is_err());
     }
 
     #[test]

@@ -40,6 +40,10 @@ pub struct Engine {
     state: Option<State>,
     fw: Option<Box<dyn Firewall>>,
     local: Vec<IpAddr>,
+    /// The host's addresses now: they change after start (DHCP, IPv6 temporary addresses
+    /// rotating daily), so they are looked up again before a ban, at most once a second.
+    local_now: fn() -> Vec<IpAddr>,
+    local_seen: (i64, Vec<IpAddr>),
     from_start: bool,
     pub total_failed: u64,
     /// Bans the firewall refused; retried on every tick.
@@ -81,6 +85,8 @@ impl Engine {
             state,
             fw,
             local,
+            local_now: policy::local_addresses,
+            local_seen: (i64::MIN, vec![]),
             from_start,
             total_failed: 0,
             retry: vec![],
@@ -170,6 +176,12 @@ impl Engine {
             Recognition::Failure { rule, addr, time } => (rule, addr, time),
             _ => return None,
         };
+        // An IPv4-mapped address is the IPv4 host it names: ignoreip and the host's own
+        // addresses are written as IPv4, and the ban is too (`policy::ban_net`).
+        let addr = match addr {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+            v4 => v4,
+        };
         if self.settings.is_ignored(addr) || self.local.contains(&addr) {
             return None;
         }
@@ -184,7 +196,24 @@ impl Engine {
             Verdict::Counting { .. } => return None,
             Verdict::Ban { failures } => failures,
         };
-        let net = policy::ban_net(addr, self.settings.ipv6_prefix);
+        // A /64 ban (ipv6_prefix) must not take ignoreip or this host along with the
+        // attacker: then only the attacker's own address is banned.
+        if self.local_seen.0 != now {
+            self.local_seen = (now, (self.local_now)());
+        }
+        let local: Vec<IpAddr> = self
+            .local
+            .iter()
+            .chain(&self.local_seen.1)
+            .copied()
+            .collect();
+        let mut net = policy::ban_net(addr, self.settings.ipv6_prefix);
+        if policy::check_bannable(&net, &self.settings, &local).is_err() {
+            net = policy::ban_net(addr, None);
+            if policy::check_bannable(&net, &self.settings, &local).is_err() {
+                return None;
+            }
+        }
         let Some(st) = self.state.as_mut() else {
             self.say(format_args!(
                 "would ban {net}: {failures} failures ({rule}); run with --ban to ban"
@@ -449,6 +478,57 @@ mod tests {
         }
         assert!(fw.list().unwrap().is_empty());
         assert_eq!(e.total_failed, 0);
+    }
+
+    #[test]
+    fn a_widened_or_mapped_ban_never_covers_ignoreip_or_the_host() {
+        let d = tempfile::tempdir().unwrap();
+        let fw = MemFw::default();
+        let st = State::open(d.path()).unwrap();
+        let mut s = settings();
+        s.ipv6_prefix = Some(64);
+        // The admin's address and the host share a /64 with attackers (one hosting LAN).
+        s.ignoreip.push("2001:db8:1:2::1/128".parse().unwrap());
+        let local = vec!["2001:db8:5:5::10".parse().unwrap()];
+        let mut e = Engine::new(
+            s,
+            Some(st),
+            Some(Box::new(fw.clone())),
+            local,
+            false,
+            Box::new(std::io::sink()),
+        );
+        let mut got = vec![];
+        for a in [
+            "[2001:db8:1:2::99]",
+            "[2001:db8:5:5::66]",
+            "[::ffff:198.51.100.9]",
+        ] {
+            for t in 0..3 {
+                if let Some(n) = e.on_line(&line(a), t) {
+                    got.push(n.to_string());
+                }
+            }
+        }
+        assert_eq!(got, ["2001:db8:1:2::99/128", "2001:db8:5:5::66/128"]);
+        assert_eq!(fw.list().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn an_address_the_host_gained_after_start_is_never_banned() {
+        let d = tempfile::tempdir().unwrap();
+        let fw = MemFw::default();
+        let mut e = engine(d.path(), &fw, settings());
+        // Say DHCP gave the host 203.0.113.7 after the watcher started.
+        e.local_now = || vec!["203.0.113.7".parse().unwrap()];
+        for t in 0..5 {
+            assert_eq!(e.on_line(&line("203.0.113.7"), t), None);
+        }
+        assert!(fw.list().unwrap().is_empty());
+        for t in 0..3 {
+            e.on_line(&line("203.0.113.8"), 10 + t);
+        }
+        assert_eq!(fw.list().unwrap().len(), 1, "others are still banned");
     }
 
     #[test]

@@ -52,7 +52,7 @@ fn create_line(set: &str, family: &str) -> String {
     format!("create {set} hash:net family {family} timeout 0 maxelem {MAXELEM} -exist\n")
 }
 
-fn add_line(set: &str, net: &IpNet, until: Option<i64>, now: i64) -> String {
+pub(crate) fn add_line(set: &str, net: &IpNet, until: Option<i64>, now: i64) -> String {
     match timeout_secs(until, now) {
         Some(t) => format!("add {set} {net} timeout {t} -exist\n"),
         None => format!("add {set} {net} timeout 0 -exist\n"),

@@ -66,16 +66,30 @@ impl CommandRunner for SystemRunner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| spawn_error(full[0], e))?;
-        if let Some(input) = stdin {
-            // Take stdin so it is closed (EOF) once written.
-            let mut pipe = child.stdin.take().expect("piped stdin");
-            pipe.write_all(input).map_err(|e| {
-                Error::environment(format!("{}: writing input: {e}", full[0]), None)
-            })?;
+        // The batch is written from a second thread while this one drains stdout/stderr: a
+        // tool that answers before reading all its input would otherwise deadlock on a full
+        // pipe, and one that fails early (closing its stdin) must still be waited for and
+        // have its stderr — the message naming the missing module — reported.
+        let out = std::thread::scope(|scope| {
+            let writer = stdin.map(|input| {
+                let mut pipe = child.stdin.take().expect("piped stdin");
+                scope.spawn(move || pipe.write_all(input))
+            });
+            let out = child.wait_with_output();
+            let written = writer.map(|w| w.join().expect("stdin writer"));
+            (out, written)
+        });
+        let (out, written) = out;
+        let out = out.map_err(|e| Error::environment(format!("{}: {e}", full[0]), None))?;
+        if let Some(Err(e)) = written {
+            // A closed pipe is the tool's own early exit, reported below by its status.
+            if out.status.success() || e.kind() != std::io::ErrorKind::BrokenPipe {
+                return Err(Error::environment(
+                    format!("{}: writing input: {e}", full[0]),
+                    None,
+                ));
+            }
         }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| Error::environment(format!("{}: {e}", full[0]), None))?;
         let output = Output {
             success: out.status.success(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -191,10 +205,17 @@ pub fn for_backend(b: Backend, runner: Box<dyn CommandRunner>) -> Box<dyn Firewa
     }
 }
 
-/// Seconds left until `until`, at least 1 (0 means "forever" to ipset and nft), capped to
-/// what ipset accepts.
+/// The longest kernel timeout ipset accepts (its limit: 2^31 ms).
+pub(crate) const MAX_KERNEL_TIMEOUT: i64 = 2_147_483;
+
+/// Seconds left until `until`, at least 1 (0 means "forever" to ipset and nft). A ban longer
+/// than the kernel can time (about 24.8 days, e.g. a capped bantime_increment of 5w) gets no
+/// kernel timeout: clamping would silently lift it early while the state still says banned;
+/// the watcher removes it on time instead, as it does for iptables.
 pub(crate) fn timeout_secs(until: Option<i64>, now: i64) -> Option<i64> {
-    until.map(|u| (u - now).clamp(1, 2_147_483))
+    until
+        .map(|u| (u - now).max(1))
+        .filter(|&t| t <= MAX_KERNEL_TIMEOUT)
 }
 
 pub(crate) fn now() -> i64 {
@@ -303,6 +324,43 @@ mod tests {
     }
 
     #[test]
+    fn a_tool_that_fails_before_reading_its_batch_reports_its_own_error() {
+        // `ipset restore` on a kernel without ip_set fails on the first line and exits; the
+        // rest of a large batch then meets a closed pipe. Its stderr (which names the
+        // missing support) must survive, not turn into "Broken pipe".
+        let batch = vec![b'x'; 4 << 20];
+        let out = SystemRunner::host()
+            .run(
+                &[
+                    "sh",
+                    "-c",
+                    "echo 'Kernel error received: set type not supported' >&2; exit 1",
+                ],
+                Some(&batch),
+            )
+            .expect("the command ran; its failure is in the output");
+        assert!(!out.success);
+        assert!(
+            out.stderr.contains("set type not supported"),
+            "{}",
+            out.stderr
+        );
+    }
+
+    #[test]
+    fn a_tool_that_writes_much_before_reading_does_not_deadlock() {
+        let batch = vec![b'y'; 1 << 20];
+        let out = SystemRunner::host()
+            .run(
+                &["sh", "-c", "head -c 1000000 /dev/zero; cat >/dev/null"],
+                Some(&batch),
+            )
+            .unwrap();
+        assert!(out.success);
+        assert_eq!(out.stdout.len(), 1_000_000);
+    }
+
+    #[test]
     fn kernel_trouble_names_the_module() {
         let out = Output {
             success: false,
@@ -314,6 +372,28 @@ mod tests {
             e.hint()
                 .unwrap()
                 .contains("modprobe ip_set ip_set_hash_net")
+        );
+    }
+
+    #[test]
+    fn bans_longer_than_the_kernel_can_time_are_not_cut_short() {
+        assert_eq!(timeout_secs(Some(1100), 1000), Some(100));
+        assert_eq!(
+            timeout_secs(Some(900), 1000),
+            Some(1),
+            "due now, not forever"
+        );
+        assert_eq!(timeout_secs(None, 1000), None);
+        let five_weeks = 1000 + 35 * 86_400;
+        assert_eq!(timeout_secs(Some(five_weeks), 1000), None);
+        assert_eq!(
+            ipset::add_line(
+                "astpatch4",
+                &"192.0.2.1/32".parse().unwrap(),
+                Some(five_weeks),
+                1000
+            ),
+            "add astpatch4 192.0.2.1/32 timeout 0 -exist\n"
         );
     }
 
