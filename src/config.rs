@@ -259,12 +259,14 @@ pub fn is_never_bannable(addr: IpAddr) -> bool {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr),
         v4 => v4,
     };
+    // Link-local sources cannot come from the internet, and the router's fe80:: address is
+    // among them: banning it would cut the host's IPv6 off.
     addr.is_loopback()
         || addr.is_unspecified()
         || addr.is_multicast()
         || match addr {
-            IpAddr::V4(v4) => v4.is_broadcast() || v4.octets()[0] == 0,
-            IpAddr::V6(_) => false,
+            IpAddr::V4(v4) => v4.is_broadcast() || v4.octets()[0] == 0 || v4.is_link_local(),
+            IpAddr::V6(v6) => v6.is_unicast_link_local(),
         }
 }
 
@@ -416,9 +418,13 @@ max = "1w"
             "::",
             "::ffff:127.0.0.1",
             "255.255.255.255",
+            "fe80::1",
+            "febf::ffff",
+            "169.254.1.1",
         ] {
             assert!(s.is_ignored(a.parse().unwrap()), "{a}");
         }
         assert!(!s.is_ignored("192.0.2.1".parse().unwrap()));
+        assert!(!s.is_ignored("fec0::1".parse().unwrap()));
     }
 }

@@ -73,7 +73,7 @@ fn parse_target_as_written(text: &str) -> Result<IpNet> {
     }
 }
 
-/// Refuse networks that may never be banned: loopback, unspecified, multicast, anything
+/// Refuse networks that may never be banned: loopback, unspecified, multicast, link-local, anything
 /// overlapping `ignoreip`, the host's own addresses, and absurdly wide networks.
 pub fn check_bannable(net: &IpNet, settings: &Settings, local: &[IpAddr]) -> Result<()> {
     let refuse = |why: String| {
@@ -87,7 +87,7 @@ pub fn check_bannable(net: &IpNet, settings: &Settings, local: &[IpAddr]) -> Res
         return refuse(format!("wider than /{min}"));
     }
     if is_never_bannable(net.network()) || is_never_bannable(net.addr()) {
-        return refuse("loopback, unspecified, multicast or broadcast".into());
+        return refuse("loopback, unspecified, multicast, broadcast or link-local".into());
     }
     if let Some(i) = settings
         .ignoreip
