@@ -365,15 +365,24 @@ impl Engine {
 /// or one is there the state no longer has, put exactly the active bans back in one batch
 /// (`restore` also re-creates the objects and the hook). Returns the line saying what was
 /// repaired, or None when all was in place.
-fn repair(st: &State, fw: &mut dyn Firewall, now: i64) -> Result<Option<String>> {
+fn repair(st: &mut State, fw: &mut dyn Firewall, now: i64) -> Result<Option<String>> {
     let hooked = fw.hooked()?;
     let kernel = fw.list()?;
+    // The state is read after the kernel: `astpatch ban`/`unban` record before they change
+    // the firewall, so whatever the kernel showed of theirs is already in the journal and is
+    // not mistaken for a stranger.
+    st.refresh()?;
     let active: Vec<(IpNet, Option<i64>)> = st
         .active_bans(now)
         .iter()
         .map(|b| (b.net, b.until))
         .collect();
-    let missing = active.iter().filter(|(n, _)| !kernel.contains(n)).count();
+    // A kernel timeout counted from a second later than `until` may end a moment early:
+    // not a repair.
+    let missing = active
+        .iter()
+        .filter(|(n, u)| !kernel.contains(n) && u.is_none_or(|u| u > now + 2))
+        .count();
     let unknown = kernel
         .iter()
         .filter(|n| !active.iter().any(|(a, _)| a == *n))
