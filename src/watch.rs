@@ -363,8 +363,8 @@ impl Engine {
 
 /// Compare the kernel with the state's active bans; when our hook is gone, a ban is missing
 /// or one is there the state no longer has, put exactly the active bans back in one batch
-/// (`restore` also re-creates the objects and the hook). Returns the line saying what was
-/// repaired, or None when all was in place.
+/// (`restore` also re-creates the objects and the hook). Then make sure no rule sits above
+/// our hook. Returns the line saying what was repaired, or None when all was in place.
 fn repair(st: &mut State, fw: &mut dyn Firewall, now: i64) -> Result<Option<String>> {
     let hooked = fw.hooked()?;
     let kernel = fw.list()?;
@@ -387,19 +387,24 @@ fn repair(st: &mut State, fw: &mut dyn Firewall, now: i64) -> Result<Option<Stri
         .iter()
         .filter(|n| !active.iter().any(|(a, _)| a == *n))
         .count();
-    if hooked && missing == 0 && unknown == 0 {
-        return Ok(None);
-    }
-    fw.restore(&active)?;
     let mut what = vec![];
-    if !hooked {
-        what.push("re-hooked into INPUT".to_string());
+    if !hooked || missing > 0 || unknown > 0 {
+        fw.restore(&active)?;
+        if !hooked {
+            what.push("re-hooked into INPUT".to_string());
+        }
+        if missing > 0 {
+            what.push(format!("re-added {missing} missing bans"));
+        }
+        if unknown > 0 {
+            what.push(format!("removed {unknown} the state does not hold"));
+        }
     }
-    if missing > 0 {
-        what.push(format!("re-added {missing} missing bans"));
+    if fw.hook_on_top()? {
+        what.push("moved our INPUT hook back to the top (rules inserted above it let banned traffic through)".to_string());
     }
-    if unknown > 0 {
-        what.push(format!("removed {unknown} the state does not hold"));
+    if what.is_empty() {
+        return Ok(None);
     }
     Ok(Some(format!(
         "firewall repaired (changed from outside?): {}; {} active bans in place",
@@ -416,9 +421,9 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     /// An in-memory firewall: the kernel's view is a list; `.1` is set when someone removed
-    /// our INPUT hook.
+    /// our INPUT hook, `.2` when someone inserted a rule above it.
     #[derive(Clone, Default)]
-    struct MemFw(Arc<Mutex<Vec<IpNet>>>, Arc<AtomicBool>);
+    struct MemFw(Arc<Mutex<Vec<IpNet>>>, Arc<AtomicBool>, Arc<AtomicBool>);
 
     impl Firewall for MemFw {
         fn ensure(&mut self) -> Result<()> {
@@ -445,6 +450,9 @@ mod tests {
         fn restore(&mut self, bans: &[(IpNet, Option<i64>)]) -> Result<()> {
             *self.0.lock().unwrap() = bans.iter().map(|b| b.0).collect();
             self.ensure()
+        }
+        fn hook_on_top(&mut self) -> Result<bool> {
+            Ok(self.2.swap(false, Ordering::SeqCst))
         }
         fn teardown(&mut self) -> Result<()> {
             self.0.lock().unwrap().clear();
@@ -837,6 +845,19 @@ mod tests {
         assert!(
             said.text().contains(
                 "re-hooked into INPUT, removed 1 the state does not hold; 2 active bans in place"
+            ),
+            "{}",
+            said.text()
+        );
+        // A firewalld reload inserts its rules above our hook.
+        fw.2.store(true, Ordering::SeqCst);
+        e.tick(1200).unwrap();
+        assert!(fw.2.load(Ordering::SeqCst), "moved before it was due");
+        e.tick(1240).unwrap();
+        assert!(!fw.2.load(Ordering::SeqCst));
+        assert!(
+            said.text().contains(
+                "firewall repaired (changed from outside?): moved our INPUT hook back to the top"
             ),
             "{}",
             said.text()

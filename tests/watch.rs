@@ -1,6 +1,7 @@
 //! The watcher for real: it runs inside the "pbx" namespace with a temp log and state dir;
 //! real Asterisk failure lines naming the peer get the peer's real packets dropped; a flush of
-//! the firewall while it runs is repaired by its periodic check; `kill -9`
+//! the firewall while it runs, or an ACCEPT inserted above our INPUT hook, is repaired by its
+//! periodic check; `kill -9`
 //! plus a flushed firewall (as after a reboot) and a restart bring the ban back; a manual
 //! unban sticks; a ban expires on time; a second watcher refuses. Per backend, IPv4 and IPv6.
 mod common;
@@ -153,6 +154,34 @@ fn scenario(backend: &str) {
         "{}",
         w.output()
     );
+
+    // A tool inserts an ACCEPT for the peer above our INPUT hook (a firewalld reload, docker):
+    // the periodic check moves the hook back to the top.
+    if backend != "nftables" {
+        pair.exec_ok(
+            &pair.pbx,
+            &[
+                "iptables", "-w", "-I", "INPUT", "1", "-s", pair.peer4, "-j", "ACCEPT",
+            ],
+        );
+        wait_for(
+            || w.output().contains("moved our INPUT hook back to the top"),
+            &format!("{backend}: hook moved back on top"),
+            &w,
+        );
+        let input = pair.exec(&pair.pbx, &["iptables", "-w", "-S", "INPUT"]);
+        let input = String::from_utf8_lossy(&input.stdout).into_owned();
+        let first = input.lines().find(|l| l.starts_with("-A INPUT")).unwrap();
+        assert!(
+            first.contains("ASTPATCH") || first.contains("astpatch4"),
+            "{input}"
+        );
+        assert!(input.contains("-j ACCEPT"), "the other rule stays: {input}");
+        assert!(
+            !pair.peer_reaches(false),
+            "{backend}: ACCEPT above the hook"
+        );
+    }
 
     // A second watcher on the same state refuses.
     let second = Command::new("ip")
