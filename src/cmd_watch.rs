@@ -76,6 +76,13 @@ pub fn run_watch(mut settings: Settings, args: WatchArgs) -> Result<u8> {
             args.from_start,
             out,
         );
+        // Tests shorten the periodic firewall check; operators have no reason to.
+        if let Some(secs) = std::env::var("ASTPATCH_RECHECK_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            e.set_recheck_every(secs);
+        }
         let r = e.reconcile(now_secs())?;
         println!(
             "astpatch watch: backend {}, {} active bans ({} re-added to the firewall, {} unknown removed, {} expired)",

@@ -19,6 +19,17 @@ use crate::tracker::{Tracker, Verdict};
 /// costs about 36 bytes per slot plus table overhead).
 pub const MAX_TRACKED: usize = 500_000;
 
+/// How often the kernel is compared with the state while running: an outside `iptables -F`,
+/// `nft flush ruleset`, `ipset flush` or a deleted INPUT hook would otherwise leave bans
+/// missing until a restart.
+pub const RECHECK_EVERY: i64 = 60;
+
+/// True when the periodic firewall check is due. A clock that went backwards makes it due
+/// at once (and restarts the count) rather than stalling the check until it catches up.
+pub fn recheck_due(last: i64, now: i64, every: i64) -> bool {
+    now < last || now.saturating_sub(last) >= every
+}
+
 /// What `reconcile` found and did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Reconciled {
@@ -50,6 +61,8 @@ pub struct Engine {
     retry: Vec<(IpNet, Option<i64>)>,
     last_second: i64,
     last_expire: i64,
+    recheck_every: i64,
+    last_recheck: i64,
     evicted_said: u64,
     /// Counters last written to stats.json, and when.
     published: Option<(usize, u64)>,
@@ -92,11 +105,18 @@ impl Engine {
             retry: vec![],
             last_second: i64::MIN,
             last_expire: i64::MIN,
+            recheck_every: RECHECK_EVERY,
+            last_recheck: i64::MIN,
             evicted_said: 0,
             published: None,
             published_at: i64::MIN,
             out,
         }
+    }
+
+    /// Seconds between firewall checks (at least 1).
+    pub fn set_recheck_every(&mut self, secs: i64) {
+        self.recheck_every = secs.max(1);
     }
 
     fn say(&mut self, msg: std::fmt::Arguments) {
@@ -152,6 +172,7 @@ impl Engine {
             .count();
         fw.restore(&active)?;
         st.compact(now)?;
+        self.last_recheck = now;
         Ok(r)
     }
 
@@ -288,6 +309,17 @@ impl Engine {
                     msgs.push(format!("ban {net}: applied on retry"));
                 }
             }
+            if recheck_due(self.last_recheck, now, self.recheck_every) {
+                self.last_recheck = now;
+                match repair(st, fw.as_mut(), now) {
+                    Ok(Some(m)) => msgs.push(m),
+                    Ok(None) => {}
+                    Err(e) => msgs.push(format!(
+                        "error: firewall check: {e}; trying again in {}s",
+                        self.recheck_every
+                    )),
+                }
+            }
             if st.journal_lines() > 10_000 + 2 * st.active_bans(now).len() as u64 {
                 st.compact(now)?;
             }
@@ -329,18 +361,73 @@ impl Engine {
     }
 }
 
+/// Compare the kernel with the state's active bans; when our hook is gone, a ban is missing
+/// or one is there the state no longer has, put exactly the active bans back in one batch
+/// (`restore` also re-creates the objects and the hook). Then make sure no rule sits above
+/// our hook. Returns the line saying what was repaired, or None when all was in place.
+fn repair(st: &mut State, fw: &mut dyn Firewall, now: i64) -> Result<Option<String>> {
+    let hooked = fw.hooked()?;
+    let kernel = fw.list()?;
+    // The state is read after the kernel: `astpatch ban`/`unban` record before they change
+    // the firewall, so whatever the kernel showed of theirs is already in the journal and is
+    // not mistaken for a stranger.
+    st.refresh()?;
+    let active: Vec<(IpNet, Option<i64>)> = st
+        .active_bans(now)
+        .iter()
+        .map(|b| (b.net, b.until))
+        .collect();
+    // A kernel timeout counted from a second later than `until` may end a moment early:
+    // not a repair.
+    let missing = active
+        .iter()
+        .filter(|(n, u)| !kernel.contains(n) && u.is_none_or(|u| u > now + 2))
+        .count();
+    let unknown = kernel
+        .iter()
+        .filter(|n| !active.iter().any(|(a, _)| a == *n))
+        .count();
+    let mut what = vec![];
+    if !hooked || missing > 0 || unknown > 0 {
+        fw.restore(&active)?;
+        if !hooked {
+            what.push("re-hooked into INPUT".to_string());
+        }
+        if missing > 0 {
+            what.push(format!("re-added {missing} missing bans"));
+        }
+        if unknown > 0 {
+            what.push(format!("removed {unknown} the state does not hold"));
+        }
+    }
+    if fw.hook_on_top()? {
+        what.push("moved our INPUT hook back to the top (rules inserted above it let banned traffic through)".to_string());
+    }
+    if what.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "firewall repaired (changed from outside?): {}; {} active bans in place",
+        what.join(", "),
+        active.len()
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Backend;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
 
-    /// An in-memory firewall: the kernel's view is a list.
+    /// An in-memory firewall: the kernel's view is a list; `.1` is set when someone removed
+    /// our INPUT hook, `.2` when someone inserted a rule above it.
     #[derive(Clone, Default)]
-    struct MemFw(Arc<Mutex<Vec<IpNet>>>);
+    struct MemFw(Arc<Mutex<Vec<IpNet>>>, Arc<AtomicBool>, Arc<AtomicBool>);
 
     impl Firewall for MemFw {
         fn ensure(&mut self) -> Result<()> {
+            self.1.store(false, Ordering::SeqCst);
             Ok(())
         }
         fn ban(&mut self, net: IpNet, _: Option<i64>) -> Result<()> {
@@ -358,11 +445,14 @@ mod tests {
             Ok(self.0.lock().unwrap().clone())
         }
         fn hooked(&self) -> Result<bool> {
-            Ok(true)
+            Ok(!self.1.load(Ordering::SeqCst))
         }
         fn restore(&mut self, bans: &[(IpNet, Option<i64>)]) -> Result<()> {
             *self.0.lock().unwrap() = bans.iter().map(|b| b.0).collect();
-            Ok(())
+            self.ensure()
+        }
+        fn hook_on_top(&mut self) -> Result<bool> {
+            Ok(self.2.swap(false, Ordering::SeqCst))
         }
         fn teardown(&mut self) -> Result<()> {
             self.0.lock().unwrap().clear();
@@ -679,5 +769,98 @@ mod tests {
             e.on_line(&line("203.0.113.7"), 4000 + t);
         }
         assert_eq!(fw.list().unwrap(), vec![net]);
+    }
+
+    /// A Write that keeps what was said.
+    #[derive(Clone, Default)]
+    struct Said(Arc<Mutex<Vec<u8>>>);
+    impl Write for Said {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Said {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    #[test]
+    fn recheck_is_due_every_interval_and_after_a_backward_clock() {
+        assert!(recheck_due(i64::MIN, 0, 60), "never checked");
+        assert!(!recheck_due(100, 159, 60));
+        assert!(recheck_due(100, 160, 60));
+        assert!(recheck_due(100, 40, 60), "clock went back");
+    }
+
+    #[test]
+    fn an_outside_flush_or_lost_hook_is_repaired_on_the_next_due_tick() {
+        let d = tempfile::tempdir().unwrap();
+        let fw = MemFw::default();
+        let said = Said::default();
+        let st = State::open(d.path()).unwrap();
+        let mut e = Engine::new(
+            settings(),
+            Some(st),
+            Some(Box::new(fw.clone())),
+            vec![],
+            false,
+            Box::new(said.clone()),
+        );
+        e.reconcile(1000).unwrap();
+        for a in ["203.0.113.7", "203.0.113.8"] {
+            for t in 0..3 {
+                e.on_line(&line(a), 1000 + t);
+            }
+        }
+        assert_eq!(fw.list().unwrap().len(), 2);
+        // `iptables -F` / `ipset flush` while the watcher runs: the bans vanish.
+        fw.0.lock().unwrap().clear();
+        for t in 1001..1060 {
+            e.tick(t).unwrap();
+        }
+        assert!(fw.list().unwrap().is_empty(), "checked before it was due");
+        e.tick(1060).unwrap();
+        assert_eq!(fw.list().unwrap().len(), 2, "{}", said.text());
+        assert!(
+            said.text()
+                .contains("firewall repaired (changed from outside?): re-added 2 missing bans; 2 active bans in place"),
+            "{}",
+            said.text()
+        );
+        // All in place: the next check changes and says nothing.
+        let before = said.text().len();
+        e.tick(1120).unwrap();
+        assert_eq!(said.text().len(), before, "{}", said.text());
+        // Another tool deletes our INPUT hook and adds a rule of its own to our chain.
+        fw.1.store(true, Ordering::SeqCst);
+        fw.0.lock().unwrap().push("192.0.2.99/32".parse().unwrap());
+        e.tick(1180).unwrap();
+        assert!(fw.hooked().unwrap());
+        assert_eq!(fw.list().unwrap().len(), 2);
+        assert!(
+            said.text().contains(
+                "re-hooked into INPUT, removed 1 the state does not hold; 2 active bans in place"
+            ),
+            "{}",
+            said.text()
+        );
+        // A firewalld reload inserts its rules above our hook.
+        fw.2.store(true, Ordering::SeqCst);
+        e.tick(1200).unwrap();
+        assert!(fw.2.load(Ordering::SeqCst), "moved before it was due");
+        e.tick(1240).unwrap();
+        assert!(!fw.2.load(Ordering::SeqCst));
+        assert!(
+            said.text().contains(
+                "firewall repaired (changed from outside?): moved our INPUT hook back to the top"
+            ),
+            "{}",
+            said.text()
+        );
     }
 }

@@ -65,6 +65,24 @@ fn ban_unban_cycle(b: Backend) {
         f.hooked().unwrap() && !pair.peer_reaches(false),
         "{b}: restore after teardown"
     );
+    // Another tool inserts an ACCEPT for the peer at the top of INPUT (a firewalld reload,
+    // docker). With iptables/ipset it bypasses the ban until our hook is moved back on top;
+    // nftables' own base chain runs before iptables' INPUT and needs nothing.
+    pair.exec_ok(
+        &pair.pbx,
+        &[
+            "iptables", "-w", "-I", "INPUT", "1", "-s", pair.peer4, "-j", "ACCEPT",
+        ],
+    );
+    if b == Backend::Nftables {
+        assert!(!f.hook_on_top().unwrap());
+    } else {
+        assert!(pair.peer_reaches(false), "{b}: the ACCEPT did not bypass");
+        assert!(f.hook_on_top().unwrap(), "{b}: not moved");
+        assert!(!f.hook_on_top().unwrap(), "{b}: moved twice");
+        assert!(f.hooked().unwrap());
+    }
+    assert!(!pair.peer_reaches(false), "{b}: ACCEPT above our hook");
     f.teardown().unwrap();
 }
 

@@ -1,5 +1,7 @@
 //! The watcher for real: it runs inside the "pbx" namespace with a temp log and state dir;
-//! real Asterisk failure lines naming the peer get the peer's real packets dropped; `kill -9`
+//! real Asterisk failure lines naming the peer get the peer's real packets dropped; a flush of
+//! the firewall while it runs, or an ACCEPT inserted above our INPUT hook, is repaired by its
+//! periodic check; `kill -9`
 //! plus a flushed firewall (as after a reboot) and a restart bring the ban back; a manual
 //! unban sticks; a ban expires on time; a second watcher refuses. Per backend, IPv4 and IPv6.
 mod common;
@@ -46,6 +48,8 @@ impl Watcher {
                 "--config",
             ])
             .arg(cfg)
+            // Check the firewall every second, not every minute.
+            .env("ASTPATCH_RECHECK_SECS", "1")
             .stdout(std::fs::File::create(&out).unwrap())
             .stderr(Stdio::inherit())
             .spawn()
@@ -124,6 +128,60 @@ fn scenario(backend: &str) {
         "{}",
         w.output()
     );
+
+    // Someone flushes the firewall while the watcher runs: the periodic check puts the bans
+    // (and for iptables the INPUT hook) back, without a restart.
+    let flush: &[&[&str]] = match backend {
+        "iptables" => &[&["iptables", "-w", "-F"], &["ip6tables", "-w", "-F"]],
+        "ipset" => &[&["ipset", "flush"]],
+        _ => &[&["nft", "flush", "ruleset"]],
+    };
+    for argv in flush {
+        pair.exec_ok(&pair.pbx, argv);
+    }
+    wait_for(
+        || w.output().contains("firewall repaired"),
+        &format!("{backend}: repair after an outside flush"),
+        &w,
+    );
+    wait_for(
+        || !pair.peer_reaches(false) && !pair.peer_reaches(true),
+        &format!("{backend}: packets dropped again after the flush"),
+        &w,
+    );
+    assert!(
+        w.output().contains("re-added 2 missing bans"),
+        "{}",
+        w.output()
+    );
+
+    // A tool inserts an ACCEPT for the peer above our INPUT hook (a firewalld reload, docker):
+    // the periodic check moves the hook back to the top.
+    if backend != "nftables" {
+        pair.exec_ok(
+            &pair.pbx,
+            &[
+                "iptables", "-w", "-I", "INPUT", "1", "-s", pair.peer4, "-j", "ACCEPT",
+            ],
+        );
+        wait_for(
+            || w.output().contains("moved our INPUT hook back to the top"),
+            &format!("{backend}: hook moved back on top"),
+            &w,
+        );
+        let input = pair.exec(&pair.pbx, &["iptables", "-w", "-S", "INPUT"]);
+        let input = String::from_utf8_lossy(&input.stdout).into_owned();
+        let first = input.lines().find(|l| l.starts_with("-A INPUT")).unwrap();
+        assert!(
+            first.contains("ASTPATCH") || first.contains("astpatch4"),
+            "{input}"
+        );
+        assert!(input.contains("-j ACCEPT"), "the other rule stays: {input}");
+        assert!(
+            !pair.peer_reaches(false),
+            "{backend}: ACCEPT above the hook"
+        );
+    }
 
     // A second watcher on the same state refuses.
     let second = Command::new("ip")

@@ -3,7 +3,9 @@
 //! INPUT matching the set. Batches go through `ipset restore`.
 use ipnet::IpNet;
 
-use super::{CommandRunner, Firewall, command_failed, must, now, parse_net, timeout_secs};
+use super::{
+    CommandRunner, Firewall, command_failed, must, now, parse_net, raise_hook, timeout_secs,
+};
 use crate::config::Backend;
 use crate::error::Result;
 
@@ -129,6 +131,15 @@ impl Firewall for Ipset {
 
     fn hooked(&self) -> Result<bool> {
         Ok(self.hook_present("iptables", SET4)? && self.hook_present("ip6tables", SET6)?)
+    }
+
+    fn hook_on_top(&mut self) -> Result<bool> {
+        let mut moved = false;
+        for (set, _, t) in FAMILIES {
+            let rule = format!("{} DROP", Self::rule(set).join(" "));
+            moved |= raise_hook(&*self.runner, t, &rule, MODULES)?;
+        }
+        Ok(moved)
     }
 
     fn restore(&mut self, bans: &[(IpNet, Option<i64>)]) -> Result<()> {

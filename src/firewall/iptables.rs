@@ -3,7 +3,7 @@
 //! watcher removes expired bans itself.
 use ipnet::IpNet;
 
-use super::{CommandRunner, Firewall, command_failed, must, parse_net};
+use super::{CommandRunner, Firewall, command_failed, must, parse_net, raise_hook};
 use crate::config::Backend;
 use crate::error::Result;
 
@@ -106,6 +106,12 @@ impl Firewall for Iptables {
     fn hooked(&self) -> Result<bool> {
         Ok(self.ok(&["iptables", "-w", "-C", "INPUT", "-j", CHAIN])?
             && self.ok(&["ip6tables", "-w", "-C", "INPUT", "-j", CHAIN])?)
+    }
+
+    fn hook_on_top(&mut self) -> Result<bool> {
+        let rule = format!("-j {CHAIN}");
+        let v4 = raise_hook(&*self.runner, "iptables", &rule, MODULES)?;
+        Ok(raise_hook(&*self.runner, "ip6tables", &rule, MODULES)? || v4)
     }
 
     fn restore(&mut self, bans: &[(IpNet, Option<i64>)]) -> Result<()> {

@@ -190,6 +190,12 @@ pub trait Firewall: Send {
     fn list(&self) -> Result<Vec<IpNet>>;
     /// True when INPUT jumps to our objects (for every family).
     fn hooked(&self) -> Result<bool>;
+    /// Make our INPUT hook the first rule of INPUT again where another tool (a firewalld
+    /// reload, docker) inserted rules above it: an ACCEPT there lets banned traffic through.
+    /// True when it was moved. nftables needs nothing: its own base chain runs first.
+    fn hook_on_top(&mut self) -> Result<bool> {
+        Ok(false)
+    }
     /// Replace everything held with exactly `bans`, in one batch where the backend allows it.
     fn restore(&mut self, bans: &[(IpNet, Option<i64>)]) -> Result<()>;
     /// Remove every object the backend created.
@@ -203,6 +209,49 @@ pub fn for_backend(b: Backend, runner: Box<dyn CommandRunner>) -> Box<dyn Firewa
         Backend::Ipset => Box::new(ipset::Ipset::new(runner)),
         Backend::Nftables => Box::new(nftables::Nftables::new(runner)),
     }
+}
+
+/// The `*-restore --noflush` batch that moves `rule` (ours, as `iptables -S INPUT` prints it
+/// after `-A INPUT `) to the top of INPUT given that listing: every copy deleted and one
+/// inserted at 1, in one atomic transaction (if another tool changed INPUT meanwhile, a `-D`
+/// fails and nothing changes). None when it is already first, or absent (`ensure` adds it).
+pub(crate) fn raise_hook_batch(listing: &str, rule: &str) -> Option<String> {
+    let ours = format!("-A INPUT {rule}");
+    let rules: Vec<&str> = listing
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| l.starts_with("-A INPUT "))
+        .collect();
+    let copies = rules.iter().filter(|l| **l == ours).count();
+    if copies == 0 || rules[0] == ours {
+        return None;
+    }
+    let mut batch = "*filter\n".to_string();
+    for _ in 0..copies {
+        batch.push_str(&format!("-D INPUT {rule}\n"));
+    }
+    batch.push_str(&format!("-I INPUT 1 {rule}\nCOMMIT\n"));
+    Some(batch)
+}
+
+/// [`raise_hook_batch`] applied with `t` (iptables or ip6tables). True when moved.
+pub(crate) fn raise_hook(
+    runner: &dyn CommandRunner,
+    t: &str,
+    rule: &str,
+    modules: &str,
+) -> Result<bool> {
+    let out = must(runner, &[t, "-w", "-S", "INPUT"], modules)?;
+    let Some(batch) = raise_hook_batch(&out.stdout, rule) else {
+        return Ok(false);
+    };
+    let restore = format!("{t}-restore");
+    let argv = [restore.as_str(), "-w", "--noflush"];
+    let out = runner.run(&argv, Some(batch.as_bytes()))?;
+    if !out.success {
+        return Err(command_failed(&argv, &out, modules));
+    }
+    Ok(true)
 }
 
 /// The longest kernel timeout ipset accepts (its limit: 2^31 ms).
@@ -395,6 +444,25 @@ mod tests {
             ),
             "add astpatch4 192.0.2.1/32 timeout 0 -exist\n"
         );
+    }
+
+    #[test]
+    fn a_hook_buried_under_other_rules_is_moved_to_the_top_in_one_batch() {
+        let buried = "-P INPUT ACCEPT\n-A INPUT -s 10.250.0.2/32 -j ACCEPT\n-A INPUT -j ASTPATCH\n-A INPUT -i lo -j ACCEPT\n-A INPUT -j ASTPATCH\n";
+        assert_eq!(
+            raise_hook_batch(buried, "-j ASTPATCH").unwrap(),
+            "*filter\n-D INPUT -j ASTPATCH\n-D INPUT -j ASTPATCH\n-I INPUT 1 -j ASTPATCH\nCOMMIT\n"
+        );
+        let on_top = "-P INPUT ACCEPT\n-A INPUT -j ASTPATCH\n-A INPUT -s 10.250.0.2/32 -j ACCEPT\n";
+        assert_eq!(raise_hook_batch(on_top, "-j ASTPATCH"), None);
+        assert_eq!(
+            raise_hook_batch("-P INPUT ACCEPT\n-A INPUT -j ACCEPT\n", "-j ASTPATCH"),
+            None,
+            "absent is ensure's job"
+        );
+        // Another chain's jump of the same name elsewhere is not ours.
+        let other = "-A INPUT -j ACCEPT\n-A INPUT -j ASTPATCH2\n";
+        assert_eq!(raise_hook_batch(other, "-j ASTPATCH"), None);
     }
 
     #[test]
