@@ -39,6 +39,9 @@ pub fn run_ban(
     // The firewall must be usable before anything is recorded (a missing tool or module is
     // reported here, and nothing changes).
     let mut fw = open_firewall(settings);
+    if net.addr().is_ipv6() && !fw.ipv6() {
+        return Err(firewall::ipv6::refuse(&net));
+    }
     fw.ensure()?;
     let mut st = State::open(&settings.state_dir)?;
     let now = now_secs();

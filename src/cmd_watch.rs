@@ -61,12 +61,14 @@ pub fn run_watch(mut settings: Settings, args: WatchArgs) -> Result<u8> {
     );
     let out = Box::new(std::io::stdout());
     let local = crate::policy::local_addresses();
+    let ipv6 = firewall::ipv6::host_has_ipv6();
     let mut _lock = None;
     let mut engine = if args.ban {
         let lock = state::lock_watcher(&settings.state_dir)?;
         _lock = Some(lock);
         let st = State::open(&settings.state_dir)?;
-        let mut fw = firewall::for_backend(settings.backend, Box::new(SystemRunner::host()));
+        let mut fw =
+            firewall::for_backend_with(settings.backend, Box::new(SystemRunner::host()), ipv6);
         fw.ensure()?;
         let mut e = Engine::new(
             settings.clone(),
@@ -100,8 +102,13 @@ pub fn run_watch(mut settings: Settings, args: WatchArgs) -> Result<u8> {
         e
     } else {
         println!("astpatch watch: report only (no --ban): nothing is banned");
-        Engine::new(settings.clone(), None, None, local, args.from_start, out)
+        let mut e = Engine::new(settings.clone(), None, None, local, args.from_start, out);
+        e.set_ipv6(ipv6);
+        e
     };
+    if !ipv6 {
+        println!("{}", firewall::ipv6::OFF_LINE);
+    }
     println!("{}", trust.line());
     for l in &settings.logs {
         if !l.exists() {

@@ -51,6 +51,8 @@ pub struct Engine {
     state: Option<State>,
     fw: Option<Box<dyn Firewall>>,
     local: Vec<IpAddr>,
+    /// False on a host without IPv6: IPv6 addresses are never banned (or reported).
+    ipv6: bool,
     /// The host's addresses now: they change after start (DHCP, IPv6 temporary addresses
     /// rotating daily), so they are looked up again before a ban, at most once a second.
     local_now: fn() -> Vec<IpAddr>,
@@ -96,6 +98,7 @@ impl Engine {
             dumps: std::collections::HashMap::new(),
             tracker,
             state,
+            ipv6: fw.as_ref().is_none_or(|f| f.ipv6()),
             fw,
             local,
             local_now: policy::local_addresses,
@@ -112,6 +115,12 @@ impl Engine {
             published_at: i64::MIN,
             out,
         }
+    }
+
+    /// Whether the host has IPv6 (taken from the firewall when there is one; report-only
+    /// mode is told here).
+    pub fn set_ipv6(&mut self, on: bool) {
+        self.ipv6 = on;
     }
 
     /// Seconds between firewall checks (at least 1).
@@ -159,11 +168,7 @@ impl Engine {
             st.record_unban(net, "expired", now)?;
             r.expired += 1;
         }
-        let active: Vec<(IpNet, Option<i64>)> = st
-            .active_bans(now)
-            .iter()
-            .map(|b| (b.net, b.until))
-            .collect();
+        let active = held_by(&**fw, st.active_bans(now));
         r.active = active.len();
         r.readded = active.iter().filter(|(n, _)| !kernel.contains(n)).count();
         r.removed_unknown = kernel
@@ -203,6 +208,11 @@ impl Engine {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
             v4 => v4,
         };
+        // A host without IPv6 receives no IPv6 traffic: such a line (an old log replayed, a
+        // proxy's report) is nothing to ban.
+        if addr.is_ipv6() && !self.ipv6 {
+            return None;
+        }
         if self.settings.is_ignored(addr) || self.local.contains(&addr) {
             return None;
         }
@@ -361,6 +371,15 @@ impl Engine {
     }
 }
 
+/// The active bans `fw` can hold: IPv6 ones are left out on a host without IPv6 (recorded
+/// before a reboot with `ipv6.disable=1`, they match nothing and would look forever missing).
+fn held_by(fw: &dyn Firewall, bans: Vec<Ban>) -> Vec<(IpNet, Option<i64>)> {
+    bans.iter()
+        .filter(|b| fw.ipv6() || b.net.addr().is_ipv4())
+        .map(|b| (b.net, b.until))
+        .collect()
+}
+
 /// Compare the kernel with the state's active bans; when our hook is gone, a ban is missing
 /// or one is there the state no longer has, put exactly the active bans back in one batch
 /// (`restore` also re-creates the objects and the hook). Then make sure no rule sits above
@@ -372,11 +391,7 @@ fn repair(st: &mut State, fw: &mut dyn Firewall, now: i64) -> Result<Option<Stri
     // the firewall, so whatever the kernel showed of theirs is already in the journal and is
     // not mistaken for a stranger.
     st.refresh()?;
-    let active: Vec<(IpNet, Option<i64>)> = st
-        .active_bans(now)
-        .iter()
-        .map(|b| (b.net, b.until))
-        .collect();
+    let active = held_by(fw, st.active_bans(now));
     // A kernel timeout counted from a second later than `until` may end a moment early:
     // not a repair.
     let missing = active
@@ -421,9 +436,15 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     /// An in-memory firewall: the kernel's view is a list; `.1` is set when someone removed
-    /// our INPUT hook, `.2` when someone inserted a rule above it.
+    /// our INPUT hook, `.2` when someone inserted a rule above it; `.3` means the host has
+    /// no IPv6 (an IPv6 ban is then an error, as with the real backends).
     #[derive(Clone, Default)]
-    struct MemFw(Arc<Mutex<Vec<IpNet>>>, Arc<AtomicBool>, Arc<AtomicBool>);
+    struct MemFw(
+        Arc<Mutex<Vec<IpNet>>>,
+        Arc<AtomicBool>,
+        Arc<AtomicBool>,
+        Arc<AtomicBool>,
+    );
 
     impl Firewall for MemFw {
         fn ensure(&mut self) -> Result<()> {
@@ -431,6 +452,9 @@ mod tests {
             Ok(())
         }
         fn ban(&mut self, net: IpNet, _: Option<i64>) -> Result<()> {
+            if net.addr().is_ipv6() && !self.ipv6() {
+                return Err(crate::firewall::ipv6::refuse(&net));
+            }
             let mut v = self.0.lock().unwrap();
             if !v.contains(&net) {
                 v.push(net);
@@ -460,6 +484,9 @@ mod tests {
         }
         fn name(&self) -> Backend {
             Backend::Iptables
+        }
+        fn ipv6(&self) -> bool {
+            !self.3.load(Ordering::SeqCst)
         }
     }
 
@@ -619,6 +646,57 @@ mod tests {
             e.on_line(&line("203.0.113.8"), 10 + t);
         }
         assert_eq!(fw.list().unwrap().len(), 1, "others are still banned");
+    }
+
+    #[test]
+    fn without_ipv6_only_ipv4_is_banned_and_old_ipv6_bans_are_not_missing() {
+        let d = tempfile::tempdir().unwrap();
+        let fw = MemFw::default();
+        fw.3.store(true, Ordering::SeqCst);
+        // Banned before the host was rebooted with ipv6.disable=1.
+        let old: IpNet = "2001:db8::66/128".parse().unwrap();
+        State::open(d.path())
+            .unwrap()
+            .record_ban(Ban {
+                net: old,
+                until: Some(10_000),
+                reason: "test".into(),
+                failures: 3,
+                banned_at: 0,
+            })
+            .unwrap();
+        let out = Said::default();
+        let st = State::open(d.path()).unwrap();
+        let mut e = Engine::new(
+            settings(),
+            Some(st),
+            Some(Box::new(fw.clone())),
+            vec![],
+            false,
+            Box::new(out.clone()),
+        );
+        let r = e.reconcile(100).unwrap();
+        assert_eq!((r.active, r.readded), (0, 0), "{:?}", r.active);
+        for t in 0..10 {
+            assert_eq!(e.on_line(&line("[2001:db8::77]"), 100 + t), None);
+        }
+        for t in 0..3 {
+            e.on_line(&line("192.0.2.9"), 100 + t);
+        }
+        assert_eq!(
+            fw.list().unwrap(),
+            vec!["192.0.2.9/32".parse::<IpNet>().unwrap()]
+        );
+        e.set_recheck_every(1);
+        e.tick(200).unwrap();
+        e.tick(201).unwrap();
+        let text = out.text();
+        assert!(
+            !text.contains("repaired") && !text.contains("error"),
+            "{text}"
+        );
+        // The old IPv6 ban stays recorded (it applies again once IPv6 is back).
+        assert!(State::open(d.path()).unwrap().get(&old).is_some());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use ipnet::IpNet;
 
 use super::{
-    CommandRunner, Firewall, command_failed, must, now, parse_net, raise_hook, timeout_secs,
+    CommandRunner, Firewall, command_failed, ipv6, must, now, parse_net, raise_hook, timeout_secs,
 };
 use crate::config::Backend;
 use crate::error::Result;
@@ -17,6 +17,8 @@ const MAXELEM: &str = "4194304";
 
 pub struct Ipset {
     runner: Box<dyn CommandRunner>,
+    /// False on a host without IPv6: no `astpatch6` set, no ip6tables.
+    ipv6: bool,
 }
 
 fn set_of(net: &IpNet) -> &'static str {
@@ -31,7 +33,18 @@ const FAMILIES: [(&str, &str, &str); 2] =
 
 impl Ipset {
     pub fn new(runner: Box<dyn CommandRunner>) -> Self {
-        Ipset { runner }
+        Ipset { runner, ipv6: true }
+    }
+
+    /// IPv4-only when `on` is false (the host has no IPv6 stack).
+    pub fn with_ipv6(mut self, on: bool) -> Self {
+        self.ipv6 = on;
+        self
+    }
+
+    /// The (set, family, tool) triples in use: IPv4 only when IPv6 is off.
+    fn families(&self) -> &'static [(&'static str, &'static str, &'static str)] {
+        if self.ipv6 { &FAMILIES } else { &FAMILIES[..1] }
     }
 
     fn ok(&self, argv: &[&str]) -> Result<bool> {
@@ -77,7 +90,7 @@ pub fn parse_save(text: &str) -> Vec<IpNet> {
 impl Firewall for Ipset {
     fn ensure(&mut self) -> Result<()> {
         let mut batch = String::new();
-        for (set, fam, _) in FAMILIES {
+        for &(set, fam, _) in self.families() {
             batch.push_str(&create_line(set, fam));
         }
         let argv = ["ipset", "restore"];
@@ -85,7 +98,7 @@ impl Firewall for Ipset {
         if !out.success {
             return Err(command_failed(&argv, &out, MODULES));
         }
-        for (set, _, t) in FAMILIES {
+        for &(set, _, t) in self.families() {
             if !self.hook_present(t, set)? {
                 let mut argv = vec![t, "-w", "-I", "INPUT", "1"];
                 argv.extend(Self::rule(set));
@@ -97,6 +110,9 @@ impl Firewall for Ipset {
     }
 
     fn ban(&mut self, net: IpNet, until: Option<i64>) -> Result<()> {
+        if net.addr().is_ipv6() && !self.ipv6 {
+            return Err(ipv6::refuse(&net));
+        }
         let (set, n) = (set_of(&net), net.to_string());
         let t = timeout_secs(until, now()).unwrap_or(0).to_string();
         must(
@@ -108,6 +124,9 @@ impl Firewall for Ipset {
     }
 
     fn unban(&mut self, net: IpNet) -> Result<()> {
+        if net.addr().is_ipv6() && !self.ipv6 {
+            return Ok(()); // nothing IPv6 is held
+        }
         let (set, n) = (set_of(&net), net.to_string());
         let argv = ["ipset", "del", set, &n, "-exist"];
         let out = self.runner.run(&argv, None)?;
@@ -120,7 +139,7 @@ impl Firewall for Ipset {
 
     fn list(&self) -> Result<Vec<IpNet>> {
         let mut v = vec![];
-        for (set, _, _) in FAMILIES {
+        for &(set, _, _) in self.families() {
             let out = self.runner.run(&["ipset", "save", set], None)?;
             if out.success {
                 v.extend(parse_save(&out.stdout));
@@ -130,12 +149,17 @@ impl Firewall for Ipset {
     }
 
     fn hooked(&self) -> Result<bool> {
-        Ok(self.hook_present("iptables", SET4)? && self.hook_present("ip6tables", SET6)?)
+        for &(set, _, t) in self.families() {
+            if !self.hook_present(t, set)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     fn hook_on_top(&mut self) -> Result<bool> {
         let mut moved = false;
-        for (set, _, t) in FAMILIES {
+        for &(set, _, t) in self.families() {
             let rule = format!("{} DROP", Self::rule(set).join(" "));
             moved |= raise_hook(&*self.runner, t, &rule, MODULES)?;
         }
@@ -145,11 +169,12 @@ impl Firewall for Ipset {
     fn restore(&mut self, bans: &[(IpNet, Option<i64>)]) -> Result<()> {
         let now = now();
         let mut batch = String::with_capacity(bans.len() * 48 + 256);
-        for (set, fam, _) in FAMILIES {
+        for &(set, fam, _) in self.families() {
             batch.push_str(&create_line(set, fam));
             batch.push_str(&format!("flush {set}\n"));
         }
-        for (net, until) in bans {
+        // IPv6 bans on a host without IPv6 are left out: no packet could match them.
+        for (net, until) in bans.iter().filter(|(n, _)| self.ipv6 || n.addr().is_ipv4()) {
             batch.push_str(&add_line(set_of(net), net, *until, now));
         }
         let argv = ["ipset", "restore"];
@@ -161,7 +186,7 @@ impl Firewall for Ipset {
     }
 
     fn teardown(&mut self) -> Result<()> {
-        for (set, _, t) in FAMILIES {
+        for &(set, _, t) in self.families() {
             while self.hook_present(t, set)? {
                 let mut argv = vec![t, "-w", "-D", "INPUT"];
                 argv.extend(Self::rule(set));
@@ -177,6 +202,10 @@ impl Firewall for Ipset {
 
     fn name(&self) -> Backend {
         Backend::Ipset
+    }
+
+    fn ipv6(&self) -> bool {
+        self.ipv6
     }
 }
 
@@ -215,5 +244,50 @@ mod tests {
         let line = b.lines().find(|l| l.starts_with("add astpatch4")).unwrap();
         let t: i64 = line.split_whitespace().nth(4).unwrap().parse().unwrap();
         assert!((99..=100).contains(&t), "{line}");
+    }
+
+    #[test]
+    fn without_ipv6_no_inet6_set_and_no_ip6tables() {
+        let r = Recorder::default();
+        r.answer("iptables -w -C INPUT", false, "");
+        let mut fw = Ipset::new(Box::new(r.clone())).with_ipv6(false);
+        fw.ensure().unwrap();
+        fw.ban("192.0.2.7/32".parse().unwrap(), None).unwrap();
+        let e = fw.ban("2001:db8::/64".parse().unwrap(), None).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("IPv6 is disabled on this host; nothing to ban")
+        );
+        fw.unban("2001:db8::/64".parse().unwrap()).unwrap();
+        fw.list().unwrap();
+        fw.hooked().unwrap();
+        fw.hook_on_top().unwrap();
+        fw.restore(&[
+            ("192.0.2.7/32".parse().unwrap(), None),
+            ("2001:db8::/64".parse().unwrap(), None),
+        ])
+        .unwrap();
+        fw.teardown().unwrap();
+        let calls = r.calls();
+        assert!(
+            !calls
+                .iter()
+                .any(|c| c.starts_with("ip6tables") || c.contains(SET6)),
+            "{calls:?}"
+        );
+        let batches: Vec<String> = r
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c.1.clone())
+            .collect();
+        assert!(!batches.is_empty());
+        assert!(
+            batches
+                .iter()
+                .all(|b| !b.contains(SET6) && !b.contains("inet6")),
+            "{batches:?}"
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! watcher removes expired bans itself.
 use ipnet::IpNet;
 
-use super::{CommandRunner, Firewall, command_failed, must, parse_net, raise_hook};
+use super::{CommandRunner, Firewall, command_failed, ipv6, must, parse_net, raise_hook};
 use crate::config::Backend;
 use crate::error::Result;
 
@@ -12,6 +12,8 @@ const MODULES: &str = "ip_tables ip6_tables iptable_filter ip6table_filter (or n
 
 pub struct Iptables {
     runner: Box<dyn CommandRunner>,
+    /// False on a host without IPv6: ip6tables is never run.
+    ipv6: bool,
 }
 
 fn tool(net: &IpNet) -> &'static str {
@@ -23,7 +25,22 @@ fn tool(net: &IpNet) -> &'static str {
 
 impl Iptables {
     pub fn new(runner: Box<dyn CommandRunner>) -> Self {
-        Iptables { runner }
+        Iptables { runner, ipv6: true }
+    }
+
+    /// IPv4-only when `on` is false (the host has no IPv6 stack).
+    pub fn with_ipv6(mut self, on: bool) -> Self {
+        self.ipv6 = on;
+        self
+    }
+
+    /// The tools in use: `iptables`, and `ip6tables` unless IPv6 is off.
+    fn tools(&self) -> &'static [&'static str] {
+        if self.ipv6 {
+            &["iptables", "ip6tables"]
+        } else {
+            &["iptables"]
+        }
     }
 
     fn ok(&self, argv: &[&str]) -> Result<bool> {
@@ -68,11 +85,16 @@ pub fn parse_rules(text: &str) -> Vec<IpNet> {
 
 impl Firewall for Iptables {
     fn ensure(&mut self) -> Result<()> {
-        self.ensure_family("iptables")?;
-        self.ensure_family("ip6tables")
+        for t in self.tools() {
+            self.ensure_family(t)?;
+        }
+        Ok(())
     }
 
     fn ban(&mut self, net: IpNet, _until: Option<i64>) -> Result<()> {
+        if net.addr().is_ipv6() && !self.ipv6 {
+            return Err(ipv6::refuse(&net));
+        }
         let (t, src) = (tool(&net), net.to_string());
         if !self.ok(&[t, "-w", "-C", CHAIN, "-s", &src, "-j", "DROP"])? {
             must(
@@ -85,6 +107,9 @@ impl Firewall for Iptables {
     }
 
     fn unban(&mut self, net: IpNet) -> Result<()> {
+        if net.addr().is_ipv6() && !self.ipv6 {
+            return Ok(()); // nothing IPv6 is held
+        }
         let (t, src) = (tool(&net), net.to_string());
         // Delete every copy (a hand-added duplicate would otherwise keep dropping).
         while self.ok(&[t, "-w", "-C", CHAIN, "-s", &src, "-j", "DROP"])? {
@@ -98,26 +123,37 @@ impl Firewall for Iptables {
     }
 
     fn list(&self) -> Result<Vec<IpNet>> {
-        let mut v = self.list_family("iptables")?;
-        v.extend(self.list_family("ip6tables")?);
+        let mut v = vec![];
+        for t in self.tools() {
+            v.extend(self.list_family(t)?);
+        }
         Ok(v)
     }
 
     fn hooked(&self) -> Result<bool> {
-        Ok(self.ok(&["iptables", "-w", "-C", "INPUT", "-j", CHAIN])?
-            && self.ok(&["ip6tables", "-w", "-C", "INPUT", "-j", CHAIN])?)
+        for t in self.tools() {
+            if !self.ok(&[t, "-w", "-C", "INPUT", "-j", CHAIN])? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     fn hook_on_top(&mut self) -> Result<bool> {
         let rule = format!("-j {CHAIN}");
-        let v4 = raise_hook(&*self.runner, "iptables", &rule, MODULES)?;
-        Ok(raise_hook(&*self.runner, "ip6tables", &rule, MODULES)? || v4)
+        let mut moved = false;
+        for t in self.tools() {
+            moved |= raise_hook(&*self.runner, t, &rule, MODULES)?;
+        }
+        Ok(moved)
     }
 
     fn restore(&mut self, bans: &[(IpNet, Option<i64>)]) -> Result<()> {
         // One `*-restore --noflush` batch per family: declaring the chain flushes it, then
         // every ban is appended; other chains are left alone.
-        for (t, v6) in [("iptables-restore", false), ("ip6tables-restore", true)] {
+        // IPv6 bans on a host without IPv6 are left out: no packet could match them.
+        let families = [("iptables-restore", false), ("ip6tables-restore", true)];
+        for (t, v6) in families.into_iter().filter(|(_, v6)| self.ipv6 || !v6) {
             let mut batch = format!("*filter\n:{CHAIN} - [0:0]\n");
             for (net, _) in bans.iter().filter(|(n, _)| matches!(n, IpNet::V6(_)) == v6) {
                 batch.push_str(&format!("-A {CHAIN} -s {net} -j DROP\n"));
@@ -133,7 +169,7 @@ impl Firewall for Iptables {
     }
 
     fn teardown(&mut self) -> Result<()> {
-        for t in ["iptables", "ip6tables"] {
+        for t in self.tools() {
             while self.ok(&[t, "-w", "-C", "INPUT", "-j", CHAIN])? {
                 must(
                     &*self.runner,
@@ -151,6 +187,10 @@ impl Firewall for Iptables {
 
     fn name(&self) -> Backend {
         Backend::Iptables
+    }
+
+    fn ipv6(&self) -> bool {
+        self.ipv6
     }
 }
 
@@ -199,5 +239,49 @@ mod tests {
         );
         let v6 = r.stdin_of("ip6tables-restore").unwrap();
         assert!(v6.contains("-A ASTPATCH -s 2001:db8::/64 -j DROP"));
+    }
+
+    #[test]
+    fn without_ipv6_ip6tables_is_never_run() {
+        let r = Recorder::default();
+        r.answer("iptables -w -C ASTPATCH", false, "");
+        r.answer(
+            "iptables -w -S ASTPATCH",
+            true,
+            "-N ASTPATCH\n-A ASTPATCH -s 192.0.2.7/32 -j DROP\n",
+        );
+        let mut fw = Iptables::new(Box::new(r.clone())).with_ipv6(false);
+        assert!(!fw.ipv6());
+        fw.ensure().unwrap();
+        fw.ban("192.0.2.7/32".parse().unwrap(), None).unwrap();
+        let e = fw
+            .ban("2001:db8::7/128".parse().unwrap(), None)
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("IPv6 is disabled on this host; nothing to ban")
+        );
+        fw.unban("2001:db8::7/128".parse().unwrap()).unwrap();
+        assert_eq!(fw.list().unwrap().len(), 1);
+        assert!(fw.hooked().unwrap());
+        fw.hook_on_top().unwrap();
+        fw.restore(&[
+            ("192.0.2.7/32".parse().unwrap(), None),
+            ("2001:db8::/64".parse().unwrap(), None),
+        ])
+        .unwrap();
+        assert!(!r.stdin_of("iptables-restore").unwrap().contains("2001:db8"));
+        r.answer("iptables -w -C INPUT", false, ""); // the hook is gone after one -D
+        fw.teardown().unwrap();
+        let calls = r.calls();
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.starts_with("iptables -w -A ASTPATCH"))
+        );
+        assert!(
+            !calls.iter().any(|c| c.starts_with("ip6tables")),
+            "{calls:?}"
+        );
     }
 }

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 
 pub mod ipset;
 pub mod iptables;
+pub mod ipv6;
 pub mod nftables;
 
 /// What a finished command left behind.
@@ -154,7 +155,11 @@ pub fn command_failed(argv: &[&str], out: &Output, modules: &str) -> Error {
     ]
     .iter()
     .any(|m| lower.contains(m));
-    let hint = if lower.contains("permission denied") || lower.contains("operation not permitted") {
+    let hint = if lower.contains("address family not supported") {
+        "the kernel has no IPv6 stack (booted with ipv6.disable=1?); astpatch then runs IPv4-only, \
+         which it decides from /proc/sys/net/ipv6"
+            .to_owned()
+    } else if lower.contains("permission denied") || lower.contains("operation not permitted") {
         "run as root (or with CAP_NET_ADMIN)".to_owned()
     } else if kernel {
         format!("the kernel may lack the needed support: modprobe {modules}")
@@ -201,13 +206,29 @@ pub trait Firewall: Send {
     /// Remove every object the backend created.
     fn teardown(&mut self) -> Result<()>;
     fn name(&self) -> Backend;
+    /// False when the host has no IPv6 ([`ipv6`]): then only IPv4 bans are held, an IPv6 ban
+    /// is refused and nothing of the IPv6 half (ip6tables, the inet6 set) is touched.
+    fn ipv6(&self) -> bool {
+        true
+    }
 }
 
+/// The backend for this host: IPv4-only when the kernel has no IPv6 ([`ipv6::host_has_ipv6`]).
 pub fn for_backend(b: Backend, runner: Box<dyn CommandRunner>) -> Box<dyn Firewall> {
+    for_backend_with(b, runner, ipv6::host_has_ipv6())
+}
+
+/// The backend with the IPv6 decision given (tests inject "off" inside a namespace, where
+/// the real `ipv6.disable=1` cannot be had).
+pub fn for_backend_with(
+    b: Backend,
+    runner: Box<dyn CommandRunner>,
+    ipv6: bool,
+) -> Box<dyn Firewall> {
     match b {
-        Backend::Iptables => Box::new(iptables::Iptables::new(runner)),
-        Backend::Ipset => Box::new(ipset::Ipset::new(runner)),
-        Backend::Nftables => Box::new(nftables::Nftables::new(runner)),
+        Backend::Iptables => Box::new(iptables::Iptables::new(runner).with_ipv6(ipv6)),
+        Backend::Ipset => Box::new(ipset::Ipset::new(runner).with_ipv6(ipv6)),
+        Backend::Nftables => Box::new(nftables::Nftables::new(runner).with_ipv6(ipv6)),
     }
 }
 

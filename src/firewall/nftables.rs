@@ -6,7 +6,7 @@
 //! (atomic in the kernel).
 use ipnet::IpNet;
 
-use super::{CommandRunner, Firewall, command_failed, now, parse_net, timeout_secs};
+use super::{CommandRunner, Firewall, command_failed, ipv6, now, parse_net, timeout_secs};
 use crate::config::Backend;
 use crate::error::Result;
 
@@ -15,6 +15,10 @@ const MODULES: &str = "nf_tables nft_set_hash nft_set_rbtree";
 
 pub struct Nftables {
     runner: Box<dyn CommandRunner>,
+    /// False on a host without IPv6. The `inet` table, its `ipv6_addr` sets and `ip6 saddr`
+    /// rules need no IPv6 stack (the hooks and set types are nf_tables' own), so the table
+    /// stays as it is; only IPv6 bans are refused, as with the other backends.
+    ipv6: bool,
 }
 
 const SETS: [&str; 4] = ["addr4", "addr6", "net4", "net6"];
@@ -94,7 +98,13 @@ pub fn parse_set_json(text: &str) -> Vec<IpNet> {
 
 impl Nftables {
     pub fn new(runner: Box<dyn CommandRunner>) -> Self {
-        Nftables { runner }
+        Nftables { runner, ipv6: true }
+    }
+
+    /// Refuse IPv6 bans when `on` is false (the host has no IPv6 stack).
+    pub fn with_ipv6(mut self, on: bool) -> Self {
+        self.ipv6 = on;
+        self
     }
 
     fn batch(&self, text: &str) -> Result<()> {
@@ -133,6 +143,9 @@ impl Firewall for Nftables {
     }
 
     fn ban(&mut self, net: IpNet, until: Option<i64>) -> Result<()> {
+        if net.addr().is_ipv6() && !self.ipv6 {
+            return Err(ipv6::refuse(&net));
+        }
         // Delete-then-add in one batch refreshes the timeout of an existing element; the
         // leading add makes the delete valid when the element is new.
         let (el, k, set) = (element(&net, until, now()), key(&net), set_of(&net));
@@ -189,7 +202,7 @@ impl Firewall for Nftables {
         for set in SETS {
             let els: Vec<String> = bans
                 .iter()
-                .filter(|(n, _)| set_of(n) == set)
+                .filter(|(n, _)| set_of(n) == set && (self.ipv6 || n.addr().is_ipv4()))
                 .map(|(n, u)| element(n, *u, now))
                 .collect();
             // Chunked so no single statement gets huge; still one transaction.
@@ -215,6 +228,10 @@ impl Firewall for Nftables {
 
     fn name(&self) -> Backend {
         Backend::Nftables
+    }
+
+    fn ipv6(&self) -> bool {
+        self.ipv6
     }
 }
 
