@@ -167,3 +167,92 @@ fn restore_100k_timing() {
         assert!(pair.peer_reaches(false));
     }
 }
+
+/// Runs commands for real and remembers each argv and stdin batch.
+#[derive(Clone)]
+struct Recording(SystemRunner, std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl firewall::CommandRunner for Recording {
+    fn run(
+        &self,
+        argv: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> astpatch::error::Result<firewall::Output> {
+        let mut said = argv.join(" ");
+        if let Some(s) = stdin {
+            said.push_str(" <<< ");
+            said.push_str(&String::from_utf8_lossy(s));
+        }
+        self.1.lock().unwrap().push(said);
+        self.0.run(argv, stdin)
+    }
+}
+
+/// A host booted with `ipv6.disable=1` cannot be had in a namespace (a netns sysctl leaves
+/// the stack in place), so the "IPv6 off" decision is injected: IPv4 bans still drop real
+/// packets, an IPv6 ban is refused, and for iptables/ipset no IPv6 command or set is used.
+fn ipv4_only_cycle(b: Backend) {
+    let pair = Pair::new();
+    let rec = Recording(SystemRunner::in_netns(&pair.pbx), Default::default());
+    let mut f = firewall::for_backend_with(b, Box::new(rec.clone()), false);
+    assert!(!f.ipv6());
+    f.ensure().unwrap();
+    assert!(f.hooked().unwrap(), "{b}");
+    let v4 = host_net(pair.peer4);
+    f.ban(v4, Some(now() + 3600)).unwrap();
+    assert!(!pair.peer_reaches(false), "{b}: v4 ban does not drop");
+    let v6 = host_net(pair.peer6);
+    let e = f.ban(v6, Some(now() + 3600)).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("IPv6 is disabled on this host; nothing to ban"),
+        "{b}: {e}"
+    );
+    assert_eq!(e.exit_code(), 1, "{b}: nothing to do");
+    f.unban(v6).unwrap();
+    assert_eq!(f.list().unwrap(), vec![v4], "{b}");
+    assert!(!f.hook_on_top().unwrap(), "{b}");
+    // An IPv6 ban in the state (from before the reboot) is left out of a restore.
+    f.restore(&[(v4, None), ("fd00:a57::/64".parse().unwrap(), None)])
+        .unwrap();
+    assert_eq!(f.list().unwrap(), vec![v4], "{b}");
+    assert!(!pair.peer_reaches(false) && pair.peer_reaches(true), "{b}");
+    f.unban(v4).unwrap();
+    assert!(pair.peer_reaches(false), "{b}: still dropped after unban");
+    f.teardown().unwrap();
+    let said = rec.1.lock().unwrap().clone();
+    if b != Backend::Nftables {
+        let v6_used: Vec<&String> = said
+            .iter()
+            .filter(|c| {
+                c.starts_with("ip6tables") || c.contains("inet6") || c.contains("astpatch6")
+            })
+            .collect();
+        assert!(v6_used.is_empty(), "{b}: {v6_used:?}");
+    }
+    assert!(
+        said.iter().all(|c| !c.contains("fd00:a57")),
+        "{b}: {said:?}"
+    );
+}
+
+#[test]
+fn iptables_runs_ipv4_only_when_ipv6_is_off() {
+    if common::require_root("iptables_runs_ipv4_only_when_ipv6_is_off") {
+        ipv4_only_cycle(Backend::Iptables);
+    }
+}
+
+#[test]
+fn ipset_runs_ipv4_only_when_ipv6_is_off() {
+    if common::require_root("ipset_runs_ipv4_only_when_ipv6_is_off") {
+        ipv4_only_cycle(Backend::Ipset);
+    }
+}
+
+#[test]
+fn nftables_refuses_ipv6_bans_when_ipv6_is_off() {
+    if common::require_root("nftables_refuses_ipv6_bans_when_ipv6_is_off") {
+        ipv4_only_cycle(Backend::Nftables);
+    }
+}

@@ -157,6 +157,9 @@ impl Firewall for Nftables {
     }
 
     fn unban(&mut self, net: IpNet) -> Result<()> {
+        if net.addr().is_ipv6() && !self.ipv6 {
+            return Ok(()); // nothing IPv6 is held
+        }
         // Deleting directly (not listing first: that reads the whole set); an element the
         // kernel already expired, or a missing table, is "not banned", which is fine.
         let text = format!(
