@@ -175,3 +175,75 @@ fn a_missing_firewall_tool_names_the_package_and_records_nothing() {
         );
     }
 }
+
+/// What a host booted with `ipv6.disable=1` shows: `/proc/sys/net` without `ipv6`. Faked for
+/// one command in a private mount namespace (a tmpfs over /proc/sys/net, inside the test's
+/// network namespace); the host's own /proc is untouched.
+fn astpatch_without_ipv6(ns: &str, args: &[&str]) -> std::process::Output {
+    let script = format!(
+        "mount -t tmpfs none /proc/sys/net && mkdir /proc/sys/net/ipv4 && exec {} \"$@\"",
+        common::bin()
+    );
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+        ])
+        .args(["sh", "-c", &script, "sh"])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn without_ipv6_ban_is_ipv4_only_and_refuses_ipv6() {
+    if !common::require_root("without_ipv6_ban_is_ipv4_only_and_refuses_ipv6") {
+        return;
+    }
+    for backend in ["iptables", "ipset"] {
+        let pair = Pair::new();
+        let d = tempfile::tempdir().unwrap();
+        let cfg = config(d.path(), backend);
+        let cfg = cfg.to_str().unwrap();
+        let out = astpatch_without_ipv6(&pair.pbx, &["ban", pair.peer6, "--config", cfg]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{backend}: {err}");
+        assert!(
+            err.contains("IPv6 is disabled on this host; nothing to ban"),
+            "{backend}: {err}"
+        );
+        assert!(
+            !d.path().join("state/bans.journal").exists(),
+            "{backend}: recorded anyway"
+        );
+        let out = astpatch_without_ipv6(&pair.pbx, &["ban", pair.peer4, "--config", cfg]);
+        assert!(
+            out.status.success(),
+            "{backend}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!pair.peer_reaches(false), "{backend}: v4 ban does not drop");
+        assert!(pair.peer_reaches(true), "{backend}");
+        // Nothing of the IPv6 half was created.
+        let v6 = pair.exec(&pair.pbx, &["ip6tables", "-w", "-S", "INPUT"]);
+        let v6 = String::from_utf8_lossy(&v6.stdout);
+        assert!(
+            !v6.contains("ASTPATCH") && !v6.contains("astpatch6"),
+            "{backend}: {v6}"
+        );
+        let sets = pair.exec(&pair.pbx, &["ipset", "list", "-n"]);
+        assert!(
+            !String::from_utf8_lossy(&sets.stdout).contains("astpatch6"),
+            "{backend}"
+        );
+        let out = astpatch_without_ipv6(&pair.pbx, &["unban", pair.peer4, "--config", cfg]);
+        assert!(out.status.success(), "{backend}");
+        assert!(pair.peer_reaches(false), "{backend}: still dropped");
+    }
+}

@@ -36,17 +36,36 @@ struct Watcher {
 
 impl Watcher {
     fn start(pair: &Pair, cfg: &Path, out: PathBuf, state: &Path) -> Watcher {
+        Self::start_in(pair, &[common::bin()], cfg, out, state)
+    }
+
+    /// As on a host booted with `ipv6.disable=1`: `/proc/sys/net` without `ipv6`, faked by a
+    /// tmpfs in a private mount namespace (inside the test's network namespace; each step
+    /// execs, so the child is the watcher itself).
+    fn start_without_ipv6(pair: &Pair, cfg: &Path, out: PathBuf, state: &Path) -> Watcher {
+        let script = format!(
+            "mount -t tmpfs none /proc/sys/net && mkdir /proc/sys/net/ipv4 && exec {} \"$@\"",
+            common::bin()
+        );
+        let wrap = [
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+            "sh",
+        ];
+        Self::start_in(pair, &wrap, cfg, out, state)
+    }
+
+    fn start_in(pair: &Pair, run: &[&str], cfg: &Path, out: PathBuf, state: &Path) -> Watcher {
         let _ = std::fs::remove_file(state.join("watch.pid"));
         let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &pair.pbx,
-                common::bin(),
-                "watch",
-                "--ban",
-                "--config",
-            ])
+            .args(["netns", "exec", &pair.pbx])
+            .args(run)
+            .args(["watch", "--ban", "--config"])
             .arg(cfg)
             // Check the firewall every second, not every minute.
             .env("ASTPATCH_RECHECK_SECS", "1")
@@ -383,4 +402,48 @@ fn failures_are_counted_across_rotation_and_copytruncate() {
         text.contains("would ban 203.0.113.50/32: 5 failures"),
         "{text}"
     );
+}
+
+#[test]
+fn without_ipv6_the_watcher_bans_ipv4_only_and_says_so() {
+    if !common::require_root("without_ipv6_the_watcher_bans_ipv4_only_and_says_so") {
+        return;
+    }
+    for backend in ["iptables", "ipset"] {
+        let pair = Pair::new();
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("messages");
+        let state = d.path().join("state");
+        let cfg = d.path().join("astpatch.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "maxretry = 3\nbackend = \"{backend}\"\nstate_dir = \"{}\"\nlogs = [\"{}\"]\n",
+                state.display(),
+                log.display()
+            ),
+        )
+        .unwrap();
+        let w = Watcher::start_without_ipv6(&pair, &cfg, d.path().join("out"), &state);
+        append_failures(&log, &format!("[{}]", pair.peer6), 5);
+        append_failures(&log, pair.peer4, 3);
+        wait_for(
+            || !pair.peer_reaches(false),
+            &format!("{backend} v4 ban"),
+            &w,
+        );
+        assert!(pair.peer_reaches(true), "{backend}");
+        let said = w.output();
+        assert!(said.contains(firewall::ipv6::OFF_LINE), "{backend}: {said}");
+        assert!(
+            !said.contains(pair.peer6) && !said.contains("error"),
+            "{backend}: {said}"
+        );
+        let v6 = pair.exec(&pair.pbx, &["ip6tables", "-w", "-S", "INPUT"]);
+        let v6 = String::from_utf8_lossy(&v6.stdout);
+        assert!(
+            !v6.contains("ASTPATCH") && !v6.contains("astpatch6"),
+            "{backend}: {v6}"
+        );
+    }
 }
