@@ -446,6 +446,21 @@ mod tests {
     }
 
     #[test]
+    fn ip6tables_without_an_ipv6_stack_says_so() {
+        let out = Output {
+            success: false,
+            stdout: String::new(),
+            stderr: "ip6tables v1.8.9 (legacy): can't initialize ip6tables table `filter': Address family not supported by protocol".into(),
+        };
+        let e = command_failed(&["ip6tables", "-w", "-S"], &out, "ip6_tables");
+        assert!(
+            e.hint().unwrap().contains("ipv6.disable=1"),
+            "{:?}",
+            e.hint()
+        );
+    }
+
+    #[test]
     fn bans_longer_than_the_kernel_can_time_are_not_cut_short() {
         assert_eq!(timeout_secs(Some(1100), 1000), Some(100));
         assert_eq!(
