@@ -143,7 +143,11 @@ pub fn status(settings: &Settings, fw: &dyn Firewall, now: i64) -> Result<Status
         .into_iter()
         .map(|b| BanInfo {
             expires_in: b.until.map(|u| u - now),
-            in_kernel: kernel.as_ref().map(|k: &Vec<IpNet>| k.contains(&b.net)),
+            // An IPv6 ban kept from before IPv6 was switched off is not held, nor missing.
+            in_kernel: kernel
+                .as_ref()
+                .filter(|_| fw.ipv6() || b.net.addr().is_ipv4())
+                .map(|k: &Vec<IpNet>| k.contains(&b.net)),
             ban: b,
         })
         .collect();
@@ -229,4 +233,47 @@ pub fn run_status(settings: &Settings, json: bool, style: Style) -> Result<u8> {
         );
     }
     Ok(exit_codes::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firewall::fake::Recorder;
+
+    #[test]
+    fn without_ipv6_an_old_ipv6_ban_is_not_reported_missing() {
+        let d = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            state_dir: d.path().to_path_buf(),
+            ..Settings::default()
+        };
+        let mut st = State::open(d.path()).unwrap();
+        for net in ["2001:db8::66/128", "192.0.2.9/32"] {
+            st.record_ban(Ban {
+                net: net.parse().unwrap(),
+                until: Some(10_000),
+                reason: "test".into(),
+                failures: 3,
+                banned_at: 0,
+            })
+            .unwrap();
+        }
+        drop(st);
+        let fw =
+            firewall::for_backend_with(Backend::Iptables, Box::new(Recorder::default()), false);
+        let s = status(&settings, &*fw, 100).unwrap();
+        let kernel: Vec<(String, Option<bool>)> = s
+            .banned
+            .iter()
+            .map(|b| (b.ban.net.to_string(), b.in_kernel))
+            .collect();
+        assert!(
+            kernel.contains(&("2001:db8::66/128".into(), None)),
+            "{kernel:?}"
+        );
+        assert!(
+            kernel.contains(&("192.0.2.9/32".into(), Some(false))),
+            "{kernel:?}"
+        );
+    }
 }
