@@ -22,7 +22,8 @@ pub struct ApplyReport {
     /// How many statements were (or, with --dry-run, would be) rewritten.
     pub changed: usize,
     pub written: bool,
-    /// Unified diff of the change; empty when nothing changes. Bytes that are not UTF-8
+    /// Unified diff of the change, with --dry-run only (on a 1 MB file the diff costs more than
+    /// the rest of apply); empty when nothing changes. Bytes that are not UTF-8
     /// (Latin-1 comments) are shown lossily here; `patch_bytes` has them exact.
     pub diff: String,
     /// The same diff byte for byte, as `--dry-run` prints it: `patch -p1` applies it even where
@@ -201,7 +202,7 @@ pub fn apply(root: &Path, dry_run: bool) -> Result<ApplyReport> {
         notes.push("some sites were already patched by hand with other wording; they were left as they are".into());
     }
     let new = patch::execute(&l.bytes, &plan, patch, Direction::Forward);
-    let patch_bytes = if changed > 0 {
+    let patch_bytes = if changed > 0 && dry_run {
         unified_diff_bytes(&l.bytes, &new)
     } else {
         Vec::new()
