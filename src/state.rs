@@ -149,17 +149,11 @@ pub struct PidFile {
 }
 
 pub fn write_pid_file(dir: &Path, p: &PidFile) -> Result<()> {
-    let path = dir.join(PID_FILE);
-    crate::atomic::write(
-        &path,
-        serde_json::to_string(p).expect("json").as_bytes(),
-        Some(0o644),
-    )
-    .map_err(|e| Error::io(&path, e))
+    write_json(dir, PID_FILE, p)
 }
 
 pub fn read_pid_file(dir: &Path) -> Option<PidFile> {
-    serde_json::from_slice(&fs::read(dir.join(PID_FILE)).ok()?).ok()
+    read_json(dir, PID_FILE)
 }
 
 /// Counters only the running watcher knows, published for `astpatch status`.
@@ -171,17 +165,23 @@ pub struct Stats {
 }
 
 pub fn write_stats(dir: &Path, s: &Stats) -> Result<()> {
-    let path = dir.join(STATS_FILE);
-    crate::atomic::write(
-        &path,
-        serde_json::to_string(s).expect("json").as_bytes(),
-        Some(0o644),
-    )
-    .map_err(|e| Error::io(&path, e))
+    write_json(dir, STATS_FILE, s)
 }
 
 pub fn read_stats(dir: &Path) -> Option<Stats> {
-    serde_json::from_slice(&fs::read(dir.join(STATS_FILE)).ok()?).ok()
+    read_json(dir, STATS_FILE)
+}
+
+/// A small status file others read: replaced atomically, world-readable.
+fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<()> {
+    let path = dir.join(name);
+    let text = serde_json::to_string(value).expect("status files serialise");
+    crate::atomic::write(&path, text.as_bytes(), Some(0o644)).map_err(|e| Error::io(&path, e))
+}
+
+/// Absent or unreadable reads as "none": the writer may not have run yet.
+fn read_json<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Option<T> {
+    serde_json::from_slice(&fs::read(dir.join(name)).ok()?).ok()
 }
 
 fn ensure_dir(dir: &Path) -> Result<()> {

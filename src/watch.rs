@@ -184,7 +184,12 @@ impl Engine {
     /// One line of the log at `path`, in file order: skips pjproject's packet dumps, then
     /// [`Engine::on_line`]. Call [`Engine::file_restarted`] when the file is rotated or truncated.
     pub fn on_log_line(&mut self, path: &std::path::Path, line: &[u8], now: i64) -> Option<IpNet> {
-        let skip = self.dumps.entry(path.to_path_buf()).or_default();
+        // Looked up by reference: no allocation per line once the file is known.
+        if !self.dumps.contains_key(path) {
+            self.dumps
+                .insert(path.to_path_buf(), PacketDumpSkip::default());
+        }
+        let skip = self.dumps.get_mut(path).expect("inserted above");
         if skip.skip(&self.recogniser, line) {
             return None;
         }
