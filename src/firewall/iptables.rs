@@ -112,12 +112,16 @@ impl Firewall for Iptables {
         }
         let (t, src) = (tool(&net), net.to_string());
         // Delete every copy (a hand-added duplicate would otherwise keep dropping).
-        while self.ok(&[t, "-w", "-C", CHAIN, "-s", &src, "-j", "DROP"])? {
-            must(
-                &*self.runner,
-                &[t, "-w", "-D", CHAIN, "-s", &src, "-j", "DROP"],
-                MODULES,
-            )?;
+        let check = [t, "-w", "-C", CHAIN, "-s", &src, "-j", "DROP"];
+        let delete = [t, "-w", "-D", CHAIN, "-s", &src, "-j", "DROP"];
+        while self.ok(&check)? {
+            let out = self.runner.run(&delete, None)?;
+            // The running watcher's periodic re-check may remove the rule between our check
+            // and our delete (`astpatch unban` records first, then edits the kernel): gone is
+            // what we wanted, so only a rule that is still there is an error.
+            if !out.success && self.ok(&check)? {
+                return Err(command_failed(&delete, &out, MODULES));
+            }
         }
         Ok(())
     }
@@ -197,7 +201,67 @@ impl Firewall for Iptables {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::firewall::Output;
     use crate::firewall::fake::Recorder;
+
+    #[test]
+    fn unban_of_a_rule_someone_else_just_removed_is_not_an_error() {
+        // -C finds the rule, the watcher's re-check removes it, our -D then fails: fine, as
+        // long as the rule is gone. A -D that fails with the rule still there is an error.
+        struct Racing {
+            rule_there: std::sync::Mutex<bool>,
+            delete_works: bool,
+        }
+        impl CommandRunner for Racing {
+            fn run(&self, argv: &[&str], _: Option<&[u8]>) -> Result<Output> {
+                let mut there = self.rule_there.lock().unwrap();
+                let success = match argv[2] {
+                    "-C" => *there,
+                    "-D" => {
+                        let deleted = *there && self.delete_works;
+                        if deleted {
+                            *there = false;
+                        }
+                        deleted
+                    }
+                    _ => true,
+                };
+                Ok(Output {
+                    success,
+                    stdout: String::new(),
+                    stderr: if success {
+                        String::new()
+                    } else {
+                        "Bad rule".into()
+                    },
+                })
+            }
+        }
+        let net: IpNet = "192.0.2.7/32".parse().unwrap();
+        let mut fw = Iptables::new(Box::new(Racing {
+            rule_there: true.into(),
+            delete_works: false,
+        }));
+        // The rule stays: error.
+        assert!(fw.unban(net).is_err());
+        let racing = Racing {
+            rule_there: true.into(),
+            delete_works: false,
+        };
+        // Someone removes it between -C and -D.
+        struct Gone(Racing);
+        impl CommandRunner for Gone {
+            fn run(&self, argv: &[&str], stdin: Option<&[u8]>) -> Result<Output> {
+                let out = self.0.run(argv, stdin)?;
+                if argv[2] == "-C" && out.success {
+                    *self.0.rule_there.lock().unwrap() = false;
+                }
+                Ok(out)
+            }
+        }
+        let mut fw = Iptables::new(Box::new(Gone(racing)));
+        fw.unban(net).unwrap();
+    }
 
     #[test]
     fn parses_only_our_drop_rules() {
