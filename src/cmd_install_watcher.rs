@@ -8,7 +8,9 @@ use crate::error::{Error, Result};
 use crate::exit_codes;
 use crate::output::Style;
 
-pub const UNIT_NAME: &str = "astpatch-watch.service";
+/// The same name the Debian package ships in /lib/systemd/system: a unit written here, in
+/// /etc/systemd/system, overrides the package's.
+pub const UNIT_NAME: &str = "astpatch.service";
 
 /// The unit text. Root, but with only the capabilities the watcher needs: NET_ADMIN/NET_RAW
 /// for the firewall, DAC_READ_SEARCH to read logs owned by the asterisk user.
