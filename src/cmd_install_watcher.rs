@@ -32,7 +32,7 @@ CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_DAC_READ_SEARCH
 AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW CAP_DAC_READ_SEARCH
 NoNewPrivileges=yes
 ProtectSystem=strict
-ReadWritePaths={state} /run
+ReadWritePaths={state} /run -/var/lib/prometheus/node-exporter
 ProtectHome=yes
 PrivateTmp=yes
 PrivateDevices=yes
@@ -101,7 +101,7 @@ mod tests {
             "{unit}"
         );
         assert!(
-            unit.contains("ReadWritePaths=\"/var/lib/ast patch\" /run\n"),
+            unit.contains("ReadWritePaths=\"/var/lib/ast patch\" /run -/var/lib/prometheus/node-exporter\n"),
             "{unit}"
         );
         let plain = unit_text(

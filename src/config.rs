@@ -131,6 +131,9 @@ pub struct Settings {
     pub bantime_increment: Option<BantimeIncrement>,
     /// Ban the whole IPv6 prefix of this length (e.g. 64) rather than one address.
     pub ipv6_prefix: Option<u8>,
+    /// Where the watcher writes its counters in Prometheus' text format every few seconds
+    /// (for node_exporter's textfile collector); none when unset.
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -150,6 +153,7 @@ impl Default for Settings {
             state_dir: PathBuf::from("/var/lib/astpatch"),
             bantime_increment: None,
             ipv6_prefix: None,
+            metrics_file: None,
         }
     }
 }

@@ -33,6 +33,7 @@ pub mod logread;
 pub mod makeopts;
 pub mod manifest;
 pub mod manual;
+pub mod metrics;
 pub mod module_tag;
 pub mod output;
 pub mod patch;

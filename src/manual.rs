@@ -80,10 +80,16 @@ pub const SETTINGS: &[SettingDoc] = &[
         default: "64",
         text: "Ban the whole IPv6 prefix of this length rather than one address. Off unless set.",
     },
+    SettingDoc {
+        key: "metrics_file",
+        default: "\"/var/lib/prometheus/node-exporter/astpatch.prom\"",
+        text: "The watcher writes its counters here in Prometheus' text format every 5 seconds, \
+               for node_exporter's textfile collector (no socket is opened). Off unless set.",
+    },
 ];
 
 /// Keys off by default: written commented out, with an example value.
-const OFF_BY_DEFAULT: &[&str] = &["bantime_increment", "ipv6_prefix"];
+const OFF_BY_DEFAULT: &[&str] = &["bantime_increment", "ipv6_prefix", "metrics_file"];
 
 /// The settings file the package installs as a conffile: every setting, commented out, at its
 /// default, so the file changes nothing until the operator edits it.
@@ -247,6 +253,7 @@ mod tests {
                 max: std::time::Duration::from_secs(604_800),
             }),
             ipv6_prefix: Some(64),
+            metrics_file: Some("/m.prom".into()),
             ..crate::config::Settings::default()
         };
         s.tags = vec!["0123456789abcdef".parse().unwrap()];

@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use crate::config::Settings;
 use crate::error::Result;
 use crate::firewall::Firewall;
+use crate::metrics::Metrics;
 use crate::module_tag::Tag;
 use crate::policy;
 use crate::recognise::{PacketDumpSkip, RecogniseOptions, Recogniser, Recognition};
@@ -41,6 +42,9 @@ pub struct Reconciled {
     pub adopted_from_kernel: usize,
 }
 
+/// Seconds between two writes of the metrics file.
+pub const METRICS_EVERY: i64 = 5;
+
 /// Seconds between two looks for new tags prompted by unknown ones.
 pub const RELEARN_EVERY: i64 = 5;
 
@@ -50,6 +54,9 @@ pub struct Engine {
     tag_source: Option<Box<dyn FnMut() -> Vec<Tag> + Send>>,
     last_relearn: i64,
     forged: u64,
+    metrics: Metrics,
+    metrics_at: i64,
+    metrics_failing: bool,
     /// Per log file: a raw SIP packet pjproject is dumping into it. Its lines are written by
     /// the remote party — whole forged log lines included — so none of them is read.
     dumps: std::collections::HashMap<std::path::PathBuf, PacketDumpSkip>,
@@ -108,6 +115,9 @@ impl Engine {
             tag_source: None,
             last_relearn: i64::MIN,
             forged: 0,
+            metrics: Metrics::default(),
+            metrics_at: i64::MIN,
+            metrics_failing: false,
             dumps: std::collections::HashMap::new(),
             tracker,
             state,
@@ -175,6 +185,45 @@ impl Engine {
             names.join(", ")
         ));
         true
+    }
+
+    /// Write the metrics file (setting `metrics_file`) every [`METRICS_EVERY`] seconds. A
+    /// failed write is a warning, said once until it works again: banning goes on.
+    fn write_metrics(&mut self, now: i64) {
+        let Some(path) = self.settings.metrics_file.clone() else {
+            return;
+        };
+        if now.saturating_sub(self.metrics_at) < METRICS_EVERY {
+            return;
+        }
+        self.metrics_at = now;
+        self.metrics.active_bans = self
+            .state
+            .as_ref()
+            .map_or(0, |st| st.active_bans(now).len());
+        self.metrics.sources = self
+            .settings
+            .logs
+            .iter()
+            .map(|l| (l.display().to_string(), std::fs::File::open(l).is_ok()))
+            .collect();
+        let text = self.metrics.render(now);
+        match crate::atomic::write(&path, text.as_bytes(), Some(0o644)) {
+            Ok(()) => self.metrics_failing = false,
+            Err(e) if !self.metrics_failing => {
+                self.metrics_failing = true;
+                self.say(format_args!(
+                    "warning: cannot write metrics to {}: {e}; banning goes on",
+                    path.display()
+                ));
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// What the watcher has counted (also what the metrics file shows).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// chan_sip lines seen with a tag no known build has.
@@ -254,6 +303,8 @@ impl Engine {
             self.dumps
                 .insert(path.to_path_buf(), PacketDumpSkip::default());
         }
+        self.metrics.lines_read += 1;
+        self.metrics.last_line_at = Some(now);
         let skip = self.dumps.get_mut(path).expect("inserted above");
         if skip.skip(&self.recogniser, line) {
             return None;
@@ -274,8 +325,9 @@ impl Engine {
         }
         let (rule, addr, time) = match r {
             Recognition::Failure { rule, addr, time } => (rule, addr, time),
-            Recognition::Forged { .. } => {
+            Recognition::Forged { rule, .. } => {
                 self.forged += 1;
+                self.metrics.forged[rule as usize] += 1;
                 return None;
             }
             _ => return None,
@@ -295,6 +347,7 @@ impl Engine {
             return None;
         }
         self.total_failed += 1;
+        self.metrics.failures[rule as usize] += 1;
         // Replaying old lines (--from-start) counts them at their own time.
         let t = if self.from_start {
             time.unwrap_or(now)
@@ -346,6 +399,7 @@ impl Engine {
             ));
             return None;
         }
+        self.metrics.ban("log");
         let fw = self.fw.as_mut().expect("state implies firewall");
         match fw.ban(net, Some(until)) {
             Ok(()) => self.say(format_args!(
@@ -429,6 +483,7 @@ impl Engine {
             self.last_expire = now;
             self.tracker.expire(now);
         }
+        self.write_metrics(now);
         if self.tracker.evicted() > self.evicted_said {
             let n = self.tracker.evicted() - self.evicted_said;
             self.evicted_said = self.tracker.evicted();

@@ -565,7 +565,7 @@ _astpatch() {
             return 0
             ;;
         astpatch__subcmd__unban)
-            opts="-h --all --config --help"
+            opts="-h --all --purge --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -88,7 +88,8 @@ complete -c astpatch -n "__fish_astpatch_using_subcommand ban" -l config -d 'Set
 complete -c astpatch -n "__fish_astpatch_using_subcommand ban" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c astpatch -n "__fish_astpatch_using_subcommand unban" -l config -d 'Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand unban" -l all -d 'Lift every ban astpatch holds'
-complete -c astpatch -n "__fish_astpatch_using_subcommand unban" -s h -l help -d 'Print help'
+complete -c astpatch -n "__fish_astpatch_using_subcommand unban" -l purge -d 'With --all: also remove astpatch\'s firewall objects of every backend'
+complete -c astpatch -n "__fish_astpatch_using_subcommand unban" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c astpatch -n "__fish_astpatch_using_subcommand status" -l config -d 'Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand status" -l json -d 'Print JSON instead of text'
 complete -c astpatch -n "__fish_astpatch_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
