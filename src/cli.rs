@@ -384,6 +384,7 @@ fn run(cli: Cli, style: Style) -> Result<u8, Error> {
                 settings,
                 crate::cmd_watch::WatchArgs {
                     ban,
+                    config,
                     logs,
                     backend,
                     state_dir,

@@ -25,6 +25,8 @@ Wants=network-online.target
 [Service]
 Type=simple
 ExecStart={exe} watch --ban --config {config}
+# Re-reads the settings (systemctl reload astpatch); logs, backend and state_dir need a restart.
+ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=2s
 # Least privilege: root, but only the capabilities the firewall and log reading need.
@@ -101,7 +103,9 @@ mod tests {
             "{unit}"
         );
         assert!(
-            unit.contains("ReadWritePaths=\"/var/lib/ast patch\" /run -/var/lib/prometheus/node-exporter\n"),
+            unit.contains(
+                "ReadWritePaths=\"/var/lib/ast patch\" /run -/var/lib/prometheus/node-exporter\n"
+            ),
             "{unit}"
         );
         let plain = unit_text(

@@ -140,6 +140,47 @@ impl Engine {
         }
     }
 
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Take new settings (SIGHUP) and say what changed. What only a restart can change (the
+    /// logs followed, the backend, the state dir) is kept as it is; new maxretry or findtime
+    /// start the failure counts afresh. The caller sets the tail trust again.
+    pub fn reload(&mut self, mut new: Settings) -> Vec<String> {
+        let mut notes = vec![];
+        let old = &self.settings;
+        if new.logs != old.logs {
+            notes.push("the logs followed change only with a restart; keeping the old list".into());
+            new.logs = old.logs.clone();
+        }
+        if new.backend != old.backend {
+            notes.push(format!(
+                "the backend changes only with a restart; keeping {}",
+                old.backend
+            ));
+            new.backend = old.backend;
+        }
+        if new.state_dir != old.state_dir {
+            notes.push(format!(
+                "state_dir changes only with a restart; keeping {}",
+                old.state_dir.display()
+            ));
+            new.state_dir = old.state_dir.clone();
+        }
+        if new.maxretry != old.maxretry || new.findtime != old.findtime {
+            notes.push(format!(
+                "maxretry {} within {}: failure counts start afresh",
+                new.maxretry,
+                crate::duration::format(new.findtime)
+            ));
+            self.tracker = Tracker::new(new.maxretry, new.findtime.as_secs() as i64, MAX_TRACKED);
+        }
+        self.settings = new;
+        notes
+    }
+
     /// Which chan_sip tails are believed from now on.
     pub fn set_tail_trust(&mut self, opts: RecogniseOptions) {
         self.recogniser = Recogniser::new(opts);

@@ -560,3 +560,88 @@ fn metrics_file_reads_as_prometheus_text() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// SIGHUP re-reads the settings (what `systemctl reload astpatch` sends): a new maxretry takes
+/// effect, invalid settings keep the old ones, and the watcher lives on (it used to die with
+/// status 129, which systemd takes for a clean exit).
+#[test]
+fn sighup_reloads_the_settings_and_keeps_the_old_ones_when_invalid() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("messages");
+    let cfg = d.path().join("astpatch.toml");
+    std::fs::write(&log, "").unwrap();
+    let write_cfg = |maxretry: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "maxretry = {maxretry}\nlogs = [\"{}\"]\nstate_dir = \"{}\"\n",
+                log.display(),
+                d.path().join("state").display()
+            ),
+        )
+        .unwrap()
+    };
+    write_cfg("5");
+    let out_path = d.path().join("out");
+    let child = Command::new(common::bin())
+        .args(["watch", "--config"])
+        .arg(&cfg)
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .spawn()
+        .unwrap();
+    // Killed and reaped even when an assertion fails.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Reap(child);
+    let out = || std::fs::read_to_string(&out_path).unwrap_or_default();
+    let wait = |what: &str, cond: &dyn Fn(&str) -> bool| {
+        let t = Instant::now();
+        while !cond(&out()) {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "waiting for {what}:\n{}",
+                out()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait("start", &|o| o.contains("chan_sip tails"));
+    std::thread::sleep(Duration::from_millis(300));
+    append_failures(&log, "203.0.113.9", 2);
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(!out().contains("would ban"), "{}", out());
+
+    write_cfg("2");
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) };
+    wait("reload", &|o| o.contains("SIGHUP: settings reloaded"));
+    assert!(
+        out().contains("SIGHUP: maxretry 2 within 10m: failure counts start afresh"),
+        "{}",
+        out()
+    );
+    append_failures(&log, "203.0.113.9", 2);
+    wait("a ban at the new maxretry", &|o| {
+        o.contains("would ban 203.0.113.9/32: 2 failures")
+    });
+
+    write_cfg("\"many\"");
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) };
+    wait("refusal", &|o| {
+        o.contains("SIGHUP: the settings are invalid, keeping the old ones")
+    });
+    append_failures(&log, "203.0.113.10", 2);
+    wait("still banning with maxretry 2", &|o| {
+        o.contains("would ban 203.0.113.10/32: 2 failures")
+    });
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "the watcher died on SIGHUP"
+    );
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    assert!(child.0.wait().unwrap().success());
+}
