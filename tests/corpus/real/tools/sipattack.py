@@ -30,13 +30,18 @@ class Dialog:
     def __init__(self, args):
         self.args = args
         self.pbx_host, self.pbx_port = args.pbx.rsplit(":", 1)
+        self.pbx_host = self.pbx_host.strip("[]")
         self.pbx_port = int(self.pbx_port)
         lhost, lport = args.local.rsplit(":", 1)
-        self.lhost, self.lport = lhost, int(lport)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((lhost, self.lport))
+        self.lhost, self.lport = lhost.strip("[]"), int(lport)
+        family = socket.AF_INET6 if ":" in self.lhost else socket.AF_INET
+        # how a host appears inside SIP (IPv6 references are bracketed)
+        self.lref = "[%s]" % self.lhost if family == socket.AF_INET6 else self.lhost
+        self.pref = "[%s]" % self.pbx_host if family == socket.AF_INET6 else self.pbx_host
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.bind((self.lhost, self.lport))
         self.sock.settimeout(args.timeout)
-        self.call_id = rnd(16) + "@" + lhost
+        self.call_id = rnd(16) + "@" + self.lref
         if args.pad_callid:
             self.call_id = "c" * args.pad_callid + rnd(8)
         if args.callid:
@@ -45,7 +50,7 @@ class Dialog:
         self.cseq = 1
 
     def via(self, branch, maddr):
-        v = "SIP/2.0/UDP %s:%d;branch=z9hG4bK%s;rport" % (self.lhost, self.lport, branch)
+        v = "SIP/2.0/UDP %s:%d;branch=z9hG4bK%s;rport" % (self.lref, self.lport, branch)
         if maddr:
             v += ";maddr=" + maddr
         return v
@@ -61,7 +66,7 @@ class Dialog:
             "To: " + to,
             "Call-ID: " + self.call_id,
             "CSeq: %d %s" % (cseq or self.cseq, method),
-            "Contact: <sip:%s@%s:%d>" % (self.args.user, self.lhost, self.lport),
+            "Contact: <sip:%s@%s:%d>" % (self.args.user, self.lref, self.lport),
             "User-Agent: astpatch-lab",
         ]
         if auth:
@@ -125,7 +130,7 @@ SDP = (b"v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n"
 
 def run(args):
     d = Dialog(args)
-    host = d.pbx_host
+    host = d.pref
     ruri_user = args.ruri_user if args.ruri_user is not None else args.user
     method = "REGISTER" if args.cmd == "register-wrong" else "INVITE"
     if method == "REGISTER":
@@ -139,10 +144,11 @@ def run(args):
     if args.from_tail:
         # the tail goes after the tag parameter, which is where the stock line ends
         d.from_tag = d.from_tag + args.from_tail
-    body = SDP.replace(b"{ip}", d.lhost.encode()) if method == "INVITE" else b""
+    ipv = b"IP6" if ":" in d.lhost else b"IP4"
+    body = SDP.replace(b"IP4 {ip}", ipv + b" " + d.lhost.encode()) if method == "INVITE" else b""
     for i in range(args.count):
         if i:
-            d.call_id = rnd(16) + "@" + d.lhost if not (args.pad_callid or args.callid) else d.call_id + str(i)
+            d.call_id = rnd(16) + "@" + d.lref if not (args.pad_callid or args.callid) else d.call_id + str(i)
             d.from_tag = rnd(8) + (args.from_tail or "")
         d.cseq = 1
         first_maddr = args.maddr if args.maddr_first else None
