@@ -1,0 +1,203 @@
+//! Finding the running Asterisk through the real /proc: a gcc-built stand-in named `asterisk`
+//! that takes `-C FILE`, dlopens a gcc-built chan_sip.so and serves `module unload/load` on its
+//! control socket. Checks discovery, a rename-over install showing ` (deleted)`, reading the
+//! replaced module's kind through /proc/PID/map_files, and the two-installs case.
+mod common;
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use astpatch::module_tag::{ModuleKind, Tag};
+use astpatch::running::{self, Instance};
+use common::live_asterisk::{self, Module, Running};
+
+const TAG: &str = "0123456789abcdef";
+
+/// An install under `prefix`: the binary, a stock chan_sip.so, and an asterisk.conf at `conf`
+/// naming the prefix's module dir and a run dir of its own.
+struct Install {
+    exe: PathBuf,
+    conf: PathBuf,
+    moddir: PathBuf,
+    rundir: PathBuf,
+}
+
+fn install(prefix: &Path, conf: &Path) -> Install {
+    let exe = live_asterisk::build_asterisk(prefix);
+    let moddir = prefix.join("lib/asterisk/modules");
+    let rundir = prefix.join("var/run/asterisk");
+    fs::create_dir_all(&rundir).unwrap();
+    live_asterisk::build_module(&moddir.join("chan_sip.so"), Module::Stock);
+    fs::create_dir_all(conf.parent().unwrap()).unwrap();
+    fs::write(
+        conf,
+        format!(
+            "[directories](!)\nastetcdir => {etc}\nastmoddir => {m}\nastlogdir => {p}/var/log/asterisk\nastrundir => {r}\n",
+            etc = conf.parent().unwrap().display(),
+            m = moddir.display(),
+            p = prefix.display(),
+            r = rundir.display()
+        ),
+    )
+    .unwrap();
+    Install {
+        exe,
+        conf: conf.to_owned(),
+        moddir,
+        rundir,
+    }
+}
+
+/// The instances among `pids` (other Asterisk processes on the machine are not ours).
+fn ours(pids: &[u32]) -> Vec<Instance> {
+    running::discover(Path::new("/proc"), Path::new("/"))
+        .unwrap()
+        .into_iter()
+        .filter(|i| pids.contains(&i.pid))
+        .collect()
+}
+
+fn ino(p: &Path) -> u64 {
+    fs::metadata(p).unwrap().ino()
+}
+
+fn rx(i: &Install, cmd: &str) -> String {
+    let o = Command::new(&i.exe)
+        .args(["-C", i.conf.to_str().unwrap(), "-rx", cmd])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn a_live_instance_its_config_and_its_module_are_found_and_consoles_are_not() {
+    if !common::require_root("a_live_instance_its_config_and_its_module_are_found") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let a = install(
+        &d.path().join("opt/ast20"),
+        &d.path().join("srv/pbx/asterisk.conf"),
+    );
+    let server = Running::start(&a.exe, &["-f", "-C", a.conf.to_str().unwrap()]);
+    let console = Running(
+        Command::new(&a.exe)
+            .args(["-C", a.conf.to_str().unwrap(), "-r"])
+            .spawn()
+            .unwrap(),
+    );
+    // The console must be running (and not a zombie) when /proc is read.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let found = ours(&[server.pid(), console.pid()]);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let i = &found[0];
+    assert_eq!(i.pid, server.pid());
+    assert_eq!(i.exe, a.exe);
+    assert!(i.explicit_config && !i.exe_deleted && i.maps_error.is_none());
+    assert_eq!(i.config, a.conf);
+    assert_eq!(i.dirs.astmoddir, a.moddir);
+    assert_eq!(i.ctl_socket, a.rundir.join("asterisk.ctl"));
+    let m = i.chan_sip.as_ref().expect("chan_sip mapped");
+    assert_eq!(m.path, a.moddir.join("chan_sip.so"));
+    assert_eq!(m.inode, ino(&m.path));
+    assert!(!m.deleted);
+    assert_eq!(m.kind, Ok(ModuleKind::Stock));
+    // Named by its config, it is selected among others.
+    let pick = running::select(found.clone(), Some(&a.conf)).unwrap();
+    assert_eq!(pick.map(|i| i.pid), Some(server.pid()));
+}
+
+#[test]
+fn a_module_replaced_on_disk_shows_deleted_and_is_read_through_map_files_until_reloaded() {
+    if !common::require_root("a_module_replaced_on_disk_shows_deleted") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let a = install(
+        &d.path().join("usr"),
+        &d.path().join("usr/etc/asterisk/asterisk.conf"),
+    );
+    let so = a.moddir.join("chan_sip.so");
+    let stock_ino = ino(&so);
+    // No -C: the stand-in reads the asterisk.conf compiled into it, as Asterisk does.
+    let server = Running::start(&a.exe, &[]);
+    let i = &ours(&[server.pid()])[0];
+    assert!(!i.explicit_config);
+    assert_eq!(i.config, a.conf, "the built-in path, read from the binary");
+    assert_eq!(i.dirs.astmoddir, a.moddir);
+
+    // Install without reload: the file is renamed over; the process keeps the stock one.
+    live_asterisk::build_module(&so, Module::Tagged(TAG));
+    let i = &ours(&[server.pid()])[0];
+    let m = i.chan_sip.as_ref().unwrap();
+    assert!(m.deleted, "{m:?}");
+    assert_eq!(m.inode, stock_ino);
+    assert_ne!(m.inode, ino(&so));
+    assert_eq!(m.path, so);
+    assert_eq!(
+        m.kind,
+        Ok(ModuleKind::Stock),
+        "read from the mapping, not from the tagged file now at the path"
+    );
+
+    // Unload and load through the control socket: the new file is mapped, tag and all.
+    assert_eq!(
+        rx(&a, "module unload chan_sip.so"),
+        "Unloaded chan_sip.so\n"
+    );
+    let i = &ours(&[server.pid()])[0];
+    assert_eq!(i.chan_sip, None, "unloaded: nothing mapped");
+    assert_eq!(rx(&a, "module load chan_sip.so"), "Loaded chan_sip.so\n");
+    let i = &ours(&[server.pid()])[0];
+    let m = i.chan_sip.as_ref().unwrap();
+    assert!(!m.deleted);
+    assert_eq!(m.inode, ino(&so));
+    assert_eq!(
+        m.kind,
+        Ok(ModuleKind::Tagged(vec![TAG.parse::<Tag>().unwrap()]))
+    );
+}
+
+#[test]
+fn two_installs_the_running_one_is_told_by_its_process_not_by_the_default_paths() {
+    if !common::require_root("two_installs_the_running_one_is_told_by_its_process") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    // A stopped install in its default paths (its binary reads PREFIX/etc/asterisk/asterisk.conf).
+    let stopped = install(
+        &d.path().join("usr"),
+        &d.path().join("usr/etc/asterisk/asterisk.conf"),
+    );
+    live_asterisk::build_module(&stopped.moddir.join("chan_sip.so"), Module::Tagged(TAG));
+    // The running one under another prefix, started with -C elsewhere.
+    let live = install(
+        &d.path().join("opt/ast20"),
+        &d.path().join("opt/ast20/etc/pbx/asterisk.conf"),
+    );
+    let server = Running::start(&live.exe, &["-C", live.conf.to_str().unwrap()]);
+    let found = ours(&[server.pid()]);
+    assert_eq!(found.len(), 1);
+    let i = &found[0];
+    assert_eq!(i.exe, live.exe);
+    assert_eq!(i.config, live.conf);
+    assert_eq!(i.dirs.astmoddir, live.moddir);
+    assert_ne!(i.dirs.astmoddir, stopped.moddir);
+    // The stopped install's module is patched; the one really loaded is stock.
+    assert_eq!(i.chan_sip.as_ref().unwrap().kind, Ok(ModuleKind::Stock));
+    // Naming the stopped install's conf selects nothing running.
+    assert_eq!(
+        running::select(found.clone(), Some(&stopped.conf)).unwrap(),
+        None
+    );
+    assert_eq!(
+        i.rx("module unload chan_sip.so"),
+        format!(
+            "{} -C {} -rx 'module unload chan_sip.so'",
+            live.exe.display(),
+            live.conf.display()
+        )
+    );
+}
