@@ -100,10 +100,18 @@ pub fn under(root: &Path, path: &Path) -> PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
 }
 
+/// Where an Asterisk built with `--prefix=/usr` reads its asterisk.conf.
+pub const DEFAULT_PATH: &str = "/etc/asterisk/asterisk.conf";
+
 /// Read `<root>/etc/asterisk/asterisk.conf`; `None` when there is none. Paths inside are
 /// returned as they are written (relative to `root`).
 pub fn load(root: &Path) -> Result<Option<Directories>> {
-    let path = under(root, Path::new("/etc/asterisk/asterisk.conf"));
+    load_file(root, Path::new(DEFAULT_PATH))
+}
+
+/// Read the asterisk.conf at `conf` inside `root`; `None` when there is none.
+pub fn load_file(root: &Path, conf: &Path) -> Result<Option<Directories>> {
+    let path = under(root, conf);
     match std::fs::read(&path) {
         Ok(bytes) => Ok(Some(parse(&String::from_utf8_lossy(&bytes)))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

@@ -505,6 +505,60 @@ pub fn find(root: &Path, asterisk_conf: Option<&Path>) -> Result<Option<Instance
     select(found, asterisk_conf)
 }
 
+/// What an instance maps compared with the module file at `installed` (inode `inode`) that
+/// holds `expected`: `Ok` when it is exactly that file, else what it maps instead, in words.
+pub fn confirm_loaded(
+    now: Option<&Instance>,
+    pid: u32,
+    installed: &Path,
+    inode: u64,
+    expected: &ModuleKind,
+) -> Result<(), String> {
+    let Some(i) = now else {
+        return Err(format!("the Asterisk with pid {pid} is no longer running"));
+    };
+    if let Some(e) = &i.maps_error {
+        return Err(format!("what pid {pid} has loaded cannot be seen: {e}"));
+    }
+    let Some(m) = &i.chan_sip else {
+        return Err(format!("pid {pid} has no {CHAN_SIP} loaded"));
+    };
+    if m.deleted || m.inode != inode {
+        return Err(format!(
+            "pid {pid} still maps {} {}, not the file installed at {}",
+            m.path.display(),
+            if m.deleted {
+                "(deleted: the module it replaced)".to_owned()
+            } else {
+                format!("(inode {})", m.inode)
+            },
+            installed.display()
+        ));
+    }
+    match &m.kind {
+        Ok(k) if k == expected => Ok(()),
+        Ok(k) => Err(format!(
+            "pid {pid} maps {} but it reads as {} where {} was expected",
+            m.path.display(),
+            kind_word(k),
+            kind_word(expected)
+        )),
+        Err(e) => Err(e.clone()),
+    }
+}
+
+/// `stock`, `patched without a tag`, `patched (tag …)`.
+pub fn kind_word(k: &ModuleKind) -> String {
+    match k {
+        ModuleKind::Stock => "stock".into(),
+        ModuleKind::Untagged => "patched without a tag".into(),
+        ModuleKind::Tagged(t) => format!(
+            "patched (tag {})",
+            t.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -821,6 +875,61 @@ mod tests {
         // A stopped install: nothing runs with it.
         assert_eq!(pick("/etc/asterisk/asterisk.conf"), None);
         assert_eq!(select(vec![], None).unwrap(), None);
+    }
+
+    #[test]
+    fn a_reload_is_confirmed_only_by_the_installed_inode_and_kind() {
+        let inst = |m: Option<MappedModule>| Instance {
+            pid: 7,
+            exe: "/usr/sbin/asterisk".into(),
+            exe_deleted: false,
+            config: "/etc/asterisk/asterisk.conf".into(),
+            explicit_config: false,
+            dirs: Directories::default(),
+            ctl_socket: "/var/run/asterisk/asterisk.ctl".into(),
+            chan_sip: m,
+            maps_error: None,
+        };
+        let module = |inode, deleted, kind| {
+            Some(MappedModule {
+                path: "/m/chan_sip.so".into(),
+                inode,
+                deleted,
+                kind,
+            })
+        };
+        let want = ModuleKind::Untagged;
+        let p = Path::new("/m/chan_sip.so");
+        let ok = inst(module(5, false, Ok(ModuleKind::Untagged)));
+        assert_eq!(confirm_loaded(Some(&ok), 7, p, 5, &want), Ok(()));
+        let e = confirm_loaded(
+            Some(&inst(module(4, true, Ok(ModuleKind::Stock)))),
+            7,
+            p,
+            5,
+            &want,
+        )
+        .unwrap_err();
+        assert!(e.contains("still maps") && e.contains("deleted"), "{e}");
+        let e = confirm_loaded(
+            Some(&inst(module(5, false, Ok(ModuleKind::Stock)))),
+            7,
+            p,
+            5,
+            &want,
+        )
+        .unwrap_err();
+        assert!(e.contains("reads as stock"), "{e}");
+        assert!(
+            confirm_loaded(Some(&inst(None)), 7, p, 5, &want)
+                .unwrap_err()
+                .contains("no chan_sip.so loaded")
+        );
+        assert!(
+            confirm_loaded(None, 7, p, 5, &want)
+                .unwrap_err()
+                .contains("no longer running")
+        );
     }
 
     #[test]
