@@ -123,6 +123,10 @@ pub struct Settings {
     /// chan_sip.so when the watcher (or scan) starts; see [`crate::tail_trust`].
     pub patched: Patched,
     pub state_dir: PathBuf,
+    /// The asterisk.conf of the Asterisk astpatch looks after (the `-C` it runs with), when
+    /// several run on this host [default: the one running].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asterisk_conf: Option<PathBuf>,
     pub bantime_increment: Option<BantimeIncrement>,
     /// Ban the whole IPv6 prefix of this length (e.g. 64) rather than one address.
     pub ipv6_prefix: Option<u8>,
@@ -142,6 +146,7 @@ impl Default for Settings {
             backend: Backend::Iptables,
             patched: Patched::Auto,
             state_dir: PathBuf::from("/var/lib/astpatch"),
+            asterisk_conf: None,
             bantime_increment: None,
             ipv6_prefix: None,
         }

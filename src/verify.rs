@@ -14,6 +14,8 @@ use crate::config::{Backend, Settings};
 use crate::firewall::Firewall;
 use crate::install;
 use crate::logger_conf;
+use crate::module_tag::ModuleKind;
+use crate::running::{Instance, kind_word};
 use crate::sites::{self, PatchState};
 use crate::state;
 use crate::watcher_unit::{self, UnitState};
@@ -66,16 +68,42 @@ pub struct Inputs<'a> {
     pub root: &'a Path,
     pub moddir: Option<&'a Path>,
     pub settings: &'a Settings,
+    /// The running Asterisk, as [`crate::running`] found it.
+    pub running: Running<'a>,
+    /// The asterisk.conf to read when no instance runs [default: /etc/asterisk/asterisk.conf].
+    pub asterisk_conf: Option<&'a Path>,
+}
+
+/// What the caller learnt about the running Asterisk.
+#[derive(Debug, Clone, Copy)]
+pub enum Running<'a> {
+    /// Processes were not looked at (a `--root` other than `/`).
+    NotLooked,
+    /// No Asterisk server runs (with the named asterisk.conf, when one was named).
+    None,
+    Instance(&'a Instance),
 }
 
 /// Run every check. `firewall` opens the backend the watcher uses (argv runner inside).
 pub fn verify(inp: &Inputs, firewall: &dyn Fn(Backend) -> Box<dyn Firewall>) -> VerifyReport {
-    let dirs = asterisk_conf::load(inp.root).ok().flatten();
+    // The running instance's directories are the ones that matter; else its asterisk.conf.
+    let dirs = match inp.running {
+        Running::Instance(i) => Some(i.dirs.clone()),
+        _ => asterisk_conf::load_file(
+            inp.root,
+            inp.asterisk_conf
+                .unwrap_or(Path::new(asterisk_conf::DEFAULT_PATH)),
+        )
+        .ok()
+        .flatten(),
+    };
     let src_state = inp.src.map(source_state);
+    let (installed, installed_path) = check_installed(inp);
     let mut checks = vec![
         check_source(inp.src, src_state.as_ref()),
         check_built(inp.src, src_state.as_ref()),
-        check_installed(inp),
+        installed,
+        check_loaded(inp, installed_path.as_deref()),
     ];
     let (logging, notice_files) = check_logging(inp, dirs.as_ref());
     checks.push(logging);
@@ -248,20 +276,34 @@ fn check_built(src: Option<&Path>, st: Option<&SourceState>) -> Check {
     )
 }
 
-fn check_installed(inp: &Inputs) -> Check {
+/// The installed-module check, and the module file it judged (for the loaded-module check).
+fn check_installed(inp: &Inputs) -> (Check, Option<PathBuf>) {
     const NAME: &str = "installed-module";
-    let moddir = match install::resolve_moddir(inp.moddir, inp.src, inp.root) {
+    let from = match inp.running {
+        Running::Instance(i) => install::ModdirFrom::Running(i),
+        _ => install::ModdirFrom::Conf(
+            inp.asterisk_conf
+                .unwrap_or(Path::new(asterisk_conf::DEFAULT_PATH)),
+        ),
+    };
+    let moddir = match install::resolve_moddir_from(inp.moddir, inp.src, inp.root, from) {
         Ok(m) => m,
         Err(_) => {
-            return Check::new(
+            return (Check::new(
                 NAME,
                 Status::Skipped,
                 "module directory unknown: no astmoddir in asterisk.conf and no configured tree (makeopts)",
             )
-            .fix("pass --moddir DIR (often /usr/lib/asterisk/modules)");
+            .fix("pass --moddir DIR (often /usr/lib/asterisk/modules)"), None);
         }
     };
     let path = moddir.path.join(install::MODULE);
+    (installed_check(inp, &path), Some(path))
+}
+
+fn installed_check(inp: &Inputs, path: &Path) -> Check {
+    const NAME: &str = "installed-module";
+    let path = path.to_owned();
     let install_cmd = format!("astpatch apply --rebuild --install {}", src_arg(inp.src));
     let Ok(installed) = fs::read(&path) else {
         return Check::new(
@@ -311,6 +353,132 @@ fn check_installed(inp: &Inputs) -> Check {
     }
 }
 
+/// Whether the running Asterisk has the installed module loaded: the file on disk only says
+/// what the next load will use.
+fn check_loaded(inp: &Inputs, installed: Option<&Path>) -> Check {
+    const NAME: &str = "loaded-module";
+    let i = match inp.running {
+        Running::NotLooked => {
+            return Check::new(
+                NAME,
+                Status::Skipped,
+                "processes are not looked at under --root",
+            );
+        }
+        Running::None => {
+            return Check::new(
+                NAME,
+                Status::Skipped,
+                match inp.asterisk_conf {
+                    Some(c) => format!("no Asterisk is running with {}", shown(c)),
+                    None => "no Asterisk is running".into(),
+                },
+            );
+        }
+        Running::Instance(i) => i,
+    };
+    let on_disk = installed.and_then(|p| {
+        let bytes = fs::read(p).ok()?;
+        let ino = std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).ok()?);
+        Some((ino, ModuleKind::of(&bytes)))
+    });
+    judge_loaded(i, inp.src, on_disk.as_ref())
+}
+
+/// The loaded-module decision, free of effects: the instance as /proc showed it, and the
+/// installed file's inode and kind.
+pub fn judge_loaded(
+    i: &Instance,
+    src: Option<&Path>,
+    installed: Option<&(u64, ModuleKind)>,
+) -> Check {
+    const NAME: &str = "loaded-module";
+    let who = format!("the running Asterisk (pid {})", i.pid);
+    let conf = if i.explicit_config {
+        format!(" --asterisk-conf {}", shown(&i.config))
+    } else {
+        String::new()
+    };
+    let reload = format!(
+        "{} && {}",
+        i.rx(&format!("module unload {}", install::MODULE)),
+        i.rx(&format!("module load {}", install::MODULE))
+    );
+    let apply = format!("astpatch apply --install --reload{conf} {}", src_arg(src));
+    if let Some(e) = &i.maps_error {
+        return Check::new(NAME, Status::Fail, format!("{who}: {e}"))
+            .fix("run verify as root (or as the user Asterisk runs as)");
+    }
+    let Some(m) = &i.chan_sip else {
+        return Check::new(
+            NAME,
+            Status::Fail,
+            format!("{who} has no {} loaded", install::MODULE),
+        )
+        .fix(i.rx(&format!("module load {}", install::MODULE)));
+    };
+    let loaded = match &m.kind {
+        Ok(k) => k,
+        Err(e) => {
+            return Check::new(NAME, Status::Fail, format!("{who}: {e}")).fix("run verify as root");
+        }
+    };
+    let same_file = installed.is_some_and(|(ino, _)| *ino == m.inode) && !m.deleted;
+    let installed_kind = installed.map(|(_, k)| k);
+    match (loaded, installed_kind) {
+        (ModuleKind::Stock, Some(k)) if k.is_patched() => Check::new(
+            NAME,
+            Status::Fail,
+            format!("the installed {} is patched but {who} still has the stock module loaded", install::MODULE),
+        )
+        .fix(format!("run {apply}")),
+        (ModuleKind::Stock, _) => Check::new(
+            NAME,
+            Status::Fail,
+            format!("{who} has the stock {} loaded", install::MODULE),
+        )
+        .fix(format!("astpatch apply --rebuild --install --reload{conf} {}", src_arg(src))),
+        (k, Some(ModuleKind::Stock)) => Check::new(
+            NAME,
+            Status::Fail,
+            format!(
+                "the installed {} is stock but {who} still has the {} module loaded",
+                install::MODULE,
+                kind_word(k)
+            ),
+        )
+        .fix(reload),
+        (k, _) if !same_file => {
+            let detail = format!(
+                "{who} has a {} {} loaded that is no longer the installed file{}",
+                kind_word(k),
+                install::MODULE,
+                if m.deleted { " (deleted on disk)" } else { "" }
+            );
+            // The same build under another inode (reinstalled) changes nothing the log shows.
+            if installed_kind == Some(k) {
+                Check::new(NAME, Status::Warn, detail).fix(reload)
+            } else {
+                Check::new(NAME, Status::Fail, detail).fix(reload)
+            }
+        }
+        (ModuleKind::Untagged, _) => Check::new(
+            NAME,
+            Status::Warn,
+            format!(
+                "{who} has the installed {} loaded, patched without a tag: its lines cannot be told from forged ones, only patched = true trusts them",
+                install::MODULE
+            ),
+        )
+        .fix(format!("astpatch apply --rebuild --install --reload{conf} {}", src_arg(src))),
+        (k, _) => Check::new(
+            NAME,
+            Status::Pass,
+            format!("{who} has the installed {} loaded, {}", install::MODULE, kind_word(k)),
+        ),
+    }
+}
+
 /// The security log level exists from Asterisk 1.8 on; unknown versions are assumed to have it.
 pub fn has_security_level(version: Option<&str>) -> bool {
     let Some(v) = version else { return true };
@@ -341,7 +509,12 @@ fn check_logging(inp: &Inputs, dirs: Option<&Directories>) -> (Check, Vec<PathBu
     let defaults = Directories::default();
     let dirs = dirs.unwrap_or(&defaults);
     let conf_path = under(inp.root, &dirs.astetcdir.join("logger.conf"));
-    let reload = "then: asterisk -rx 'logger reload'";
+    // The running instance's own binary and -C, when there is one.
+    let reload = match inp.running {
+        Running::Instance(i) => format!("then: {}", i.rx("logger reload")),
+        _ => "then: asterisk -rx 'logger reload'".to_owned(),
+    };
+    let reload = reload.as_str();
     let text = match fs::read(&conf_path) {
         Ok(t) => String::from_utf8_lossy(&t).into_owned(),
         Err(_) => {

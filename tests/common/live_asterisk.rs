@@ -24,6 +24,12 @@ const ASTERISK_C: &str = r#"/* Stand-in Asterisk server for astpatch's tests. No
 #include <sys/socket.h>
 #include <sys/un.h>
 
+/* What the test tree's chan_sip.c refers to (it is built against stub declarations): its
+ * data must resolve when it is loaded; its functions are never called (RTLD_LAZY). */
+struct sip_method { const char *text; };
+const struct sip_method sip_methods[] = { { "INVITE" } };
+const char *cmd = "";
+
 /* Built-in defaults, as Asterisk's defaults.h puts them in the binary. */
 static const char builtin_conf[] = PREFIX "/etc/asterisk/asterisk.conf";
 static const char builtin_mods[] = PREFIX "/lib/asterisk/modules";
@@ -100,7 +106,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	snprintf(so, sizeof(so), "%s/chan_sip.so", mods);
-	h = dlopen(so, RTLD_NOW);
+	h = dlopen(so, RTLD_LAZY);
 	if (!h) {
 		fprintf(stderr, "%s\n", dlerror());
 		return 1;
@@ -132,7 +138,7 @@ int main(int argc, char **argv)
 			}
 		} else if (!strcmp(cmd, "module load chan_sip.so")) {
 			if (!h)
-				h = dlopen(so, RTLD_NOW);
+				h = dlopen(so, RTLD_LAZY);
 			snprintf(reply, sizeof(reply), h ? "Loaded chan_sip.so\n" : "Unable to load module chan_sip.so\n");
 		} else {
 			snprintf(reply, sizeof(reply), "No such command '%s'\n", cmd);
@@ -162,6 +168,7 @@ pub fn build_asterisk(prefix: &Path) -> PathBuf {
     let exe = sbin.join("asterisk");
     gcc(&[
         "-O1",
+        "-rdynamic",
         &format!("-DPREFIX=\"{}\"", prefix.display()),
         "-o",
         exe.to_str().unwrap(),
