@@ -240,8 +240,12 @@ fn reload_target(
     let text = std::fs::read_to_string(asterisk_conf::under(&t.root, &t.conf)).unwrap_or_default();
     let socket = asterisk_conf::under(&t.root, &dirs.astrundir)
         .join(asterisk_conf::ctl_name(&text).unwrap_or_else(|| "asterisk.ctl".into()));
-    if install::socket_present(&socket) {
-        // A socket but no process we can see: /proc hidden (hidepid), or another --root.
+    let present = install::socket_present(&socket);
+    // As root every process is visible: a socket without a process is left over from one
+    // that stopped (a crash leaves it). Otherwise /proc may hide it (hidepid), or this is
+    // another --root: then the socket is the only sign.
+    let sees_all = t.root == Path::new("/") && unsafe { libc::geteuid() } == 0;
+    if present && !sees_all {
         let r = install::reload(Path::new("asterisk"), t.conf_flag().as_deref(), moddir)?;
         out.report = Some(r);
         if !json {
@@ -258,11 +262,16 @@ fn reload_target(
         return Ok(out);
     }
     let mut why = format!(
-        "nothing was reloaded: no Asterisk is running{} (no asterisk process, no control socket at {}); it loads the installed module when it starts",
+        "nothing was reloaded: no Asterisk is running{} (no asterisk process; {} {}); it loads the installed module when it starts",
         if t.explicit {
             format!(" with {}", t.conf.display())
         } else {
             String::new()
+        },
+        if present {
+            "a control socket left over from one that stopped at"
+        } else {
+            "no control socket at"
         },
         socket.display()
     );

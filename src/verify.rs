@@ -431,7 +431,7 @@ pub fn judge_loaded(
             Status::Fail,
             format!("the installed {} is patched but {who} still has the stock module loaded", install::MODULE),
         )
-        .fix(format!("run {apply}")),
+        .fix(apply),
         (ModuleKind::Stock, _) => Check::new(
             NAME,
             Status::Fail,

@@ -201,3 +201,288 @@ fn two_installs_the_running_one_is_told_by_its_process_not_by_the_default_paths(
         )
     );
 }
+
+fn astpatch(args: &[&str]) -> std::process::Output {
+    Command::new(common::bin())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn by_name(v: &serde_json::Value, name: &str) -> serde_json::Value {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name} in {v}"))
+        .clone()
+}
+
+/// The stopped install in its own prefix (where the tree's `make install` would go), the running
+/// one under /opt/ast20 with -C: apply, verify and revert with --reload act on the running one,
+/// with its binary and -C, and /proc confirms what it loaded.
+#[test]
+fn two_installs_apply_verify_and_revert_with_reload_act_on_the_running_one() {
+    if !common::require_root("two_installs_apply_verify_and_revert_with_reload") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let old = d.path().join("usr");
+    let stopped = install(&old, &old.join("etc/asterisk/asterisk.conf"));
+    let stopped_module = fs::read(stopped.moddir.join("chan_sip.so")).unwrap();
+    let tree = d.path().join("tree");
+    common::mini_asterisk::write(&tree, &common::mini_asterisk::MiniTree::default());
+    common::mini_asterisk::configure_and_build(&tree, &old);
+    let prefix = d.path().join("opt/ast20");
+    let live = install(&prefix, &prefix.join("etc/pbx/asterisk.conf"));
+    fs::write(
+        prefix.join("etc/pbx/logger.conf"),
+        "[logfiles]\nmessages => notice,warning,error\nsecurity => security\n",
+    )
+    .unwrap();
+    let settings = d.path().join("astpatch.toml");
+    fs::write(
+        &settings,
+        format!(
+            "logs = [\"{l}/messages\", \"{l}/security\"]\nstate_dir = \"{s}\"\n",
+            l = prefix.join("var/log/asterisk").display(),
+            s = d.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let so = live.moddir.join("chan_sip.so");
+    let c = s(&live.conf);
+    let server = Running::start(&live.exe, &["-f", "-C", c]);
+    let pid = server.pid();
+    let verify = || {
+        let o = astpatch(&[
+            "verify",
+            "--json",
+            "--asterisk-conf",
+            c,
+            "--config",
+            s(&settings),
+            s(&tree),
+        ]);
+        serde_json::from_slice::<serde_json::Value>(&o.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", text(&o)))
+    };
+
+    // Install without reload: into the running one's module dir; the commands name its binary.
+    let o = astpatch(&[
+        "apply",
+        "--rebuild",
+        "--install",
+        "--asterisk-conf",
+        c,
+        s(&tree),
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains(&format!(
+            "note: the running Asterisk (pid {pid}) loads modules from {}, but this tree's `make install` would use {}",
+            live.moddir.display(),
+            stopped.moddir.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "load it into the running Asterisk: {e} -C {c} -rx 'module unload chan_sip.so' && {e} -C {c} -rx 'module load chan_sip.so'",
+            e = live.exe.display()
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        fs::read(&so).unwrap(),
+        fs::read(tree.join("channels/chan_sip.so")).unwrap()
+    );
+    assert_eq!(
+        fs::read(stopped.moddir.join("chan_sip.so")).unwrap(),
+        stopped_module
+    );
+    // verify tells installed from loaded, and reads the running one's logger.conf.
+    let v = verify();
+    let l = by_name(&v, "loaded-module");
+    assert_eq!(l["status"], "fail", "{l}");
+    assert_eq!(
+        l["detail"],
+        format!(
+            "the installed chan_sip.so is patched but the running Asterisk (pid {pid}) still has the stock module loaded"
+        )
+    );
+    assert_eq!(
+        l["fix"],
+        format!(
+            "astpatch apply --install --reload --asterisk-conf {c} {}",
+            tree.display()
+        )
+    );
+    assert_eq!(by_name(&v, "installed-module")["status"], "pass");
+    let logging = by_name(&v, "logging");
+    assert_eq!(logging["status"], "pass", "{logging}");
+    let o = astpatch(&[
+        "verify",
+        "--asterisk-conf",
+        c,
+        "--config",
+        s(&settings),
+        s(&tree),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let tmp = d.path().display().to_string();
+    insta::with_settings!({filters => vec![
+        (tmp.as_str(), "[TMP]"),
+        (r"pid \d+", "pid [PID]"),
+        (r"sha256 [0-9a-f]{12}", "sha256 [SHA]"),
+    ]}, {
+        insta::assert_snapshot!("verify_installed_but_not_loaded", String::from_utf8_lossy(&o.stdout));
+    });
+
+    // --reload: unloaded and loaded through its binary and -C; /proc confirms the new file.
+    let o = astpatch(&[
+        "apply",
+        "--install",
+        "--reload",
+        "--asterisk-conf",
+        c,
+        s(&tree),
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains(&format!(
+            "ok: the running Asterisk (pid {pid}) unloaded and loaded chan_sip.so; it now maps the installed file (patched without a tag)"
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("load it into the running Asterisk"), "{out}");
+    let m = running::inspect(Path::new("/proc"), Path::new("/"), pid)
+        .unwrap()
+        .chan_sip
+        .unwrap();
+    assert_eq!(
+        (m.inode, m.deleted, m.kind),
+        (ino(&so), false, Ok(ModuleKind::Untagged))
+    );
+    let l = by_name(&verify(), "loaded-module");
+    assert_eq!(l["status"], "warn", "untagged: {l}");
+    // A tagged build, loaded: verify passes the link.
+    live_asterisk::build_module(&so, Module::Tagged(TAG));
+    rx(&live, "module unload chan_sip.so");
+    rx(&live, "module load chan_sip.so");
+    let l = by_name(&verify(), "loaded-module");
+    assert_eq!(l["status"], "pass", "{l}");
+    assert_eq!(
+        l["detail"],
+        format!(
+            "the running Asterisk (pid {pid}) has the installed chan_sip.so loaded, patched (tag {TAG})"
+        )
+    );
+
+    // revert --install --reload mirrors apply: the stock module is back, loaded, confirmed.
+    let o = astpatch(&[
+        "revert",
+        "--install",
+        "--reload",
+        "--asterisk-conf",
+        c,
+        s(&tree),
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("it now maps the installed file (stock)"),
+        "{out}"
+    );
+    let m = running::inspect(Path::new("/proc"), Path::new("/"), pid)
+        .unwrap()
+        .chan_sip
+        .unwrap();
+    assert_eq!((m.inode, m.kind), (ino(&so), Ok(ModuleKind::Stock)));
+
+    // The reverse mistake: the patched module loaded, the stock file put back without a reload.
+    live_asterisk::build_module(&so, Module::Tagged(TAG));
+    rx(&live, "module unload chan_sip.so");
+    rx(&live, "module load chan_sip.so");
+    live_asterisk::build_module(&so, Module::Stock);
+    let l = by_name(&verify(), "loaded-module");
+    assert_eq!(l["status"], "fail", "{l}");
+    assert_eq!(
+        l["detail"],
+        format!(
+            "the installed chan_sip.so is stock but the running Asterisk (pid {pid}) still has the patched (tag {TAG}) module loaded"
+        )
+    );
+    assert!(
+        l["fix"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{} -C {c} -rx 'module unload", live.exe.display())),
+        "{l}"
+    );
+
+    // Two running and none named: asked, nothing touched.
+    let other = Running::start(&stopped.exe, &[]);
+    let before = fs::read(tree.join("channels/chan_sip.c")).unwrap();
+    let o = astpatch(&["apply", "--install", "--reload", s(&tree)]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains("Asterisk servers are running; which one do you mean?"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("pid {pid}: {} -C {c}", live.exe.display()))
+            && out.contains(&format!(
+                "pid {}: {} (default {})",
+                other.pid(),
+                stopped.exe.display(),
+                stopped.conf.display()
+            ))
+            && out.contains("--asterisk-conf"),
+        "{out}"
+    );
+    assert_eq!(fs::read(tree.join("channels/chan_sip.c")).unwrap(), before);
+    let o = astpatch(&["verify", "--config", s(&settings), s(&tree)]);
+    assert_eq!(o.status.code(), Some(2), "verify asks too: {}", text(&o));
+
+    // The named one stopped (its socket left behind): --reload reloaded nothing, exit 1.
+    drop(server);
+    let o = astpatch(&[
+        "apply",
+        "--rebuild",
+        "--install",
+        "--reload",
+        "--asterisk-conf",
+        c,
+        s(&tree),
+    ]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&format!(
+            "nothing was reloaded: no Asterisk is running with {c}"
+        )) && out.contains("left over from one that stopped")
+            && out.contains(&format!(
+                "running with another asterisk.conf: pid {}",
+                other.pid()
+            )),
+        "{out}"
+    );
+}
