@@ -135,7 +135,7 @@ pub fn find_target(root: &Path, asterisk_conf: Option<&Path>) -> Result<Target> 
     };
     // Under another --root (a copy of a system, a test) there are no processes of its own.
     if root != Path::new("/") {
-        return Ok(t);
+        return t.named_file_exists();
     }
     let found = running::discover(Path::new(PROC), root).map_err(|e| Error::io(PROC, e))?;
     let all: Vec<(u32, String)> = found.iter().map(|i| (i.pid, i.describe())).collect();
@@ -146,12 +146,35 @@ pub fn find_target(root: &Path, asterisk_conf: Option<&Path>) -> Result<Target> 
         .filter(|(pid, _)| Some(*pid) != chosen)
         .map(|(_, d)| d)
         .collect();
-    Ok(t)
+    if t.instance.is_some() {
+        return Ok(t);
+    }
+    t.named_file_exists()
 }
 
 const PROC: &str = "/proc";
 
 impl Target {
+    /// A named asterisk.conf that no process uses must at least exist: a typo would
+    /// otherwise install by the tree's makeopts.
+    fn named_file_exists(self) -> Result<Target> {
+        let path = asterisk_conf::under(&self.root, &self.conf);
+        if self.explicit && !path.is_file() {
+            let mut msg = format!(
+                "--asterisk-conf {}: no such file, and no running Asterisk uses it",
+                path.display()
+            );
+            if !self.others.is_empty() {
+                msg.push_str(&format!("; running: {}", self.others.join("; ")));
+            }
+            return Err(Error::input(
+                msg,
+                Some("name the asterisk.conf the Asterisk you mean runs with (its -C)"),
+            ));
+        }
+        Ok(self)
+    }
+
     fn moddir_from(&self) -> install::ModdirFrom<'_> {
         match &self.instance {
             Some(i) => install::ModdirFrom::Running(i),

@@ -311,6 +311,22 @@ pub fn builtins(exe_bytes: Option<&[u8]>, exe: &Path) -> Builtins {
 // ---------------------------------------------------------------------------------------------
 // Reading /proc.
 
+/// True when an asterisk.conf sets every directory astpatch uses (no built-in default needed).
+fn sets_every_directory(text: &str) -> bool {
+    let a = asterisk_conf::parse_over(text, Directories::default());
+    let b = asterisk_conf::parse_over(
+        text,
+        Directories {
+            astetcdir: "/\0".into(),
+            astmoddir: "/\0".into(),
+            astlogdir: "/\0".into(),
+            astrundir: "/\0".into(),
+            moddir_from_file: false,
+        },
+    );
+    a == b
+}
+
 fn is_asterisk(exe: &Path) -> bool {
     exe.file_name() == Some(OsStr::new("asterisk"))
 }
@@ -340,23 +356,38 @@ pub fn inspect(proc_root: &Path, root: &Path, pid: u32) -> Option<Instance> {
     if args.remote || argv.is_empty() {
         return None; // a remote console, or a zombie
     }
-    // The binary's compiled-in defaults, through /proc (works when it was replaced on disk).
-    let exe_bytes = fs::read(dir.join("exe"))
-        .or_else(|_| fs::read(under(root, &exe)))
-        .ok();
-    let built = builtins(exe_bytes.as_deref(), &exe);
     let explicit_config = args.config.is_some();
     // A relative -C is relative to the directory Asterisk was started in.
-    let config = match args.config {
-        Some(c) if c.is_relative() => fs::read_link(dir.join("cwd"))
-            .map(|cwd| cwd.join(&c))
-            .unwrap_or(c),
-        Some(c) => c,
-        None => built.config_file.clone(),
+    let explicit = args.config.map(|c| match fs::read_link(dir.join("cwd")) {
+        Ok(cwd) if c.is_relative() => cwd.join(&c),
+        _ => c,
+    });
+    let read_conf = |p: &Path| {
+        fs::read(under(root, p))
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
     };
-    let text = fs::read(under(root, &config))
-        .ok()
-        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    let explicit_text = explicit.as_deref().and_then(read_conf);
+    // The binary's compiled-in defaults (read through /proc, which works when it was replaced
+    // on disk) are needed only for what the command line and the file leave out: reading a
+    // large binary is the slow part of discovery.
+    let complete = explicit_text.as_deref().is_some_and(sets_every_directory);
+    let built = if complete {
+        builtins(None, &exe)
+    } else {
+        let exe_bytes = fs::read(dir.join("exe"))
+            .or_else(|_| fs::read(under(root, &exe)))
+            .ok();
+        builtins(exe_bytes.as_deref(), &exe)
+    };
+    let (config, text) = match explicit {
+        Some(c) => (c, explicit_text),
+        None => {
+            let c = built.config_file.clone();
+            let t = read_conf(&c);
+            (c, t)
+        }
+    };
     let (dirs, ctl_socket) = match &text {
         // Asterisk itself falls back to all built-in defaults when its file is missing.
         None => (built.dirs.clone(), built.socket.clone()),
@@ -930,6 +961,31 @@ mod tests {
                 .unwrap_err()
                 .contains("no longer running")
         );
+    }
+
+    #[test]
+    fn the_binary_is_read_only_when_the_file_leaves_a_directory_out() {
+        assert!(sets_every_directory(
+            "[directories]\nastetcdir => /a\nastmoddir => /b\nastlogdir => /c\nastrundir => /d\n"
+        ));
+        assert!(!sets_every_directory(
+            "[directories]\nastetcdir => /a\nastmoddir => /b\nastlogdir => /c\n"
+        ));
+        // Complete file, unreadable binary: the file's directories, the binary not needed.
+        let f = Fake::new();
+        f.file(
+            "/srv/a.conf",
+            b"[directories]\nastetcdir => /a\nastmoddir => /b\nastlogdir => /c\nastrundir => /d\n",
+        );
+        f.process(
+            13,
+            "/nowhere/sbin/asterisk",
+            b"asterisk\0-C\0/srv/a.conf\0",
+            None,
+        );
+        let i = inspect(&f.proc_, &f.root, 13).unwrap();
+        assert_eq!(i.dirs.astmoddir, Path::new("/b"));
+        assert_eq!(i.ctl_socket, Path::new("/d/asterisk.ctl"));
     }
 
     #[test]
