@@ -304,7 +304,20 @@ fn check_installed(inp: &Inputs) -> (Check, Option<PathBuf>) {
 fn installed_check(inp: &Inputs, path: &Path) -> Check {
     const NAME: &str = "installed-module";
     let path = path.to_owned();
-    let install_cmd = format!("astpatch apply --rebuild --install {}", src_arg(inp.src));
+    // Named the way verify found it, so the command picks the same Asterisk.
+    let conf = match inp.running {
+        Running::Instance(i) if i.explicit_config => {
+            format!(" --asterisk-conf {}", shown(&i.config))
+        }
+        _ => inp
+            .asterisk_conf
+            .map(|c| format!(" --asterisk-conf {}", shown(c)))
+            .unwrap_or_default(),
+    };
+    let install_cmd = format!(
+        "astpatch apply --rebuild --install{conf} {}",
+        src_arg(inp.src)
+    );
     let Ok(installed) = fs::read(&path) else {
         return Check::new(
             NAME,
@@ -1225,6 +1238,70 @@ mod tests {
             }),
             Status::Fail
         );
+    }
+
+    #[test]
+    fn loaded_module_verdicts_for_what_proc_shows() {
+        use crate::module_tag::Tag;
+        use crate::running::MappedModule;
+        let t = |s: &str| s.parse::<Tag>().unwrap();
+        let inst = |m: Option<MappedModule>| Instance {
+            pid: 9,
+            exe: "/opt/ast20/sbin/asterisk".into(),
+            exe_deleted: false,
+            config: "/opt/ast20/etc/asterisk/asterisk.conf".into(),
+            explicit_config: true,
+            dirs: Directories::default(),
+            ctl_socket: "/opt/ast20/var/run/asterisk/asterisk.ctl".into(),
+            chan_sip: m,
+            maps_error: None,
+        };
+        let mapped = |inode, deleted, kind| {
+            Some(MappedModule {
+                path: "/m/chan_sip.so".into(),
+                inode,
+                deleted,
+                kind: Ok(kind),
+            })
+        };
+        let a = ModuleKind::Tagged(vec![t("aaaaaaaaaaaaaaaa")]);
+        let b = ModuleKind::Tagged(vec![t("bbbbbbbbbbbbbbbb")]);
+        let judge = |i: &Instance, installed: (u64, ModuleKind)| {
+            let c = judge_loaded(i, Some(Path::new("/src")), Some(&installed));
+            (c.status, c.detail, c.fix.unwrap_or_default())
+        };
+        // Nothing loaded: the fix loads it in that instance.
+        let (st, detail, fix) = judge(&inst(None), (1, a.clone()));
+        assert_eq!(st, Status::Fail);
+        assert_eq!(
+            detail,
+            "the running Asterisk (pid 9) has no chan_sip.so loaded"
+        );
+        assert_eq!(
+            fix,
+            "/opt/ast20/sbin/asterisk -C /opt/ast20/etc/asterisk/asterisk.conf -rx 'module load chan_sip.so'"
+        );
+        // An older patched build still loaded (replaced on disk): another tag, so fail.
+        let (st, detail, fix) = judge(&inst(mapped(1, true, a.clone())), (2, b.clone()));
+        assert_eq!(st, Status::Fail);
+        assert!(
+            detail.contains("no longer the installed file (deleted on disk)"),
+            "{detail}"
+        );
+        assert!(fix.contains("-rx 'module unload chan_sip.so' && "), "{fix}");
+        // The same build reinstalled under another inode: its lines look the same, so warn.
+        let (st, _, _) = judge(&inst(mapped(1, true, a.clone())), (2, a.clone()));
+        assert_eq!(st, Status::Warn);
+        // The installed file itself, tagged: pass.
+        let (st, detail, _) = judge(&inst(mapped(2, false, b.clone())), (2, b.clone()));
+        assert_eq!(st, Status::Pass, "{detail}");
+        // /proc/PID/maps unreadable: not "not loaded", and said so.
+        let mut hidden = inst(None);
+        hidden.maps_error = Some("cannot read /proc/9/maps: permission denied".into());
+        let (st, detail, fix) = judge(&hidden, (2, b));
+        assert_eq!(st, Status::Fail);
+        assert!(detail.contains("permission denied"), "{detail}");
+        assert!(fix.contains("as root"), "{fix}");
     }
 
     #[test]
