@@ -23,6 +23,7 @@ pub fn run_apply(
         Some(cmd_build::find_target(
             &build.root,
             build.asterisk_conf.as_deref(),
+            build.moddir.as_deref(),
         )?)
     } else {
         None
@@ -133,6 +134,7 @@ pub fn run_revert(src: &Path, json: bool, install: &RevertInstallArgs, style: St
         Some(cmd_build::find_target(
             &install.root,
             install.asterisk_conf.as_deref(),
+            install.moddir.as_deref(),
         )?)
     } else {
         None

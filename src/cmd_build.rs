@@ -123,7 +123,11 @@ pub struct Target {
 
 /// Find the Asterisk to act on before anything is written: several running and none named
 /// is an error, so no module lands in the wrong directory.
-pub fn find_target(root: &Path, asterisk_conf: Option<&Path>) -> Result<Target> {
+pub fn find_target(
+    root: &Path,
+    asterisk_conf: Option<&Path>,
+    moddir: Option<&Path>,
+) -> Result<Target> {
     let mut t = Target {
         instance: None,
         conf: asterisk_conf
@@ -139,7 +143,7 @@ pub fn find_target(root: &Path, asterisk_conf: Option<&Path>) -> Result<Target> 
     }
     let found = running::discover(Path::new(PROC), root).map_err(|e| Error::io(PROC, e))?;
     let all: Vec<(u32, String)> = found.iter().map(|i| (i.pid, i.describe())).collect();
-    t.instance = running::select(found, asterisk_conf)?;
+    t.instance = running::select_by(found, asterisk_conf, moddir)?;
     let chosen = t.instance.as_ref().map(|i| i.pid);
     t.others = all
         .into_iter()
@@ -345,7 +349,11 @@ pub fn after_apply(
         let target = match target {
             Some(t) => t,
             None => {
-                found = find_target(&args.root, args.asterisk_conf.as_deref())?;
+                found = find_target(
+                    &args.root,
+                    args.asterisk_conf.as_deref(),
+                    args.moddir.as_deref(),
+                )?;
                 &found
             }
         };
@@ -472,7 +480,11 @@ pub fn after_revert(
     let target = match target {
         Some(t) => t,
         None => {
-            found = find_target(&args.root, args.asterisk_conf.as_deref())?;
+            found = find_target(
+                &args.root,
+                args.asterisk_conf.as_deref(),
+                args.moddir.as_deref(),
+            )?;
             &found
         }
     };

@@ -35,7 +35,7 @@ pub fn run(
     let running = if root == Path::new("/") {
         let found =
             running::discover(Path::new("/proc"), root).map_err(|e| Error::io("/proc", e))?;
-        instance = running::select(found, asterisk_conf)?;
+        instance = running::select_by(found, asterisk_conf, moddir)?;
         match &instance {
             Some(i) => Running::Instance(i),
             None => Running::None,

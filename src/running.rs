@@ -517,6 +517,26 @@ pub fn select_in(
     }
 }
 
+/// [`select`], where a `--moddir` given without `--asterisk-conf` also names the instance:
+/// the one that loads modules from there (none when no running one does).
+pub fn select_by(
+    found: Vec<Instance>,
+    asterisk_conf: Option<&Path>,
+    moddir: Option<&Path>,
+) -> Result<Option<Instance>, Error> {
+    match (asterisk_conf, moddir) {
+        (None, Some(m)) => {
+            let root = Path::new("/");
+            let matching: Vec<Instance> = found
+                .into_iter()
+                .filter(|i| same_file(root, &i.dirs.astmoddir, m))
+                .collect();
+            select_in(matching, None, root)
+        }
+        _ => select(found, asterisk_conf),
+    }
+}
+
 fn list(found: &[Instance]) -> String {
     found
         .iter()
@@ -906,6 +926,20 @@ mod tests {
         // A stopped install: nothing runs with it.
         assert_eq!(pick("/etc/asterisk/asterisk.conf"), None);
         assert_eq!(select(vec![], None).unwrap(), None);
+        // A module dir names the instance that loads from it.
+        let mut by_dir = found.clone();
+        by_dir[1].dirs.astmoddir = "/opt/x/lib/asterisk/modules".into();
+        let pick = |m: &str| {
+            select_by(by_dir.clone(), None, Some(Path::new(m)))
+                .unwrap()
+                .map(|i| i.pid)
+        };
+        assert_eq!(pick("/opt/x/lib/asterisk/modules"), Some(11));
+        assert_eq!(pick("/somewhere/else"), None);
+        // Two loading from the same directory: still asked.
+        let mut same = by_dir.clone();
+        same[1].dirs.astmoddir = same[0].dirs.astmoddir.clone();
+        assert!(select_by(same, None, Some(Path::new("/usr/lib/asterisk/modules"))).is_err());
     }
 
     #[test]
