@@ -42,9 +42,7 @@ pub fn run_watch(mut settings: Settings, args: WatchArgs) -> Result<u8> {
             Some("set logs = [...] in the settings file or pass --log FILE"),
         ));
     }
-    // Decided once, at start: after installing a patched module, restart the watcher.
-    let trust = crate::tail_trust::decide(settings.patched, Path::new("/"));
-    settings.patched = trust.trusted.into();
+    let trust = crate::tail_trust::decide(settings.patched, &settings.tags, Path::new("/"));
     // SAFETY: the handler only stores to an atomic.
     unsafe {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
@@ -106,6 +104,15 @@ pub fn run_watch(mut settings: Settings, args: WatchArgs) -> Result<u8> {
         e.set_ipv6(ipv6);
         e
     };
+    engine.set_tail_trust(trust.options.clone());
+    {
+        let (patched, tags) = (settings.patched, settings.tags.clone());
+        engine.set_tag_source(Box::new(move || {
+            crate::tail_trust::decide(patched, &tags, Path::new("/"))
+                .options
+                .known_tags
+        }));
+    }
     if !ipv6 {
         println!("{}", firewall::ipv6::OFF_LINE);
     }
