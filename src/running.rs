@@ -347,11 +347,23 @@ pub fn discover(proc_root: &Path, root: &Path) -> io::Result<Vec<Instance>> {
 /// One pid, when it is a running Asterisk server.
 pub fn inspect(proc_root: &Path, root: &Path, pid: u32) -> Option<Instance> {
     let dir = proc_root.join(pid.to_string());
-    let (exe, exe_deleted) = strip_deleted(&fs::read_link(dir.join("exe")).ok()?);
+    let argv = parse_cmdline(&fs::read(dir.join("cmdline")).ok()?);
+    let (exe, exe_deleted) = match fs::read_link(dir.join("exe")) {
+        Ok(p) => strip_deleted(&p),
+        // Another user's process seen by a non-root user: its exe link is closed, but comm and
+        // cmdline are not. It is still an Asterisk that runs, never "not running".
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            let comm = fs::read_to_string(dir.join("comm")).ok()?;
+            if comm.trim_end() != "asterisk" {
+                return None;
+            }
+            (PathBuf::from(argv.first()?), false)
+        }
+        Err(_) => return None,
+    };
     if !is_asterisk(&exe) {
         return None;
     }
-    let argv = parse_cmdline(&fs::read(dir.join("cmdline")).ok()?);
     let args = parse_args(&argv);
     if args.remote || argv.is_empty() {
         return None; // a remote console, or a zombie

@@ -510,6 +510,58 @@ fn two_installs_apply_verify_and_revert_with_reload_act_on_the_running_one() {
     );
 }
 
+/// A user who may not read the server's /proc entries still learns that it runs: verify says
+/// what it cannot see instead of "no Asterisk is running".
+#[test]
+fn an_unprivileged_reader_is_told_what_it_cannot_see_not_that_nothing_runs() {
+    if !common::require_root("an_unprivileged_reader_is_told_what_it_cannot_see") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let a = install(
+        &d.path().join("opt/ast20"),
+        &d.path().join("srv/pbx/asterisk.conf"),
+    );
+    let c = s(&a.conf);
+    let server = Running::start(&a.exe, &["-C", c]);
+    let settings = d.path().join("astpatch.toml");
+    fs::write(
+        &settings,
+        format!("state_dir = \"{}\"\n", d.path().join("state").display()),
+    )
+    .unwrap();
+    // A copy of the binary in the world-readable temp dir (the checkout may sit under /root).
+    let exe = d.path().join("astpatch");
+    fs::copy(common::bin(), &exe).unwrap();
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
+        .args([
+            "verify",
+            "--json",
+            "--asterisk-conf",
+            c,
+            "--config",
+            s(&settings),
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    let l = by_name(&v, "loaded-module");
+    assert_eq!(l["status"], "fail", "{l}");
+    let detail = l["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(&format!("the running Asterisk (pid {})", server.pid()))
+            && detail.contains("maps")
+            && detail.contains("Permission denied"),
+        "{detail}"
+    );
+    assert!(l["fix"].as_str().unwrap().contains("as root"), "{l}");
+}
+
 /// What discovery costs: `cargo test --test running -- --ignored --nocapture discovery_cost`.
 #[test]
 #[ignore]
