@@ -232,8 +232,9 @@ fn reload_target(
             .ino();
         let expected = ModuleKind::of(&bytes);
         let now = running::inspect(Path::new(PROC), &t.root, i.pid);
-        if let Err(why) = running::confirm_loaded(now.as_ref(), i.pid, installed, inode, &expected)
-        {
+        // The kernel names mappings by their real path (an astmoddir through a symlink).
+        let real = std::fs::canonicalize(installed).unwrap_or_else(|_| installed.to_owned());
+        if let Err(why) = running::confirm_loaded(now.as_ref(), i.pid, &real, inode, &expected) {
             return Err(Error::environment(
                 format!(
                     "Asterisk answered that it unloaded and loaded {}, but {why}",

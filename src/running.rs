@@ -586,6 +586,13 @@ pub fn confirm_loaded(
     let Some(m) = &i.chan_sip else {
         return Err(format!("pid {pid} has no {CHAN_SIP} loaded"));
     };
+    if m.path != installed {
+        return Err(format!(
+            "pid {pid} maps {}, not the file installed at {}",
+            m.path.display(),
+            installed.display()
+        ));
+    }
     if m.deleted || m.inode != inode {
         return Err(format!(
             "pid {pid} still maps {} {}, not the file installed at {}",
@@ -997,6 +1004,13 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("reads as stock"), "{e}");
+        // The same inode number on another path (another filesystem) is another file.
+        let e =
+            confirm_loaded(Some(&ok), 7, Path::new("/other/chan_sip.so"), 5, &want).unwrap_err();
+        assert!(
+            e.contains("not the file installed at /other/chan_sip.so"),
+            "{e}"
+        );
         assert!(
             confirm_loaded(Some(&inst(None)), 7, p, 5, &want)
                 .unwrap_err()

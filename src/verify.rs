@@ -393,7 +393,12 @@ fn check_loaded(inp: &Inputs, installed: Option<&Path>) -> Check {
     let on_disk = installed.and_then(|p| {
         let bytes = fs::read(p).ok()?;
         let ino = std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).ok()?);
-        Some((ino, ModuleKind::of(&bytes)))
+        // Inode numbers repeat across filesystems: a module mapped from another path is not
+        // the installed file whatever its number (0 is no file's inode).
+        // The kernel names mappings by their real path: compare with symlinks resolved.
+        let real = fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+        let mapped_here = i.chan_sip.as_ref().is_none_or(|m| m.path == real);
+        Some((if mapped_here { ino } else { 0 }, ModuleKind::of(&bytes)))
     });
     judge_loaded(i, inp.src, on_disk.as_ref())
 }

@@ -510,6 +510,55 @@ fn two_installs_apply_verify_and_revert_with_reload_act_on_the_running_one() {
     );
 }
 
+/// asterisk.conf names the module dir through a symlink; the kernel names the mapping by its
+/// real path: the reload is still confirmed (not a false "maps another file").
+#[test]
+fn a_module_dir_reached_through_a_symlink_is_confirmed_after_reload() {
+    if !common::require_root("a_module_dir_reached_through_a_symlink_is_confirmed") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let prefix = d.path().join("opt/ast20");
+    let a = install(&prefix, &prefix.join("etc/asterisk/asterisk.conf"));
+    std::os::unix::fs::symlink(&prefix, d.path().join("current")).unwrap();
+    let via_link = d.path().join("current/lib/asterisk/modules");
+    let conf_text = fs::read_to_string(&a.conf).unwrap().replace(
+        &format!("astmoddir => {}", a.moddir.display()),
+        &format!("astmoddir => {}", via_link.display()),
+    );
+    fs::write(&a.conf, conf_text).unwrap();
+    let tree = d.path().join("tree");
+    common::mini_asterisk::write(&tree, &common::mini_asterisk::MiniTree::default());
+    common::mini_asterisk::configure_and_build(&tree, &prefix);
+    let c = s(&a.conf);
+    let server = Running::start(&a.exe, &["-C", c]);
+    let o = astpatch(&[
+        "apply",
+        "--rebuild",
+        "--install",
+        "--reload",
+        "--asterisk-conf",
+        c,
+        s(&tree),
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains(&format!("installed {}/chan_sip.so", via_link.display())),
+        "{out}"
+    );
+    let m = running::inspect(Path::new("/proc"), Path::new("/"), server.pid())
+        .unwrap()
+        .chan_sip
+        .unwrap();
+    assert_eq!(
+        m.path,
+        a.moddir.join("chan_sip.so"),
+        "the kernel's real path"
+    );
+    assert_eq!(m.kind, Ok(ModuleKind::Untagged));
+}
+
 /// A user who may not read the server's /proc entries still learns that it runs: verify says
 /// what it cannot see instead of "no Asterisk is running".
 #[test]
