@@ -26,7 +26,7 @@ pub fn run(files: &[PathBuf], config: Option<&Path>, json: bool, style: Style) -
         let reader = src.open()?;
         inputs.push((src.name(), reader));
     }
-    let trust = crate::tail_trust::decide(settings.patched, &settings.tags, Path::new("/"));
+    let trust = crate::tail_trust::decide_live(&settings);
     let rec = Recogniser::new(trust.options.clone());
     let mut scanner = Scanner::new(&rec, &settings).with_local(policy::local_addresses());
     for (name, reader) in inputs {

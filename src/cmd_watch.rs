@@ -1,7 +1,7 @@
 //! `astpatch watch`: the loop around the engine — follow the logs, feed lines and ticks, keep
 //! the pid file, stop cleanly on SIGTERM/SIGINT (bans stay in the firewall and the state),
 //! re-read the settings on SIGHUP.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -50,14 +50,31 @@ fn overridden(mut settings: Settings, args: &WatchArgs) -> Settings {
 
 /// Which chan_sip tails `settings` make the engine believe, with the source it learns new
 /// builds' tags from.
-fn apply_tail_trust(engine: &mut Engine, settings: &Settings) -> crate::tail_trust::TailTrust {
-    let trust = crate::tail_trust::decide(settings.patched, &settings.tags, Path::new("/"));
+/// builds' tags from. With `record`, every tag learnt is kept in the state dir, so lines of a
+/// build whose module is replaced later stay believable in replays (scan, --from-start).
+fn apply_tail_trust(
+    engine: &mut Engine,
+    settings: &Settings,
+    record: bool,
+) -> crate::tail_trust::TailTrust {
+    let trust = crate::tail_trust::decide_live(settings);
+    let keep = move |s: &Settings, tags: &[crate::module_tag::Tag]| {
+        if record && !tags.is_empty() {
+            if let Err(e) = crate::tail_trust::record(&s.state_dir, tags) {
+                println!(
+                    "warning: cannot record the build tags in {}: {e}",
+                    s.state_dir.display()
+                );
+            }
+        }
+    };
+    keep(settings, &trust.options.known_tags);
     engine.set_tail_trust(trust.options.clone());
-    let (patched, tags) = (settings.patched, settings.tags.clone());
+    let s = settings.clone();
     engine.set_tag_source(Box::new(move || {
-        crate::tail_trust::decide(patched, &tags, Path::new("/"))
-            .options
-            .known_tags
+        let tags = crate::tail_trust::decide_live(&s).options.known_tags;
+        keep(&s, &tags);
+        tags
     }));
     trust
 }
@@ -132,7 +149,7 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
         e.set_ipv6(ipv6);
         e
     };
-    let trust = apply_tail_trust(&mut engine, &settings);
+    let trust = apply_tail_trust(&mut engine, &settings, args.ban);
     if !ipv6 {
         println!("{}", firewall::ipv6::OFF_LINE);
     }
@@ -214,6 +231,6 @@ fn reload(engine: &mut Engine, args: &WatchArgs) {
         println!("SIGHUP: {note}");
     }
     let settings = engine.settings().clone();
-    let trust = apply_tail_trust(engine, &settings);
+    let trust = apply_tail_trust(engine, &settings, args.ban);
     println!("SIGHUP: settings reloaded; {}", trust.line());
 }

@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::asterisk_conf::{self, Directories};
-use crate::config::Patched;
+use crate::config::{Patched, Settings};
 use crate::install;
 use crate::module_tag::{ModuleKind, Tag};
 use crate::recognise::RecogniseOptions;
@@ -42,54 +42,69 @@ fn tag_list(tags: &[Tag]) -> String {
     tags.iter().map(Tag::as_str).collect::<Vec<_>>().join(", ")
 }
 
-/// The pure part: what the `patched` setting, the tags given in the settings, and reading the
-/// module at `path` tell.
-pub fn from_module(
-    patched: Patched,
-    extra: &[Tag],
-    path: &Path,
-    read: Result<&[u8], &io::Error>,
-) -> TailTrust {
-    let p = path.display();
-    let mut known: Vec<Tag> = extra.to_vec();
+/// What a reader found out about the modules, before the settings are applied.
+#[derive(Debug, Clone)]
+pub struct Evidence {
+    pub known: KnownTags,
+    /// The installed chan_sip.so and what reading it showed.
+    pub installed: PathBuf,
+    pub installed_kind: Result<ModuleKind, io::ErrorKind>,
+}
+
+/// The pure part: what the `patched` setting and the settings' tags make of the evidence.
+pub fn judge(patched: Patched, extra: &[Tag], ev: &Evidence) -> TailTrust {
     if patched == Patched::False {
-        return TailTrust {
-            options: RecogniseOptions {
-                tails_off: true,
-                ..RecogniseOptions::default()
-            },
-            reason: format!("patched = false in the settings; {UNTRUSTED}"),
-        };
+        return off();
     }
-    let kind = read.map(ModuleKind::of);
-    let mut reason = match &kind {
-        Ok(ModuleKind::Tagged(tags)) => {
-            for t in tags {
-                if !known.contains(t) {
-                    known.push(*t);
-                }
-            }
-            format!(
-                "lines tagged by build {} are believed ({p})",
-                tag_list(tags)
-            )
+    let p = ev.installed.display();
+    let mut known: Vec<Tag> = ev.known.tags.clone();
+    let mut reason = if known.is_empty() {
+        match &ev.installed_kind {
+            Ok(ModuleKind::Untagged) => format!(
+                "{p} is patched without astpatch's tag (by hand, or by an astpatch without \
+                 tags): re-run astpatch apply --rebuild --install --reload to tag it"
+            ),
+            Ok(_) => format!("{p} has no astpatch format"),
+            Err(io::ErrorKind::NotFound) => format!("{p} does not exist"),
+            Err(e) => format!("cannot read {p} ({e})"),
         }
-        Ok(ModuleKind::Untagged) => format!(
-            "{p} is patched without astpatch's tag (by hand, or by astpatch before 0.2):              re-run astpatch apply --rebuild --install --reload to tag it"
-        ),
-        Ok(ModuleKind::Stock) => format!("{p} has no astpatch format"),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => format!("{p} does not exist"),
-        Err(e) => format!("cannot read {p} ({e})"),
+    } else {
+        let mut places: Vec<&str> = vec![];
+        for (_, place) in &ev.known.sources {
+            if !places.contains(&place.as_str()) {
+                places.push(place);
+            }
+        }
+        format!(
+            "lines tagged by build {} are believed ({})",
+            tag_list(&known),
+            places.join(", ")
+        )
     };
     if !extra.is_empty() {
+        for t in extra {
+            if !known.contains(t) {
+                known.push(*t);
+            }
+        }
         reason.push_str(&format!("; tags from the settings: {}", tag_list(extra)));
     }
-    let trust_untagged = patched == Patched::True;
+    if ev.known.running != RunningModule::NoInstance {
+        reason.push_str(&format!("; {}", ev.known.running.describe()));
+    }
+    // Evidence of a stock module wins over the setting: its lines end in the From header.
+    let stock_running = matches!(ev.known.running, RunningModule::Stock { .. });
+    let trust_untagged = patched == Patched::True && !stock_running;
     if trust_untagged {
         reason
             .push_str("; patched = true: lines without a tag are believed too (verify flags this)");
+    } else if patched == Patched::True {
+        reason.push_str("; patched = true is overruled: untagged lines are not believed");
     } else if known.is_empty() {
         reason.push_str(&format!("; {UNTRUSTED}"));
+    }
+    for n in &ev.known.notes {
+        reason.push_str(&format!("; {n}"));
     }
     TailTrust {
         options: RecogniseOptions {
@@ -120,16 +135,71 @@ pub fn installed_module(root: &Path) -> PathBuf {
         .clone()
 }
 
-/// Decide for the `patched` setting and the settings' `tags` on the system at `root` (`/` is
-/// the live system).
+/// `patched = false`: no chan_sip tail is believed, none is judged forged.
+fn off() -> TailTrust {
+    TailTrust {
+        options: RecogniseOptions {
+            tails_off: true,
+            ..RecogniseOptions::default()
+        },
+        reason: format!("patched = false in the settings; {UNTRUSTED}"),
+    }
+}
+
+/// Decide for the `patched` setting and the settings' `tags` on the system at `root` from the
+/// modules on disk alone (no running Asterisk is looked at: a system root, a test).
 pub fn decide(patched: Patched, extra: &[Tag], root: &Path) -> TailTrust {
-    let path = installed_module(root);
-    let read = if patched == Patched::False {
-        Ok(vec![])
-    } else {
-        std::fs::read(&path)
+    if patched == Patched::False {
+        return off();
+    }
+    judge(patched, extra, &evidence(root, None, None))
+}
+
+fn evidence(root: &Path, running: Option<&Instance>, state_dir: Option<&Path>) -> Evidence {
+    let installed = match running {
+        Some(i) => asterisk_conf::under(root, &i.dirs.astmoddir).join(install::MODULE),
+        None => installed_module(root),
     };
-    from_module(patched, extra, &path, read.as_deref())
+    let installed_kind = std::fs::read(&installed)
+        .map(|b| ModuleKind::of(&b))
+        .map_err(|e| e.kind());
+    Evidence {
+        known: known_tags(root, running, state_dir),
+        installed,
+        installed_kind,
+    }
+}
+
+/// Decide on the live system, as the watcher and scan do: the running Asterisk (the one
+/// `asterisk_conf` names when several run) and the module it has mapped, the installed module
+/// and its backup, the state dir's record of tags, and the settings.
+pub fn decide_live(settings: &Settings) -> TailTrust {
+    if settings.patched == Patched::False {
+        return off();
+    }
+    let root = Path::new("/");
+    let (running, note) = match crate::running::discover(Path::new("/proc"), root) {
+        Ok(found) if found.len() > 1 && settings.asterisk_conf.is_none() => (
+            None,
+            Some(format!(
+                "{} Asterisk servers run: set asterisk_conf in the settings to say which one's \
+                 module counts",
+                found.len()
+            )),
+        ),
+        Ok(found) => match crate::running::select(found, settings.asterisk_conf.as_deref()) {
+            Ok(r) => (r, None),
+            Err(e) => (
+                None,
+                Some(format!("the running Asterisk is not looked at: {e}")),
+            ),
+        },
+        Err(e) => (None, Some(format!("cannot look at the processes ({e})"))),
+    };
+    let state = Some(settings.state_dir.as_path()).filter(|d| d.is_dir());
+    let mut ev = evidence(root, running.as_ref(), state);
+    ev.known.notes.extend(note);
+    judge(settings.patched, &settings.tags, &ev)
 }
 
 /// The file in the state dir that keeps every tag astpatch has seen in a module, so lines a
@@ -317,20 +387,39 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// Evidence as a reader with only the installed module at /m/chan_sip.so would find it.
+    fn ev(read: Result<&[u8], io::ErrorKind>, running: RunningModule) -> Evidence {
+        let kind = read.map(ModuleKind::of);
+        let tags = match &kind {
+            Ok(ModuleKind::Tagged(t)) => t.clone(),
+            _ => vec![],
+        };
+        Evidence {
+            known: KnownTags {
+                sources: tags.iter().map(|t| (*t, "/m/chan_sip.so".into())).collect(),
+                tags,
+                running,
+                notes: vec![],
+            },
+            installed: "/m/chan_sip.so".into(),
+            installed_kind: kind,
+        }
+    }
+
     #[test]
     fn only_a_tagged_module_makes_lines_believed_by_default() {
-        let p = Path::new("/m/chan_sip.so");
-        let t = from_module(Patched::Auto, &[], p, Ok(TAGGED));
+        let none = RunningModule::NoInstance;
+        let t = judge(Patched::Auto, &[], &ev(Ok(TAGGED), none.clone()));
         assert_eq!(t.options.known_tags, vec![tag("00112233445566ff")]);
         assert!(!t.options.trust_untagged);
         assert_eq!(
             t.line(),
             "chan_sip tails trusted: lines tagged by build 00112233445566ff are believed (/m/chan_sip.so)"
         );
-        let t = from_module(Patched::Auto, &[], p, Ok(UNTAGGED));
+        let t = judge(Patched::Auto, &[], &ev(Ok(UNTAGGED), none.clone()));
         assert!(!t.trusted(), "{t:?}");
         assert!(t.reason.contains("re-run astpatch apply"), "{}", t.reason);
-        let t = from_module(Patched::Auto, &[], p, Ok(STOCK));
+        let t = judge(Patched::Auto, &[], &ev(Ok(STOCK), none.clone()));
         assert!(!t.trusted());
         assert!(
             t.line()
@@ -338,32 +427,73 @@ mod tests {
             "{}",
             t.line()
         );
-        let t = from_module(Patched::Auto, &[], p, Err(&io::ErrorKind::NotFound.into()));
-        assert!(!t.trusted() && t.reason.contains("does not exist"), "{t:?}");
-        let t = from_module(
+        let t = judge(
             Patched::Auto,
             &[],
-            p,
-            Err(&io::ErrorKind::PermissionDenied.into()),
+            &ev(Err(io::ErrorKind::NotFound), none.clone()),
+        );
+        assert!(!t.trusted() && t.reason.contains("does not exist"), "{t:?}");
+        let t = judge(
+            Patched::Auto,
+            &[],
+            &ev(Err(io::ErrorKind::PermissionDenied), none.clone()),
         );
         assert!(!t.trusted() && t.reason.starts_with("cannot read"), "{t:?}");
-        assert!(!from_module(Patched::Auto, &[], p, Ok(b"")).trusted());
+        assert!(!judge(Patched::Auto, &[], &ev(Ok(b""), none)).trusted());
+    }
+
+    /// The issue-10 story: the patched module installed but the stock one still loaded. Its
+    /// tag is known (so lines the patched module will write are believed), and the running
+    /// module is named; a stock module loaded overrules `patched = true` for untagged lines.
+    #[test]
+    fn a_stock_module_loaded_wins_over_patched_true() {
+        let stock = RunningModule::Stock { pid: 7 };
+        let t = judge(Patched::Auto, &[], &ev(Ok(TAGGED), stock.clone()));
+        assert!(
+            t.reason
+                .contains("the running Asterisk (pid 7) has the stock chan_sip.so loaded"),
+            "{}",
+            t.reason
+        );
+        assert!(!t.options.trust_untagged);
+        let t = judge(Patched::True, &[], &ev(Ok(UNTAGGED), stock));
+        assert!(!t.options.trust_untagged, "{t:?}");
+        assert!(
+            t.reason.contains("patched = true is overruled"),
+            "{}",
+            t.reason
+        );
+        let t = judge(
+            Patched::True,
+            &[],
+            &ev(Ok(UNTAGGED), RunningModule::Untagged { pid: 7 }),
+        );
+        assert!(t.options.trust_untagged, "{t:?}");
     }
 
     #[test]
     fn settings_tags_add_and_patched_true_believes_untagged_lines_loudly() {
-        let p = Path::new("/m/chan_sip.so");
-        let t = from_module(Patched::Auto, &[tag("aaaaaaaaaaaaaaaa")], p, Ok(TAGGED));
+        let none = RunningModule::NoInstance;
+        let t = judge(
+            Patched::Auto,
+            &[tag("aaaaaaaaaaaaaaaa")],
+            &ev(Ok(TAGGED), none.clone()),
+        );
         assert_eq!(
             t.options.known_tags,
-            vec![tag("aaaaaaaaaaaaaaaa"), tag("00112233445566ff")]
+            vec![tag("00112233445566ff"), tag("aaaaaaaaaaaaaaaa")]
         );
-        let t = from_module(Patched::True, &[], p, Ok(UNTAGGED));
+        let t = judge(Patched::True, &[], &ev(Ok(UNTAGGED), none.clone()));
         assert!(t.options.trust_untagged && t.trusted());
         assert!(t.reason.contains("patched = true"), "{}", t.reason);
         // false wins over everything, tags included.
-        let t = from_module(Patched::False, &[tag("aaaaaaaaaaaaaaaa")], p, Ok(TAGGED));
+        let t = judge(
+            Patched::False,
+            &[tag("aaaaaaaaaaaaaaaa")],
+            &ev(Ok(TAGGED), none),
+        );
         assert!(!t.trusted(), "{t:?}");
+        assert!(t.options.tails_off);
     }
 
     #[test]

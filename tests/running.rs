@@ -643,3 +643,136 @@ fn discovery_cost() {
         );
     }
 }
+
+/// Issue 10, end to end through `astpatch scan` with the running instance named: a log in
+/// which an attacker's From header ends in `(192.0.2.1:5060)` (and in a guessed tag) while
+/// the stock module is loaded, then the patched module installed but not loaded, then loaded
+/// and writing tagged lines, then reverted. Only the sender the patched module names is
+/// blamed, in every phase, whatever is on disk; `patched = true` is overruled while the stock
+/// module is loaded.
+#[test]
+fn scan_blames_only_what_the_loaded_patched_module_wrote_through_install_reload_and_revert() {
+    if !common::require_root("scan_blames_only_what_the_loaded_patched_module_wrote") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let a = install(
+        &d.path().join("opt/ast"),
+        &d.path().join("opt/ast/etc/asterisk.conf"),
+    );
+    let so = a.moddir.join("chan_sip.so");
+    let server = Running::start(&a.exe, &["-C", s(&a.conf)]);
+    let log = d.path().join("messages");
+    let state = d.path().join("state");
+    let settings = |patched: &str| {
+        let p = d.path().join(format!("astpatch-{patched}.toml"));
+        fs::write(
+            &p,
+            format!(
+                "maxretry = 3\npatched = {patched}\nasterisk_conf = \"{}\"\nstate_dir = \"{}\"\n",
+                a.conf.display(),
+                state.display()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let forged = |i: usize| {
+        format!(
+            "[2026-11-30 04:27:4{i}] NOTICE[2515][C-00000003] chan_sip.c: Failed to authenticate device \"x\" <sip:100@pbx>;tag=1 (192.0.2.1:5060)\n"
+        )
+    };
+    let guessed = |i: usize| {
+        format!(
+            "[2026-11-30 04:27:5{i}] NOTICE[2515] chan_sip.c: Failed to authenticate device \"x\" <sip:100@pbx>;tag=1 (192.0.2.1:5060) [astpatch:fedcba9876543210]\n"
+        )
+    };
+    let real = |i: usize| {
+        format!(
+            "[2026-11-30 04:28:0{i}] NOTICE[2516] chan_sip.c: Failed to authenticate device \"y\" <sip:100@pbx>;tag=2 (198.51.100.7:5061) [astpatch:{TAG}]\n"
+        )
+    };
+    let scan = |cfg: &Path| -> serde_json::Value {
+        let out = astpatch(&["scan", "--json", "--config", s(cfg), s(&log)]);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let banned = |v: &serde_json::Value| -> Vec<String> {
+        v["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["would_ban"] == true)
+            .map(|a| a["address"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let auto = settings("\"auto\"");
+    let forced = settings("true");
+
+    // Phase 1: stock loaded and installed; the attacker's forged tails.
+    let mut body: String = (0..5).map(forged).collect();
+    body.extend((0..5).map(guessed));
+    fs::write(&log, &body).unwrap();
+    for cfg in [&auto, &forced] {
+        let v = scan(cfg);
+        assert_eq!(banned(&v), Vec::<String>::new(), "{v}");
+        assert_eq!(v["forged"], 5, "{v}");
+    }
+
+    // Phase 2: patched module installed (renamed over), not loaded: the stock one still runs.
+    live_asterisk::build_module(&so, Module::Tagged(TAG));
+    let v = scan(&auto);
+    assert_eq!(banned(&v), Vec::<String>::new(), "{v}");
+    let v = scan(&forced);
+    assert_eq!(
+        banned(&v),
+        Vec::<String>::new(),
+        "patched = true overruled: {v}"
+    );
+    let out = astpatch(&["scan", "--config", s(&forced), s(&log)]);
+    assert!(
+        text(&out).contains(&format!(
+            "the running Asterisk (pid {}) has the stock chan_sip.so loaded",
+            server.pid()
+        )),
+        "{}",
+        text(&out)
+    );
+
+    // Phase 3: loaded; the patched module writes tagged lines naming the real sender, while
+    // the attacker keeps forging. Only the sender is blamed.
+    rx(&a, "module unload chan_sip.so");
+    rx(&a, "module load chan_sip.so");
+    body.extend((0..3).map(real));
+    body.extend((5..9).map(forged));
+    fs::write(&log, &body).unwrap();
+    for cfg in [&auto] {
+        let v = scan(cfg);
+        assert_eq!(banned(&v), vec!["198.51.100.7".to_owned()], "{v}");
+    }
+
+    // Phase 4: reverted (stock installed and loaded). The tagged lines already written were
+    // the patched module's and stay believed only through a recorded tag; the forged ones never.
+    live_asterisk::build_module(&so, Module::Stock);
+    rx(&a, "module unload chan_sip.so");
+    rx(&a, "module load chan_sip.so");
+    let v = scan(&auto);
+    assert_eq!(
+        banned(&v),
+        Vec::<String>::new(),
+        "no module carries the tag any more: {v}"
+    );
+    assert_eq!(v["forged"], 8, "the unknown tag is counted as forged: {v}");
+    fs::create_dir_all(&state).unwrap();
+    astpatch::tail_trust::record(&state, &[TAG.parse().unwrap()]).unwrap();
+    let v = scan(&auto);
+    assert_eq!(
+        banned(&v),
+        vec!["198.51.100.7".to_owned()],
+        "a recorded tag: {v}"
+    );
+    for cfg in [&auto, &forced] {
+        let v = scan(cfg);
+        assert!(!banned(&v).contains(&"192.0.2.1".to_owned()), "{v}");
+    }
+}
