@@ -12,8 +12,10 @@ use serde::Serialize;
 use crate::asterisk_conf::{self, Directories, under};
 use crate::config::{Backend, Settings};
 use crate::firewall::Firewall;
+use crate::detect::TagState;
 use crate::install;
 use crate::logger_conf;
+use crate::module_tag::{self, ModuleKind, Tag};
 use crate::sites::{self, PatchState};
 use crate::state;
 use crate::watcher_unit::{self, UnitState};
@@ -72,10 +74,11 @@ pub struct Inputs<'a> {
 pub fn verify(inp: &Inputs, firewall: &dyn Fn(Backend) -> Box<dyn Firewall>) -> VerifyReport {
     let dirs = asterisk_conf::load(inp.root).ok().flatten();
     let src_state = inp.src.map(source_state);
+    let tree_tag = src_state.as_ref().and_then(|st| st.tag);
     let mut checks = vec![
         check_source(inp.src, src_state.as_ref()),
         check_built(inp.src, src_state.as_ref()),
-        check_installed(inp),
+        check_installed(inp, tree_tag),
     ];
     let (logging, notice_files) = check_logging(inp, dirs.as_ref());
     checks.push(logging);
@@ -99,11 +102,41 @@ fn src_arg(src: Option<&Path>) -> String {
 /// What the tree's chan_sip.c says, read once for the source and built-module checks.
 struct SourceState {
     result: Result<(PathBuf, Vec<u8>, sites::SiteScan), crate::error::Error>,
+    /// The tree's tag (manifest, else the sites'), which built and installed modules must carry.
+    tag: Option<Tag>,
+    tag_state: TagState,
 }
 
 fn source_state(src: &Path) -> SourceState {
+    let result = crate::apply::load(src).map(|l| (l.path, l.bytes, l.scan));
+    let (tag, tag_state) = match &result {
+        Ok((path, bytes, scan)) => {
+            let tag = crate::apply::tree_tag(path, bytes, scan);
+            let patched: Vec<bool> = scan.sites.iter().map(|s| s.patched).collect();
+            let tags = crate::apply::site_tags(bytes, scan);
+            (tag, TagState::of(&patched, &tags, tag))
+        }
+        Err(_) => (None, TagState::NoSites),
+    };
     SourceState {
-        result: crate::apply::load(src).map(|l| (l.path, l.bytes, l.scan)),
+        result,
+        tag,
+        tag_state,
+    }
+}
+
+/// "tag X" / "no tag" / "tags X, Y", for messages about a module.
+fn carried(tags: &[Tag]) -> String {
+    match tags {
+        [] => "no tag".into(),
+        [t] => format!("tag {t}"),
+        many => format!(
+            "tags {}",
+            many.iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
@@ -122,16 +155,28 @@ fn check_source(src: Option<&Path>, st: Option<&SourceState>) -> Check {
         Ok((path, _, scan)) => {
             let n = scan.sites.len();
             let patched = scan.sites.iter().filter(|s| s.patched).count();
-            match scan.state() {
-                PatchState::Patched => Check::new(
+            match (scan.state(), st.tag_state, st.tag) {
+                (PatchState::Patched, TagState::Tagged, Some(tag)) => Check::new(
                     NAME,
                     Status::Pass,
                     format!(
-                        "{}: all {n} inbound sites log the source address",
+                        "{}: all {n} inbound sites log the source address, tagged {tag}",
                         shown(path)
                     ),
                 ),
-                PatchState::NoSites => Check::new(
+                (PatchState::Patched, ..) => Check::new(
+                    NAME,
+                    Status::Fail,
+                    format!(
+                        "{}: all {n} inbound sites log the source address, but not all end with the tree's tag: the watcher does not trust their lines by default",
+                        shown(path)
+                    ),
+                )
+                .fix(format!(
+                    "astpatch apply --rebuild --install {} (adds the tag)",
+                    shown(src)
+                )),
+                (PatchState::NoSites, ..) => Check::new(
                     NAME,
                     Status::Skipped,
                     format!("{}: no inbound failed-auth log statements", shown(path)),
@@ -220,6 +265,21 @@ fn check_built(src: Option<&Path>, st: Option<&SourceState>) -> Check {
         )
         .fix(rebuild);
     }
+    if let Some(tag) = st.tag {
+        let tags = module_tag::in_module(&module);
+        if !tags.contains(&tag) {
+            return Check::new(
+                NAME,
+                Status::Fail,
+                format!(
+                    "{} carries {}, but chan_sip.c is patched with tag {tag}: it was built before the last apply",
+                    shown(&so),
+                    carried(&tags)
+                ),
+            )
+            .fix(rebuild);
+        }
+    }
     let strings = site_format_strings(bytes, scan);
     let missing = strings
         .iter()
@@ -237,18 +297,22 @@ fn check_built(src: Option<&Path>, st: Option<&SourceState>) -> Check {
         )
         .fix(rebuild);
     }
+    let tagged = st
+        .tag
+        .map(|t| format!(", tag {t}"))
+        .unwrap_or_else(|| ", no tag".into());
     Check::new(
         NAME,
         Status::Pass,
         format!(
-            "{}: newer than chan_sip.c, carries all {} patched format strings",
+            "{}: newer than chan_sip.c, carries all {} patched format strings{tagged}",
             shown(&so),
             strings.len()
         ),
     )
 }
 
-fn check_installed(inp: &Inputs) -> Check {
+fn check_installed(inp: &Inputs, tree_tag: Option<Tag>) -> Check {
     const NAME: &str = "installed-module";
     let moddir = match install::resolve_moddir(inp.moddir, inp.src, inp.root) {
         Ok(m) => m,
@@ -279,6 +343,35 @@ fn check_installed(inp: &Inputs) -> Check {
         )
         .fix(install_cmd);
     }
+    let tags = match ModuleKind::of(&installed) {
+        ModuleKind::Tagged(tags) => tags,
+        _ => {
+            return Check::new(
+                NAME,
+                Status::Fail,
+                format!(
+                    "{} is patched but carries no tag: the watcher cannot tell its lines from forged ones and trusts them only with patched = true",
+                    shown(&path)
+                ),
+            )
+            .fix(install_cmd);
+        }
+    };
+    if let Some(tag) = tree_tag
+        && !tags.contains(&tag)
+    {
+        return Check::new(
+            NAME,
+            Status::Fail,
+            format!(
+                "{} carries {}, but {} is patched with tag {tag}: it is from another build",
+                shown(&path),
+                carried(&tags),
+                src_arg(inp.src)
+            ),
+        )
+        .fix(install_cmd);
+    }
     let hash = crate::manifest::sha256_hex(&installed);
     let built = inp
         .src
@@ -294,8 +387,9 @@ fn check_installed(inp: &Inputs) -> Check {
             NAME,
             Status::Pass,
             format!(
-                "{}: same as the built module (sha256 {})",
+                "{}: same as the built module, {} (sha256 {})",
                 shown(&path),
+                carried(&tags),
                 &hash[..12]
             ),
         ),
@@ -303,8 +397,9 @@ fn check_installed(inp: &Inputs) -> Check {
             NAME,
             Status::Pass,
             format!(
-                "{}: carries the patched format strings (sha256 {})",
+                "{}: carries the patched format strings, {} (sha256 {})",
                 shown(&path),
+                carried(&tags),
                 &hash[..12]
             ),
         ),
