@@ -87,7 +87,11 @@ fn print_text(r: &DetectReport, style: Style) {
         _ => style.warn(&state),
     };
     println!("{} {state}", label("state"));
-    let tagged = r.sites.iter().filter(|s| s.tag.is_some() && s.tag == r.tag).count();
+    let tagged = r
+        .sites
+        .iter()
+        .filter(|s| s.tag.is_some() && s.tag == r.tag)
+        .count();
     let again = format!(
         "re-run `astpatch apply {}` to add the tag the watcher needs",
         r.tree.display()

@@ -444,7 +444,10 @@ mod tests {
         };
         crate::manifest::store(&tree.join(crate::tree::CHAN_SIP), &record).unwrap();
         for (module, has) in [
-            (&b"Failed to authenticate device %s (%s)\n"[..], "carries no tag"),
+            (
+                &b"Failed to authenticate device %s (%s)\n"[..],
+                "carries no tag",
+            ),
             (
                 b"Failed to authenticate device %s (%s) [astpatch:aaaaaaaaaaaaaaaa]\n",
                 "carries tag aaaaaaaaaaaaaaaa",

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::asterisk_conf::{self, Directories, under};
 use crate::config::{Backend, Settings};
-use crate::firewall::Firewall;
 use crate::detect::TagState;
+use crate::firewall::Firewall;
 use crate::install;
 use crate::logger_conf;
 use crate::module_tag::{self, ModuleKind, Tag};

@@ -174,7 +174,11 @@ fn fresh_apply_tags_every_site_and_records_the_tag_and_reapply_keeps_it() {
         assert_eq!(r.tag_origin, astpatch::apply::TagOrigin::New, "{what}");
         let tag = r.tag.to_string();
         let after = chan_sip(d.path());
-        assert_eq!(tag_count(&after, &tag), fixtures::site_count(spec), "{what}");
+        assert_eq!(
+            tag_count(&after, &tag),
+            fixtures::site_count(spec),
+            "{what}"
+        );
         assert_eq!(
             astpatch::module_tag::in_module(&after),
             vec![r.tag],
@@ -199,7 +203,10 @@ fn fresh_apply_tags_every_site_and_records_the_tag_and_reapply_keeps_it() {
         let pristine = fs::read(d.path().join("channels/chan_sip.c.astpatch-orig")).unwrap();
         fs::write(d.path().join("channels/chan_sip.c"), &pristine).unwrap();
         let third = apply(d.path(), false).unwrap();
-        assert_eq!((third.tag, third.changed), (r.tag, fixtures::site_count(spec)));
+        assert_eq!(
+            (third.tag, third.changed),
+            (r.tag, fixtures::site_count(spec))
+        );
         assert_eq!(chan_sip(d.path()), after, "{what}");
         assert!(!seen.contains(&tag), "{what}: tags differ between trees");
         seen.push(tag);
@@ -214,7 +221,10 @@ fn a_tree_patched_before_tags_is_upgraded_in_place_and_reverts_exactly() {
         for keep_copy in [true, false] {
             let d = tempfile::tempdir().unwrap();
             fixtures::write_tree(d.path(), spec);
-            let what = format!("shape {} {} (copy kept: {keep_copy})", spec.id, spec.version);
+            let what = format!(
+                "shape {} {} (copy kept: {keep_copy})",
+                spec.id, spec.version
+            );
             let pristine = chan_sip(d.path());
             let legacy = fixtures::patch_like_before_tags(d.path());
             assert_eq!(manifest(d.path())["format"], 1);
@@ -234,8 +244,15 @@ fn a_tree_patched_before_tags_is_upgraded_in_place_and_reverts_exactly() {
             );
             assert_eq!(r.tag_origin, astpatch::apply::TagOrigin::New);
             let after = chan_sip(d.path());
-            assert_eq!(fixtures::untag(&after), legacy, "{what}: only the tag is added");
-            assert_eq!(tag_count(&after, r.tag.as_str()), fixtures::site_count(spec));
+            assert_eq!(
+                fixtures::untag(&after),
+                legacy,
+                "{what}: only the tag is added"
+            );
+            assert_eq!(
+                tag_count(&after, r.tag.as_str()),
+                fixtures::site_count(spec)
+            );
             let m = manifest(d.path());
             assert_eq!(m["format"], 2);
             assert_eq!(m["tag"], r.tag.as_str());
@@ -272,10 +289,7 @@ fn a_tree_patched_before_tags_reverts_without_upgrading() {
         if !keep_copy {
             fs::remove_file(d.path().join("channels/chan_sip.c.astpatch-orig")).unwrap();
         }
-        assert_eq!(
-            revert(d.path()).unwrap().outcome,
-            RevertOutcome::Restored
-        );
+        assert_eq!(revert(d.path()).unwrap().outcome, RevertOutcome::Restored);
         assert_eq!(chan_sip(d.path()), pristine);
     }
     // Without the pristine copy an upgrade would lose the way back: refused, nothing written.
@@ -321,7 +335,9 @@ fn a_hand_patch_in_other_words_is_rewritten_with_the_tag_and_reverts_to_the_hand
             1
         );
         assert!(
-            r.notes.iter().any(|n| n.contains("hand patch in other words")),
+            r.notes
+                .iter()
+                .any(|n| n.contains("hand patch in other words")),
             "{:?}",
             r.notes
         );
@@ -618,7 +634,10 @@ fn cli_dry_run_diff_is_pinned() {
             .lines()
             .filter(|l| l.starts_with('+') && !l.starts_with("+++") && l.contains("%s"))
             .collect();
-        assert_eq!(plus.len(), fixtures::site_count(&fixtures::spec(id, version)));
+        assert_eq!(
+            plus.len(),
+            fixtures::site_count(&fixtures::spec(id, version))
+        );
         for l in &plus {
             assert!(l.contains(&format!(" [astpatch:{tag}]\\n\"")), "{l}");
         }
@@ -799,5 +818,8 @@ fn cli_dry_run_diff_keeps_latin1_context_so_patch_applies_it() {
     let by_apply = fs::read(&path).unwrap();
     assert_ne!(by_patch, by_apply, "a fresh tag per apply");
     assert_eq!(fixtures::untag(&by_patch), fixtures::untag(&by_apply));
-    assert_eq!(memchr::memmem::find_iter(&by_apply, r.tag.as_str()).count(), 5);
+    assert_eq!(
+        memchr::memmem::find_iter(&by_apply, r.tag.as_str()).count(),
+        5
+    );
 }

@@ -87,7 +87,13 @@ fn the_tag_state_is_shown_in_text_and_json() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["tag_state"], "tagged");
     assert_eq!(json["tag"], tag.as_str());
-    assert!(json["sites"].as_array().unwrap().iter().all(|s| s["tag"] == tag.as_str()));
+    assert!(
+        json["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["tag"] == tag.as_str())
+    );
 
     // An astpatch from before tags: patched, but nothing the watcher trusts by default.
     astpatch::revert::revert(&root).unwrap();
@@ -105,7 +111,13 @@ fn the_tag_state_is_shown_in_text_and_json() {
     assert_eq!(json["state"], "patched");
     assert_eq!(json["tag_state"], "untagged");
     assert_eq!(json["tag"], serde_json::Value::Null);
-    assert!(json["sites"].as_array().unwrap().iter().all(|s| s["tag"].is_null()));
+    assert!(
+        json["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["tag"].is_null())
+    );
 
     // Unpatched.
     let plain = tree("7", "11.23.1", "11.23.1");

@@ -66,7 +66,15 @@ fn every_fixture_shape_compiles_patched_and_unpatched() {
         bad.extend_from_slice(&good[at + tag.len()..]);
         fs::write(&c, &bad).unwrap();
         let out = std::process::Command::new("gcc")
-            .args(["-c", "-fPIC", "-I../include", "-Werror=format", "-o", "bad.o", "chan_sip.c"])
+            .args([
+                "-c",
+                "-fPIC",
+                "-I../include",
+                "-Werror=format",
+                "-o",
+                "bad.o",
+                "chan_sip.c",
+            ])
             .current_dir(d.path().join("channels"))
             .output()
             .unwrap();

@@ -304,8 +304,7 @@ pub fn patch_like_before_tags(dir: &Path) -> Vec<u8> {
     let legacy = untag(&std::fs::read(&path).unwrap());
     std::fs::write(&path, &legacy).unwrap();
     let mpath = dir.join("channels/chan_sip.c.astpatch.json");
-    let mut m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
     let o = m.as_object_mut().unwrap();
     o.insert("format".into(), 1.into());
     o.remove("tag");
