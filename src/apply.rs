@@ -280,7 +280,7 @@ pub fn apply(root: &Path, dry_run: bool) -> Result<ApplyReport> {
         state_before,
         tag,
         tag_origin,
-        sites: plan.sites.clone(),
+        sites: plan.sites,
         changed,
         written: false,
         diff: String::from_utf8_lossy(&patch_bytes).into_owned(),

@@ -95,5 +95,8 @@ pub fn load(chan_sip: &Path) -> Result<Option<Manifest>> {
 pub fn store(chan_sip: &Path, m: &Manifest) -> Result<()> {
     let path = manifest_path(chan_sip);
     let text = serde_json::to_string_pretty(m).expect("manifest serialises") + "\n";
-    crate::atomic::write(&path, text.as_bytes(), None).map_err(|e| Error::io(&path, e))
+    // As readable as chan_sip.c itself (which holds the same tag): every later apply, detect
+    // and install reads the record, also as a user who may read the tree but not write it.
+    let mode = crate::atomic::mode_of(chan_sip).ok().map(|m| m & 0o666);
+    crate::atomic::write(&path, text.as_bytes(), mode).map_err(|e| Error::io(&path, e))
 }
