@@ -287,6 +287,12 @@ pub fn apply(root: &Path, dry_run: bool) -> Result<ApplyReport> {
         patch_bytes,
         notes,
     };
+    if changed == 0 && !dry_run && heal_interrupted_upgrade(&l, patch, tag, record.as_ref())? {
+        report.notes.push(
+            "an earlier upgrade to the tagged wording stopped before its record was written; the record is complete now"
+                .into(),
+        );
+    }
     if changed == 0 || dry_run {
         return Ok(report);
     }
@@ -330,13 +336,17 @@ fn plan_notes(plan: &patch::Plan) -> Vec<String> {
 }
 
 /// The file before astpatch's first apply, and whether it already sits in the pristine copy.
-fn pristine(l: &Loaded, record: Option<&Manifest>, current: &str) -> Result<(Vec<u8>, bool)> {
-    let path = &l.path;
+fn pristine(
+    path: &Path,
+    bytes: &[u8],
+    record: Option<&Manifest>,
+    current: &str,
+) -> Result<(Vec<u8>, bool)> {
     let Some(old) = record else {
-        return Ok((l.bytes.clone(), false));
+        return Ok((bytes.to_vec(), false));
     };
     if old.original_sha256 == *current {
-        return Ok((l.bytes.clone(), false));
+        return Ok((bytes.to_vec(), false));
     }
     let revert_first = || {
         Some(
@@ -401,7 +411,7 @@ fn write_patched(
     }
     let mode = crate::atomic::mode_of(path).map_err(|e| Error::io(path, e))?;
     let current = manifest::sha256_hex(&l.bytes);
-    let (original, kept) = pristine(l, record.as_ref(), &current)?;
+    let (original, kept) = pristine(&l.path, &l.bytes, record.as_ref(), &current)?;
     let new_record = new_record(&original, new, patch, tag)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     if !may_write(dir) {
@@ -420,14 +430,13 @@ fn write_patched(
         // A full disk or a failing device part-way: the original was never replaced, so take
         // back the copy and the record too (or put the earlier record back) and leave the
         // directory as it was.
-        match (&record, kept) {
-            (Some(old), true) => {
-                let _ = manifest::store(path, old);
-            }
-            _ => {
-                for leftover in [&record_path, &orig] {
-                    let _ = fs::remove_file(leftover);
-                }
+        if kept {
+            // Upgrade in place: the file may already be the new one; put the old bytes back
+            // (the earlier record still describes them).
+            let _ = crate::atomic::write(path, &l.bytes, Some(mode));
+        } else {
+            for leftover in [&record_path, &orig] {
+                let _ = fs::remove_file(leftover);
             }
         }
         let _ = crate::atomic::sync_dir(dir);
@@ -494,13 +503,49 @@ fn write_all_three(
     orig: Option<&PathBuf>,
 ) -> Result<()> {
     let path = &l.path;
+    let Some(orig) = orig else {
+        // Upgrade in place (the pristine copy is already there): file first, then record. A
+        // crash between them leaves the tagged file under the earlier record, which
+        // `heal_interrupted_upgrade` can prove and finish; the other order could not be proved.
+        crate::atomic::write(path, new, Some(mode)).map_err(|e| Error::io(path, e))?;
+        return manifest::store(path, record);
+    };
     // Pristine copy and record first: a crash after them but before the rename leaves the
     // original in place and a record revert understands.
-    if let Some(orig) = orig {
-        crate::atomic::write(orig, &l.bytes, Some(mode)).map_err(|e| Error::io(orig, e))?;
-    }
+    crate::atomic::write(orig, &l.bytes, Some(mode)).map_err(|e| Error::io(orig, e))?;
     manifest::store(path, record)?;
     crate::atomic::write(path, new, Some(mode)).map_err(|e| Error::io(path, e))
+}
+
+/// An upgrade in place that stopped after the file and before its record: the file is tagged,
+/// the record still the one from before tags. If taking the tags out gives exactly the bytes
+/// that record describes, write the record the upgrade would have written.
+fn heal_interrupted_upgrade(
+    l: &Loaded,
+    patch: &Patch,
+    tag: Tag,
+    record: Option<&Manifest>,
+) -> Result<bool> {
+    let Some(old) = record.filter(|m| m.tag.is_none()) else {
+        return Ok(false);
+    };
+    if manifest::sha256_hex(&l.bytes) == old.patched_sha256 {
+        return Ok(false);
+    }
+    let plan = patch::plan(
+        &l.bytes,
+        &l.scan,
+        patch,
+        Direction::Forward,
+        Tagging::Legacy,
+    );
+    let untagged = patch::execute(&l.bytes, &plan, patch, Direction::Forward);
+    if manifest::sha256_hex(&untagged) != old.patched_sha256 {
+        return Ok(false);
+    }
+    let (original, _) = pristine(&l.path, &untagged, Some(old), &old.patched_sha256)?;
+    manifest::store(&l.path, &new_record(&original, &l.bytes, patch, tag)?)?;
+    Ok(true)
 }
 
 /// Whether this process may create files in `dir` (root passes unless the mount is read-only,

@@ -823,3 +823,48 @@ fn cli_dry_run_diff_keeps_latin1_context_so_patch_applies_it() {
         5
     );
 }
+
+/// An upgrade in place interrupted after the file and before its record (simulated by putting
+/// the record from before tags back): the next apply proves the file is the upgrade of what
+/// that record describes, completes the record, and revert is exact again.
+#[test]
+fn an_upgrade_interrupted_before_its_record_is_completed_by_the_next_apply() {
+    let d = tempfile::tempdir().unwrap();
+    fixtures::write_tree(d.path(), &fixtures::spec("6", "11.2.1"));
+    let pristine = chan_sip(d.path());
+    fixtures::patch_like_before_tags(d.path());
+    let record_path = d.path().join("channels/chan_sip.c.astpatch.json");
+    let old_record = fs::read(&record_path).unwrap();
+    let up = apply(d.path(), false).unwrap();
+    let tagged = chan_sip(d.path());
+    fs::write(&record_path, &old_record).unwrap();
+    assert!(
+        revert(d.path()).is_err(),
+        "the torn state is not revertable as is"
+    );
+    let heal = apply(d.path(), false).unwrap();
+    assert_eq!((heal.changed, heal.tag), (0, up.tag));
+    assert!(
+        heal.notes
+            .iter()
+            .any(|n| n.contains("the record is complete now")),
+        "{:?}",
+        heal.notes
+    );
+    assert_eq!(chan_sip(d.path()), tagged);
+    assert_eq!(manifest(d.path())["tag"], up.tag.as_str());
+    assert_eq!(apply(d.path(), false).unwrap().notes, Vec::<String>::new());
+    revert(d.path()).unwrap();
+    assert_eq!(chan_sip(d.path()), pristine);
+    // A tagged file whose untagged form is not what the record describes is left alone.
+    fixtures::patch_like_before_tags(d.path());
+    let old_record = fs::read(&record_path).unwrap();
+    apply(d.path(), false).unwrap();
+    let mut edited = chan_sip(d.path());
+    edited.extend_from_slice(b"/* edited */\n");
+    fs::write(d.path().join("channels/chan_sip.c"), &edited).unwrap();
+    fs::write(&record_path, &old_record).unwrap();
+    let r = apply(d.path(), false).unwrap();
+    assert!(r.notes.is_empty(), "{:?}", r.notes);
+    assert_eq!(fs::read(&record_path).unwrap(), old_record);
+}
