@@ -26,7 +26,7 @@ def attack(a, ext):
     if k == 0:
         return f"NOTICE[{rnd.randrange(1000, 30000)}] chan_sip.c: Registration from '\"{ext}\"<sip:{ext}@192.0.2.1>' failed for '{addr_port(a)}' - Wrong password"
     if k == 1:
-        return f"NOTICE[{rnd.randrange(1000, 30000)}] chan_sip.c: Failed to authenticate device \"{ext}\"<sip:{ext}@192.0.2.1>;tag={rnd.randrange(1 << 30):08x} ({addr_port(a)}) for REGISTER, code = -1"
+        return f"NOTICE[{rnd.randrange(1000, 30000)}] chan_sip.c: Failed to authenticate device \"{ext}\"<sip:{ext}@192.0.2.1>;tag={rnd.randrange(1 << 30):08x} ({addr_port(a)}) for REGISTER, code = -1 [astpatch:c0ffee00c0ffee00]"
     if k == 2:
         return f"NOTICE[{rnd.randrange(1000, 30000)}] chan_sip.c: Failed to authenticate device <sip:{ext}@192.0.2.1>;tag={rnd.randrange(1 << 30):08x}"
     if k == 3:

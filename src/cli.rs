@@ -233,7 +233,13 @@ pub enum Command {
         config: Option<PathBuf>,
     },
     /// Lift a ban (or every ban with --all), from the state store and the firewall.
-    #[command(after_help = "Examples:\n  astpatch unban 203.0.113.7\n  astpatch unban --all")]
+    ///
+    /// `--all --purge` also removes every firewall object astpatch made (its iptables chain,
+    /// ipsets and nftables table, whatever the backend), for an uninstall; stop the watcher
+    /// first.
+    #[command(
+        after_help = "Examples:\n  astpatch unban 203.0.113.7\n  astpatch unban --all\n  systemctl stop astpatch && astpatch unban --all --purge"
+    )]
     Unban {
         /// The address or network as banned.
         #[arg(
@@ -245,6 +251,9 @@ pub enum Command {
         /// Lift every ban astpatch holds.
         #[arg(long)]
         all: bool,
+        /// With --all: also remove astpatch's firewall objects of every backend.
+        #[arg(long, requires = "all")]
+        purge: bool,
         /// Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
@@ -262,6 +271,25 @@ pub enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    ///
+    /// The Debian package installs bash, zsh and fish completions already; this is for
+    /// installs with `cargo install`.
+    #[command(
+        after_help = "Examples:\n  astpatch completions bash > /etc/bash_completion.d/astpatch\n  astpatch completions zsh > \"${fpath[1]}/_astpatch\"\n  astpatch completions fish > ~/.config/fish/completions/astpatch.fish"
+    )]
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Write the files a package installs: man pages, completions, the commented default
+    /// settings file and the systemd unit (for packagers; `packaging/` holds them).
+    #[command(after_help = "Example:\n  astpatch generate packaging")]
+    Generate {
+        /// Directory to write into (created if missing).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
     },
 }
 
@@ -356,6 +384,7 @@ fn run(cli: Cli, style: Style) -> Result<u8, Error> {
                 settings,
                 crate::cmd_watch::WatchArgs {
                     ban,
+                    config,
                     logs,
                     backend,
                     state_dir,
@@ -385,13 +414,30 @@ fn run(cli: Cli, style: Style) -> Result<u8, Error> {
             let settings = crate::config::Settings::load(config.as_deref())?;
             crate::cmd_control::run_ban(&settings, &addr, ban_for, style)
         }
-        Command::Unban { addr, all, config } => {
+        Command::Unban {
+            addr,
+            all,
+            purge,
+            config,
+        } => {
             let settings = crate::config::Settings::load(config.as_deref())?;
-            crate::cmd_control::run_unban(&settings, addr.as_deref(), all, style)
+            crate::cmd_control::run_unban(&settings, addr.as_deref(), all, purge, style)
         }
         Command::Status { config, json } => {
             let settings = crate::config::Settings::load(config.as_deref())?;
             crate::cmd_control::run_status(&settings, json, style)
+        }
+        Command::Completions { shell } => {
+            use std::io::Write;
+            let _ = std::io::stdout().write_all(&crate::manual::completions(shell));
+            Ok(exit_codes::SUCCESS)
+        }
+        Command::Generate { dir } => {
+            let written = crate::manual::write_packaged(&dir).map_err(|e| Error::io(&dir, e))?;
+            for f in written {
+                println!("{}", dir.join(f).display());
+            }
+            Ok(exit_codes::SUCCESS)
         }
     }
 }

@@ -64,7 +64,16 @@ pub fn run_ban(
     Ok(exit_codes::SUCCESS)
 }
 
-pub fn run_unban(settings: &Settings, target: Option<&str>, all: bool, style: Style) -> Result<u8> {
+pub fn run_unban(
+    settings: &Settings,
+    target: Option<&str>,
+    all: bool,
+    purge: bool,
+    style: Style,
+) -> Result<u8> {
+    if purge {
+        return run_purge(settings, style);
+    }
     let mut st = State::open(&settings.state_dir)?;
     let mut fw = open_firewall(settings);
     let now = now_secs();
@@ -93,6 +102,41 @@ pub fn run_unban(settings: &Settings, target: Option<&str>, all: bool, style: St
     st.record_unban(net, "manual", now)?;
     fw.unban(net)?;
     println!("{} {net}", style.ok("unbanned"));
+    Ok(exit_codes::SUCCESS)
+}
+
+/// `unban --all --purge`: every ban lifted and every firewall object astpatch made, of every
+/// backend, removed (before an uninstall). A running watcher would put them back at its next
+/// check, so it must be stopped first.
+fn run_purge(settings: &Settings, style: Style) -> Result<u8> {
+    if state::watcher_running(&settings.state_dir) {
+        return Err(crate::error::Error::environment(
+            format!(
+                "a watcher uses {} and would put the firewall objects back",
+                settings.state_dir.display()
+            ),
+            Some(
+                "stop it first: systemctl stop astpatch (or end `astpatch watch`), then run this again",
+            ),
+        ));
+    }
+    if settings.state_dir.is_dir() {
+        let mut st = State::open(&settings.state_dir)?;
+        st.record_unban_all(now_secs())?;
+    }
+    for b in [Backend::Iptables, Backend::Ipset, Backend::Nftables] {
+        let tool = match b {
+            Backend::Iptables => "iptables",
+            Backend::Ipset => "ipset",
+            Backend::Nftables => "nft",
+        };
+        if !firewall::tool_installed(tool) {
+            println!("{b}: {tool} is not installed, nothing to remove");
+            continue;
+        }
+        firewall::for_backend(b, Box::new(SystemRunner::host())).teardown()?;
+        println!("{} {b}: astpatch's objects removed", style.ok("purged"));
+    }
     Ok(exit_codes::SUCCESS)
 }
 

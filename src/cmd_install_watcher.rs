@@ -8,7 +8,9 @@ use crate::error::{Error, Result};
 use crate::exit_codes;
 use crate::output::Style;
 
-pub const UNIT_NAME: &str = "astpatch-watch.service";
+/// The same name the Debian package ships in /lib/systemd/system: a unit written here, in
+/// /etc/systemd/system, overrides the package's.
+pub const UNIT_NAME: &str = "astpatch.service";
 
 /// The unit text. Root, but with only the capabilities the watcher needs: NET_ADMIN/NET_RAW
 /// for the firewall, DAC_READ_SEARCH to read logs owned by the asterisk user.
@@ -23,6 +25,8 @@ Wants=network-online.target
 [Service]
 Type=simple
 ExecStart={exe} watch --ban --config {config}
+# Re-reads the settings (systemctl reload astpatch); logs, backend and state_dir need a restart.
+ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=2s
 # Least privilege: root, but only the capabilities the firewall and log reading need.
@@ -30,7 +34,7 @@ CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_DAC_READ_SEARCH
 AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW CAP_DAC_READ_SEARCH
 NoNewPrivileges=yes
 ProtectSystem=strict
-ReadWritePaths={state} /run
+ReadWritePaths={state} /run -/var/lib/prometheus/node-exporter
 ProtectHome=yes
 PrivateTmp=yes
 PrivateDevices=yes
@@ -99,7 +103,9 @@ mod tests {
             "{unit}"
         );
         assert!(
-            unit.contains("ReadWritePaths=\"/var/lib/ast patch\" /run\n"),
+            unit.contains(
+                "ReadWritePaths=\"/var/lib/ast patch\" /run -/var/lib/prometheus/node-exporter\n"
+            ),
             "{unit}"
         );
         let plain = unit_text(

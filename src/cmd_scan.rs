@@ -9,7 +9,8 @@ use crate::exit_codes;
 use crate::logframe::format_utc;
 use crate::logread::Source;
 use crate::output::{Style, print_json};
-use crate::recognise::{RecogniseOptions, Recogniser};
+use crate::policy;
+use crate::recognise::Recogniser;
 use crate::scan::{ScanReport, Scanner};
 use crate::tail_trust::TailTrust;
 
@@ -25,11 +26,9 @@ pub fn run(files: &[PathBuf], config: Option<&Path>, json: bool, style: Style) -
         let reader = src.open()?;
         inputs.push((src.name(), reader));
     }
-    let trust = crate::tail_trust::decide(settings.patched, Path::new("/"));
-    let rec = Recogniser::new(RecogniseOptions {
-        trust_chan_sip_tail: trust.trusted,
-    });
-    let mut scanner = Scanner::new(&rec, &settings);
+    let trust = crate::tail_trust::decide(settings.patched, &settings.tags, Path::new("/"));
+    let rec = Recogniser::new(trust.options.clone());
+    let mut scanner = Scanner::new(&rec, &settings).with_local(policy::local_addresses());
     for (name, reader) in inputs {
         scanner.read(reader, &name);
     }
@@ -63,8 +62,8 @@ pub fn render_text(r: &ScanReport, trust: &TailTrust, style: Style) -> String {
     if r.matched > 0 {
         let _ = writeln!(
             o,
-            "  {} with an address, {} without one, {} ambiguous (the last two are never banned)",
-            r.with_address, r.no_address, r.ambiguous
+            "  {} with an address, {} without one, {} ambiguous, {} forged (the last three are never banned)",
+            r.with_address, r.no_address, r.ambiguous, r.forged
         );
     }
     if let Some(w) = &r.window {
@@ -86,14 +85,14 @@ pub fn render_text(r: &ScanReport, trust: &TailTrust, style: Style) -> String {
         let _ = writeln!(o);
         let _ = writeln!(
             o,
-            "{:<24}{:>13}{:>12}{:>11}",
-            "RULE", "WITH ADDRESS", "NO ADDRESS", "AMBIGUOUS"
+            "{:<24}{:>13}{:>12}{:>11}{:>8}",
+            "RULE", "WITH ADDRESS", "NO ADDRESS", "AMBIGUOUS", "FORGED"
         );
         for rc in &r.rules {
             let _ = writeln!(
                 o,
-                "{:<24}{:>13}{:>12}{:>11}",
-                rc.rule, rc.failures, rc.no_address, rc.ambiguous
+                "{:<24}{:>13}{:>12}{:>11}{:>8}",
+                rc.rule, rc.failures, rc.no_address, rc.ambiguous, rc.forged
             );
         }
     }
@@ -109,7 +108,7 @@ pub fn render_text(r: &ScanReport, trust: &TailTrust, style: Style) -> String {
             let verdict = if a.would_ban {
                 style.bad("yes")
             } else if a.ignored {
-                "no (ignored)".to_owned()
+                "no (never banned)".to_owned()
             } else {
                 "no".to_owned()
             };
@@ -159,16 +158,25 @@ pub fn render_text(r: &ScanReport, trust: &TailTrust, style: Style) -> String {
     let chan_sip_blind: u64 = r
         .rules
         .iter()
-        .filter(|rc| rc.rule.starts_with("chan-sip-") && !r.trust_chan_sip_tail)
+        .filter(|rc| rc.rule.starts_with("chan-sip-"))
         .map(|rc| rc.no_address)
         .sum();
     if chan_sip_blind > 0 {
         let _ = writeln!(
             o,
-            "note: {} name no trustworthy address: on a stock module \
-             their end is the attacker's From header. Patch and install the module \
-             (astpatch apply --rebuild --install): with patched = \"auto\", the default, its tails are then trusted.",
+            "note: {} name no trustworthy address: they carry no tag of a patched build, so \
+             their end may be the attacker's From header. Patch, install and load the module \
+             (astpatch apply --rebuild --install --reload): the lines it writes from then on are tagged and believed.",
             plural(chan_sip_blind, "chan_sip line")
+        );
+    }
+    if r.forged > 0 {
+        let _ = writeln!(
+            o,
+            "note: {} carried a tag no known build has: someone shaped them to pass for the \
+             patched module's (or they come from a build whose module is gone: add its tag to \
+             tags = [...] in the settings). Never blamed on anyone.",
+            plural(r.forged, "chan_sip line")
         );
     }
     if r.ambiguous > 0 {

@@ -1,5 +1,6 @@
 //! `astpatch watch`: the loop around the engine — follow the logs, feed lines and ticks, keep
-//! the pid file, stop cleanly on SIGTERM/SIGINT (bans stay in the firewall and the state).
+//! the pid file, stop cleanly on SIGTERM/SIGINT (bans stay in the firewall and the state),
+//! re-read the settings on SIGHUP.
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -14,6 +15,8 @@ use crate::watch::Engine;
 
 pub struct WatchArgs {
     pub ban: bool,
+    /// The settings file, read again on SIGHUP.
+    pub config: Option<PathBuf>,
     pub logs: Vec<PathBuf>,
     pub backend: Option<Backend>,
     pub state_dir: Option<PathBuf>,
@@ -21,34 +24,57 @@ pub struct WatchArgs {
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
+static RELOAD: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
-pub fn run_watch(mut settings: Settings, args: WatchArgs) -> Result<u8> {
+extern "C" fn on_hup(_: libc::c_int) {
+    RELOAD.store(true, Ordering::SeqCst);
+}
+
+/// The command line's overrides on top of a settings file's values.
+fn overridden(mut settings: Settings, args: &WatchArgs) -> Settings {
     if !args.logs.is_empty() {
-        settings.logs = args.logs;
+        settings.logs = args.logs.clone();
     }
     if let Some(b) = args.backend {
         settings.backend = b;
     }
-    if let Some(d) = args.state_dir {
-        settings.state_dir = d;
+    if let Some(d) = &args.state_dir {
+        settings.state_dir = d.clone();
     }
+    settings
+}
+
+/// Which chan_sip tails `settings` make the engine believe, with the source it learns new
+/// builds' tags from.
+fn apply_tail_trust(engine: &mut Engine, settings: &Settings) -> crate::tail_trust::TailTrust {
+    let trust = crate::tail_trust::decide(settings.patched, &settings.tags, Path::new("/"));
+    engine.set_tail_trust(trust.options.clone());
+    let (patched, tags) = (settings.patched, settings.tags.clone());
+    engine.set_tag_source(Box::new(move || {
+        crate::tail_trust::decide(patched, &tags, Path::new("/"))
+            .options
+            .known_tags
+    }));
+    trust
+}
+
+pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
+    let settings = overridden(settings, &args);
     if settings.logs.is_empty() {
         return Err(Error::input(
             "no log files to follow",
             Some("set logs = [...] in the settings file or pass --log FILE"),
         ));
     }
-    // Decided once, at start: after installing a patched module, restart the watcher.
-    let trust = crate::tail_trust::decide(settings.patched, Path::new("/"));
-    settings.patched = trust.trusted.into();
     // SAFETY: the handler only stores to an atomic.
     unsafe {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t);
     }
     // Positions are fixed before anything announces readiness (start-up line, pid file), so
     // "start at the end" means the end as of when we said we were watching.
@@ -106,6 +132,7 @@ pub fn run_watch(mut settings: Settings, args: WatchArgs) -> Result<u8> {
         e.set_ipv6(ipv6);
         e
     };
+    let trust = apply_tail_trust(&mut engine, &settings);
     if !ipv6 {
         println!("{}", firewall::ipv6::OFF_LINE);
     }
@@ -155,6 +182,9 @@ pub fn run_watch(mut settings: Settings, args: WatchArgs) -> Result<u8> {
                 engine_cell.borrow_mut().file_restarted(&p);
             }
             engine.tick(now_secs())?;
+            if RELOAD.swap(false, Ordering::SeqCst) {
+                reload(&mut engine, &args);
+            }
             follower.wait(Duration::from_millis(250));
         }
         Ok(())
@@ -168,4 +198,22 @@ pub fn run_watch(mut settings: Settings, args: WatchArgs) -> Result<u8> {
         settings.state_dir.display()
     );
     Ok(exit_codes::SUCCESS)
+}
+
+/// SIGHUP: read the settings file again. Invalid settings keep the old ones; what only a
+/// restart can change (logs, backend, state_dir) is kept and said.
+fn reload(engine: &mut Engine, args: &WatchArgs) {
+    let new = match Settings::load(args.config.as_deref()) {
+        Ok(s) => overridden(s, args),
+        Err(e) => {
+            println!("SIGHUP: the settings are invalid, keeping the old ones: {e}");
+            return;
+        }
+    };
+    for note in engine.reload(new.clone()) {
+        println!("SIGHUP: {note}");
+    }
+    let settings = engine.settings().clone();
+    let trust = apply_tail_trust(engine, &settings);
+    println!("SIGHUP: settings reloaded; {}", trust.line());
 }

@@ -118,14 +118,22 @@ pub struct Settings {
     /// Log files the watcher follows.
     pub logs: Vec<PathBuf>,
     pub backend: Backend,
-    /// Whether the address at the end of chan_sip "Failed to authenticate" lines is trusted:
-    /// on a stock module that tail is attacker-written text. `"auto"` looks at the installed
-    /// chan_sip.so when the watcher (or scan) starts; see [`crate::tail_trust`].
+    /// Which chan_sip "Failed to authenticate" tails are believed: on a stock module that tail
+    /// is attacker-written text. `"auto"` believes a line only when it ends with the tag of a
+    /// patched build found in chan_sip.so; `true` also believes untagged patched lines (modules
+    /// patched by hand); `false` believes none. See [`crate::tail_trust`].
     pub patched: Patched,
+    /// Tags of patched builds whose lines are believed besides those found in the module: logs
+    /// copied from another PBX, or a build whose module is gone.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<crate::module_tag::Tag>,
     pub state_dir: PathBuf,
     pub bantime_increment: Option<BantimeIncrement>,
     /// Ban the whole IPv6 prefix of this length (e.g. 64) rather than one address.
     pub ipv6_prefix: Option<u8>,
+    /// Where the watcher writes its counters in Prometheus' text format every few seconds
+    /// (for node_exporter's textfile collector); none when unset.
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -141,9 +149,11 @@ impl Default for Settings {
             ],
             backend: Backend::Iptables,
             patched: Patched::Auto,
+            tags: vec![],
             state_dir: PathBuf::from("/var/lib/astpatch"),
             bantime_increment: None,
             ipv6_prefix: None,
+            metrics_file: None,
         }
     }
 }

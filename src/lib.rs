@@ -32,6 +32,8 @@ pub mod logger_conf;
 pub mod logread;
 pub mod makeopts;
 pub mod manifest;
+pub mod manual;
+pub mod metrics;
 pub mod module_tag;
 pub mod output;
 pub mod patch;

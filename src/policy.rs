@@ -24,6 +24,19 @@ pub fn ban_net(addr: IpAddr, ipv6_prefix: Option<u8>) -> IpNet {
     }
 }
 
+/// The one rule every reader (scan, watch, `watch --from-start`) uses to turn a failing address
+/// into what it bans: the address's network ([`ban_net`]), or the address alone when the
+/// wider network would take in `ignoreip` or one of `local` (the host's own addresses); None
+/// when nothing may be banned for it.
+pub fn ban_target(addr: IpAddr, settings: &Settings, local: &[IpAddr]) -> Option<IpNet> {
+    let net = ban_net(addr, settings.ipv6_prefix);
+    if check_bannable(&net, settings, local).is_ok() {
+        return Some(net);
+    }
+    let one = ban_net(addr, None);
+    check_bannable(&one, settings, local).is_ok().then_some(one)
+}
+
 /// `bantime`, or with `bantime_increment` `bantime * factor^previous`, capped at `max`.
 pub fn ban_length(settings: &Settings, previous_bans: u32) -> Duration {
     let base = settings.bantime;
@@ -150,6 +163,53 @@ mod tests {
         assert_eq!(ban_net(v4, Some(64)).to_string(), "192.0.2.1/32");
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
         assert_eq!(ban_net(mapped, Some(64)).to_string(), "192.0.2.1/32");
+    }
+
+    #[test]
+    fn one_ban_target_rule_for_every_reader() {
+        let mut s = Settings {
+            ipv6_prefix: Some(64),
+            ..Settings::default()
+        };
+        s.ignoreip.push("2001:db8:1:2::7/128".parse().unwrap());
+        let ip = |t: &str| t.parse::<IpAddr>().unwrap();
+        let host = [ip("203.0.113.1"), ip("2001:db8:9::1")];
+        assert_eq!(
+            ban_target(ip("198.51.100.7"), &s, &host)
+                .unwrap()
+                .to_string(),
+            "198.51.100.7/32"
+        );
+        assert_eq!(
+            ban_target(ip("::ffff:198.51.100.7"), &s, &host)
+                .unwrap()
+                .to_string(),
+            "198.51.100.7/32"
+        );
+        // The host itself, loopback, ignoreip: nothing.
+        assert_eq!(ban_target(ip("203.0.113.1"), &s, &host), None);
+        assert_eq!(ban_target(ip("127.0.0.1"), &s, &host), None);
+        assert_eq!(ban_target(ip("::ffff:127.0.0.1"), &s, &host), None);
+        assert_eq!(ban_target(ip("2001:db8:1:2::7"), &s, &host), None);
+        // A /64 that would take in ignoreip or the host narrows to the one address.
+        assert_eq!(
+            ban_target(ip("2001:db8:1:2::8"), &s, &host)
+                .unwrap()
+                .to_string(),
+            "2001:db8:1:2::8/128"
+        );
+        assert_eq!(
+            ban_target(ip("2001:db8:9::2"), &s, &host)
+                .unwrap()
+                .to_string(),
+            "2001:db8:9::2/128"
+        );
+        assert_eq!(
+            ban_target(ip("2001:db8:5::2"), &s, &host)
+                .unwrap()
+                .to_string(),
+            "2001:db8:5::/64"
+        );
     }
 
     #[test]

@@ -15,8 +15,11 @@
 //!   blamed on anyone.
 //!
 //! A stock chan_sip `Failed to authenticate device FROM` line ends in the attacker's From
-//! header, so its tail is trusted only when the module is known to be patched
-//! ([`RecogniseOptions::trust_chan_sip_tail`]); otherwise it is [`Recognition::NoAddress`].
+//! header, so a chan_sip tail is believed only when the line ends with the tag of a patched
+//! build the reader knows ([`crate::module_tag`], [`RecogniseOptions::known_tags`]): then the
+//! patched module wrote it, whatever module is loaded now and whatever came before. A line
+//! without a tag is [`Recognition::NoAddress`] (unless `patched = true` says untagged tails
+//! are believed); one with a tag nobody knows is [`Recognition::Forged`].
 //!
 //! The hot path allocates nothing: a multi-literal prefilter rejects the ~95% of lines that
 //! cannot be failures before any parsing happens.
@@ -27,14 +30,22 @@ use aho_corasick::{AhoCorasick, MatchKind};
 use memchr::memmem;
 
 use crate::logframe::{self, TimeContext};
+use crate::module_tag::{self, Tag};
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecogniseOptions {
-    /// Trust the `(ADDR)` tail of chan_sip "Failed to authenticate" / "fake auth rejection"
-    /// lines. True only when the running chan_sip is known patched (`patched = true`, or the
-    /// installed module carries astpatch's format: [`crate::tail_trust`]): on a stock module
-    /// that tail is the attacker's From header.
-    pub trust_chan_sip_tail: bool,
+    /// Tags of the patched chan_sip builds this reader has seen ([`crate::tail_trust`]): a
+    /// chan_sip "Failed to authenticate" / "fake auth rejection" line that ends in
+    /// ` [astpatch:TAG]` with one of these was written by a patched module, so the `(ADDR)`
+    /// before the tag is the packet's source. On a stock module that place holds the
+    /// attacker's From header.
+    pub known_tags: Vec<Tag>,
+    /// `patched = true`: also believe the `(ADDR)` tail of lines without a tag (modules patched
+    /// by hand, or by astpatch before tags). Never set when the running Asterisk is seen to
+    /// have a stock chan_sip loaded.
+    pub trust_untagged: bool,
+    /// `patched = false`: no chan_sip tail is believed, and none is judged forged.
+    pub tails_off: bool,
 }
 
 /// The kind of failure a line reports.
@@ -136,6 +147,12 @@ pub enum Recognition {
         rule: Rule,
         time: Option<i64>,
     },
+    /// A line shaped to pass for one the patched module wrote (a tag no known build has), or
+    /// otherwise shown to be remote-written: never banned, reported as an attempt.
+    Forged {
+        rule: Rule,
+        time: Option<i64>,
+    },
 }
 
 impl Recognition {
@@ -144,7 +161,8 @@ impl Recognition {
             Recognition::NotFailure => None,
             Recognition::Failure { rule, .. }
             | Recognition::NoAddress { rule, .. }
-            | Recognition::Ambiguous { rule, .. } => Some(rule),
+            | Recognition::Ambiguous { rule, .. }
+            | Recognition::Forged { rule, .. } => Some(rule),
         }
     }
 
@@ -153,7 +171,8 @@ impl Recognition {
             Recognition::NotFailure => None,
             Recognition::Failure { time, .. }
             | Recognition::NoAddress { time, .. }
-            | Recognition::Ambiguous { time, .. } => time,
+            | Recognition::Ambiguous { time, .. }
+            | Recognition::Forged { time, .. } => time,
         }
     }
 }
@@ -263,8 +282,14 @@ impl Recogniser {
         }
     }
 
-    pub fn options(&self) -> RecogniseOptions {
-        self.opts
+    pub fn options(&self) -> &RecogniseOptions {
+        &self.opts
+    }
+
+    /// The builds whose tags are believed, learnt afresh (a new module installed and loaded
+    /// while a reader runs brings a new tag).
+    pub fn set_known_tags(&mut self, tags: Vec<Tag>) {
+        self.opts.known_tags = tags;
     }
 
     /// True when `line` may be a failure; false is final. For bulk scanning.
@@ -360,6 +385,7 @@ impl Recogniser {
             Found::Addr(addr) => Recognition::Failure { rule, addr, time },
             Found::NoAddr => Recognition::NoAddress { rule, time },
             Found::Ambiguous => Recognition::Ambiguous { rule, time },
+            Found::Forged => Recognition::Forged { rule, time },
         };
         if let Some(rest) = strip_either(
             msg,
@@ -430,11 +456,25 @@ impl Recogniser {
     }
 
     /// Patched chan_sip: `FROM (ADDR)`, `FROM (ADDR) for SUBSCRIBE`,
-    /// `FROM (ADDR) for METHOD, code = N`. `rest` starts after "user "/"device ".
+    /// `FROM (ADDR) for METHOD, code = N`, each followed by ` [astpatch:TAG]`. `rest` starts
+    /// after "user "/"device ".
     fn chan_sip_tail(&self, rest: &[u8]) -> Found {
-        if !self.opts.trust_chan_sip_tail {
+        if self.opts.tails_off {
             return Found::NoAddr;
         }
+        let tail = match module_tag::split_line(rest) {
+            Some((head, tag)) if self.opts.known_tags.contains(&tag) => head,
+            // Only a remote party who wants its From header read as a patched tail writes a
+            // tag that no build of ours has.
+            Some(_) => return Found::Forged,
+            None if module_tag::looks_tagged(rest) => return Found::Forged,
+            None if self.opts.trust_untagged => rest,
+            None => return Found::NoAddr,
+        };
+        Self::chan_sip_addr(tail)
+    }
+
+    fn chan_sip_addr(rest: &[u8]) -> Found {
         let mut tail = rest;
         if let Some(t) = tail.strip_suffix(b" for SUBSCRIBE") {
             tail = t;
@@ -548,6 +588,7 @@ impl Recogniser {
 }
 
 enum Found {
+    Forged,
     Addr(IpAddr),
     NoAddr,
     Ambiguous,
@@ -737,14 +778,19 @@ mod tests {
     const NOW: i64 = 1_795_996_800;
     const T: i64 = 1_795_515_072;
 
+    /// `trust`: `patched = true` (untagged tails believed). TAG is always a known build.
     fn rec(trust: bool) -> Recogniser {
         Recogniser::with_time_context(
             RecogniseOptions {
-                trust_chan_sip_tail: trust,
+                known_tags: vec![TAG.parse().unwrap()],
+                trust_untagged: trust,
+                ..Default::default()
             },
             TimeContext::utc(NOW),
         )
     }
+
+    const TAG: &str = "00112233445566ff";
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -817,6 +863,76 @@ mod tests {
             ),
             fail(Rule::ChanSipFakeAuth, "203.0.113.8")
         );
+    }
+
+    #[test]
+    fn tagged_lines_are_believed_by_default_and_unknown_tags_are_forged() {
+        let auto = rec(false);
+        let forms = [
+            "Failed to authenticate device \"x\" <sip:1@h>;tag=a (203.0.113.7:5060)",
+            "Failed to authenticate device <sip:1@h> (203.0.113.7:5060) for SUBSCRIBE",
+            "Failed to authenticate device <sip:1@h>;tag=x (203.0.113.7:5060) for INVITE, code = -1",
+            "Failed to authenticate user <sip:1@h> (203.0.113.7:5060)",
+        ];
+        for m in forms {
+            let tagged = line(&format!("{m} [astpatch:{TAG}]"));
+            assert_eq!(
+                auto.recognise(tagged.as_bytes()),
+                fail(Rule::ChanSipAuth, "203.0.113.7"),
+                "{tagged}"
+            );
+            // The same words without the tag: a stock module could have written them.
+            assert_eq!(
+                auto.recognise(line(m).as_bytes()),
+                Recognition::NoAddress {
+                    rule: Rule::ChanSipAuth,
+                    time: Some(T)
+                },
+                "{m}"
+            );
+            // A tag nobody built, or text shaped like one: forged, whatever the setting.
+            for bad in [
+                " [astpatch:0123456789abcdef]",
+                " [astpatch:00112233445566FF]",
+                " [astpatch:zz]",
+                " [astpatch:00112233445566ff",
+            ] {
+                for r in [rec(false), rec(true)] {
+                    let l = line(&format!("{m}{bad}"));
+                    assert_eq!(
+                        r.recognise(l.as_bytes()),
+                        Recognition::Forged {
+                            rule: Rule::ChanSipAuth,
+                            time: Some(T)
+                        },
+                        "{l}"
+                    );
+                }
+            }
+        }
+        let fake = line(&format!(
+            "Sending fake auth rejection for device <sip:x@y> (203.0.113.8:5060) [astpatch:{TAG}]"
+        ));
+        assert_eq!(
+            auto.recognise(fake.as_bytes()),
+            fail(Rule::ChanSipFakeAuth, "203.0.113.8")
+        );
+        // The address is the one right before the tag, whatever the From header holds.
+        let l = line(&format!(
+            "Failed to authenticate device \"(192.0.2.1:5060) [astpatch:{TAG}]\" <sip:1@h> (203.0.113.7:5060) [astpatch:{TAG}]"
+        ));
+        assert_eq!(
+            auto.recognise(l.as_bytes()),
+            fail(Rule::ChanSipAuth, "203.0.113.7")
+        );
+        // A stock line whose From header ends the line with a known tag and an address is
+        // what an attacker who knew the tag would write; it cannot be told apart, which is why
+        // the tag is secret. Without the tag it is no address, never the From's address.
+        let l = line("Failed to authenticate device \"x\" <sip:1@h>;tag=(192.0.2.1:5060)");
+        assert!(matches!(
+            auto.recognise(l.as_bytes()),
+            Recognition::NoAddress { .. }
+        ));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::config::Settings;
 use crate::logread::{Block, LineReader};
+use crate::policy;
 use crate::recognise::{Recogniser, Recognition, Rule};
 use crate::tracker::{Tracker, Verdict};
 
@@ -21,6 +22,8 @@ pub struct RuleCount {
     pub no_address: u64,
     /// Lines where a second, forged candidate address made the source unclear: never banned.
     pub ambiguous: u64,
+    /// Lines shaped to pass for the patched module's (a tag no known build has): never banned.
+    pub forged: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -30,7 +33,8 @@ pub struct AddressCount {
     pub failures: u64,
     /// The watcher, with these settings, would have banned it while reading these lines.
     pub would_ban: bool,
-    /// Loopback, unspecified, multicast or inside `ignoreip`: never banned.
+    /// Loopback, unspecified, multicast, link-local, inside `ignoreip` or one of this host's
+    /// own addresses: never banned (the watcher's own rule, [`crate::policy::ban_target`]).
     pub ignored: bool,
     pub first: Option<i64>,
     pub last: Option<i64>,
@@ -52,11 +56,14 @@ pub struct ScanReport {
     pub with_address: u64,
     pub no_address: u64,
     pub ambiguous: u64,
+    pub forged: u64,
     /// Earliest and latest timestamp among failure lines.
     pub window: Option<Window>,
     pub maxretry: u32,
     pub findtime_secs: u64,
-    pub trust_chan_sip_tail: bool,
+    /// How many patched builds' tags were believed, and whether untagged tails were too.
+    pub trusted_tags: usize,
+    pub trust_untagged: bool,
     pub rules: Vec<RuleCount>,
     pub addresses: Vec<AddressCount>,
     /// Lines with failure text but no known frame: not counted, reported in `warnings`.
@@ -90,6 +97,8 @@ pub struct Scanner<'a> {
     /// Bytes still to come of a packet pjproject is dumping into the log: remote-written lines
     /// that are never read as Asterisk's (see [`Recogniser::packet_dump`]).
     in_packet: usize,
+    /// The host's own addresses: never banned, as the watcher never bans them.
+    local: Vec<IpAddr>,
 }
 
 impl<'a> Scanner<'a> {
@@ -115,7 +124,18 @@ impl<'a> Scanner<'a> {
             unframed: 0,
             unframed_first: None,
             in_packet: 0,
+            local: vec![],
         }
+    }
+
+    /// The host's own addresses ([`crate::policy::local_addresses`] on a live system).
+    pub fn with_local(mut self, local: Vec<IpAddr>) -> Self {
+        self.local = local;
+        self
+    }
+
+    fn never_banned(&self, addr: IpAddr) -> bool {
+        policy::ban_target(addr, self.settings, &self.local).is_none()
     }
 
     /// One line, without its newline.
@@ -251,6 +271,7 @@ impl<'a> Scanner<'a> {
             Recognition::Failure { .. } => rc.failures += 1,
             Recognition::NoAddress { .. } => rc.no_address += 1,
             Recognition::Ambiguous { .. } => rc.ambiguous += 1,
+            Recognition::Forged { .. } => rc.forged += 1,
             Recognition::NotFailure => {}
         }
         if let Some(t) = r.time() {
@@ -265,7 +286,7 @@ impl<'a> Scanner<'a> {
         }
         if let Recognition::Failure { addr, time, .. } = r {
             let now = time.unwrap_or(self.last_time);
-            let ignored = self.settings.is_ignored(addr);
+            let ignored = self.never_banned(addr);
             let s = self.addrs.entry(addr).or_default();
             s.failures += 1;
             s.rules |= 1 << rule as u16;
@@ -297,7 +318,7 @@ impl<'a> Scanner<'a> {
                 address: a.to_string(),
                 failures: s.failures,
                 would_ban: s.would_ban,
-                ignored: self.settings.is_ignored(a),
+                ignored: policy::ban_target(a, self.settings, &self.local).is_none(),
                 first: s.first,
                 last: s.last,
                 rules: Rule::ALL
@@ -316,25 +337,28 @@ impl<'a> Scanner<'a> {
         let rules: Vec<RuleCount> = self
             .rules
             .into_iter()
-            .filter(|r| r.failures + r.no_address + r.ambiguous > 0)
+            .filter(|r| r.failures + r.no_address + r.ambiguous + r.forged > 0)
             .collect();
         let sum = |f: fn(&RuleCount) -> u64| rules.iter().map(f).sum::<u64>();
-        let (with_address, no_address, ambiguous) = (
+        let (with_address, no_address, ambiguous, forged) = (
             sum(|r| r.failures),
             sum(|r| r.no_address),
             sum(|r| r.ambiguous),
+            sum(|r| r.forged),
         );
         ScanReport {
             files: self.files,
             lines: self.lines,
-            matched: with_address + no_address + ambiguous,
+            matched: with_address + no_address + ambiguous + forged,
             with_address,
             no_address,
             ambiguous,
+            forged,
             window: self.window,
             maxretry: self.settings.maxretry,
             findtime_secs: self.settings.findtime.as_secs(),
-            trust_chan_sip_tail: self.rec.options().trust_chan_sip_tail,
+            trusted_tags: self.rec.options().known_tags.len(),
+            trust_untagged: self.rec.options().trust_untagged,
             rules,
             addresses,
             unframed: self.unframed,
@@ -352,7 +376,9 @@ mod tests {
     fn scan(text: &str, settings: &Settings) -> ScanReport {
         let rec = Recogniser::with_time_context(
             RecogniseOptions {
-                trust_chan_sip_tail: settings.patched == crate::config::Patched::True,
+                known_tags: settings.tags.clone(),
+                trust_untagged: settings.patched == crate::config::Patched::True,
+                tails_off: settings.patched == crate::config::Patched::False,
             },
             TimeContext::utc(1_795_996_800),
         );
@@ -384,6 +410,43 @@ mod tests {
             self.pos += n;
             Ok(n)
         }
+    }
+
+    /// Scan says "would ban" only where the watcher would: never the host's own address, and
+    /// a /64 that would take the host in narrows to the attacker's address.
+    #[test]
+    fn the_hosts_own_addresses_are_never_banned_as_in_the_watcher() {
+        let settings = Settings {
+            maxretry: 2,
+            ipv6_prefix: Some(64),
+            ..Settings::default()
+        };
+        let rec = Recogniser::with_time_context(
+            RecogniseOptions::default(),
+            TimeContext::utc(1_795_996_800),
+        );
+        let pjsip = |a: &str| {
+            format!(
+                "[2026-11-24 10:11:12] NOTICE[42] res_pjsip/pjsip_distributor.c: Request 'REGISTER' from '<sip:1@h>' failed for '{a}:5060' (callid: c) - No matching endpoint found\n"
+            )
+        };
+        let text = [
+            pjsip("203.0.113.1"),
+            pjsip("203.0.113.1"),
+            pjsip("[2001:db8::7]"),
+            pjsip("[2001:db8::7]"),
+        ]
+        .concat();
+        let local = vec![
+            "203.0.113.1".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+        ];
+        let mut s = Scanner::new(&rec, &settings).with_local(local);
+        s.read(text.as_bytes(), "t.log");
+        let r = s.finish();
+        let get = |a: &str| r.addresses.iter().find(|x| x.address == a).unwrap();
+        assert!(!get("203.0.113.1").would_ban && get("203.0.113.1").ignored);
+        assert!(get("2001:db8::7").would_ban && !get("2001:db8::7").ignored);
     }
 
     #[test]

@@ -125,7 +125,7 @@ pub fn lock_watcher(dir: &Path) -> Result<FileLock> {
                     "another astpatch watcher{who} already uses {}",
                     dir.display()
                 ),
-                Some("stop it first (systemctl stop astpatch-watch), or use another --state-dir"),
+                Some("stop it first (systemctl stop astpatch), or use another --state-dir"),
             ))
         }
     }

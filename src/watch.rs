@@ -10,6 +10,8 @@ use ipnet::IpNet;
 use crate::config::Settings;
 use crate::error::Result;
 use crate::firewall::Firewall;
+use crate::metrics::Metrics;
+use crate::module_tag::Tag;
 use crate::policy;
 use crate::recognise::{PacketDumpSkip, RecogniseOptions, Recogniser, Recognition};
 use crate::state::{self, Ban, State};
@@ -40,9 +42,21 @@ pub struct Reconciled {
     pub adopted_from_kernel: usize,
 }
 
+/// Seconds between two writes of the metrics file.
+pub const METRICS_EVERY: i64 = 5;
+
+/// Seconds between two looks for new tags prompted by unknown ones.
+pub const RELEARN_EVERY: i64 = 5;
+
 pub struct Engine {
     settings: Settings,
     recogniser: Recogniser,
+    tag_source: Option<Box<dyn FnMut() -> Vec<Tag> + Send>>,
+    last_relearn: i64,
+    forged: u64,
+    metrics: Metrics,
+    metrics_at: i64,
+    metrics_failing: bool,
     /// Per log file: a raw SIP packet pjproject is dumping into it. Its lines are written by
     /// the remote party — whole forged log lines included — so none of them is read.
     dumps: std::collections::HashMap<std::path::PathBuf, PacketDumpSkip>,
@@ -74,8 +88,9 @@ pub struct Engine {
 
 impl Engine {
     /// `state`/`fw` are Some to ban, None to only report what would be banned.
-    /// `settings.patched` should already be decided ([`crate::tail_trust::decide`]): an
-    /// undecided `"auto"` trusts no chan_sip tail.
+    /// The chan_sip tails believed are those tagged with `settings.tags` (and untagged ones
+    /// with `patched = true`); give it what [`crate::tail_trust::decide`] found with
+    /// [`Engine::set_tail_trust`].
     pub fn new(
         settings: Settings,
         state: Option<State>,
@@ -85,7 +100,9 @@ impl Engine {
         out: Box<dyn Write + Send>,
     ) -> Engine {
         let recogniser = Recogniser::new(RecogniseOptions {
-            trust_chan_sip_tail: settings.patched == crate::config::Patched::True,
+            known_tags: settings.tags.clone(),
+            trust_untagged: settings.patched == crate::config::Patched::True,
+            tails_off: settings.patched == crate::config::Patched::False,
         });
         let tracker = Tracker::new(
             settings.maxretry,
@@ -95,6 +112,12 @@ impl Engine {
         Engine {
             settings,
             recogniser,
+            tag_source: None,
+            last_relearn: i64::MIN,
+            forged: 0,
+            metrics: Metrics::default(),
+            metrics_at: i64::MIN,
+            metrics_failing: false,
             dumps: std::collections::HashMap::new(),
             tracker,
             state,
@@ -115,6 +138,138 @@ impl Engine {
             published_at: i64::MIN,
             out,
         }
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Take new settings (SIGHUP) and say what changed. What only a restart can change (the
+    /// logs followed, the backend, the state dir) is kept as it is; new maxretry or findtime
+    /// start the failure counts afresh. The caller sets the tail trust again.
+    pub fn reload(&mut self, mut new: Settings) -> Vec<String> {
+        let mut notes = vec![];
+        let old = &self.settings;
+        if new.logs != old.logs {
+            notes.push("the logs followed change only with a restart; keeping the old list".into());
+            new.logs = old.logs.clone();
+        }
+        if new.backend != old.backend {
+            notes.push(format!(
+                "the backend changes only with a restart; keeping {}",
+                old.backend
+            ));
+            new.backend = old.backend;
+        }
+        if new.state_dir != old.state_dir {
+            notes.push(format!(
+                "state_dir changes only with a restart; keeping {}",
+                old.state_dir.display()
+            ));
+            new.state_dir = old.state_dir.clone();
+        }
+        if new.maxretry != old.maxretry || new.findtime != old.findtime {
+            notes.push(format!(
+                "maxretry {} within {}: failure counts start afresh",
+                new.maxretry,
+                crate::duration::format(new.findtime)
+            ));
+            self.tracker = Tracker::new(new.maxretry, new.findtime.as_secs() as i64, MAX_TRACKED);
+        }
+        self.settings = new;
+        notes
+    }
+
+    /// Which chan_sip tails are believed from now on.
+    pub fn set_tail_trust(&mut self, opts: RecogniseOptions) {
+        self.recogniser = Recogniser::new(opts);
+    }
+
+    /// Where to learn the tags again when a line carries one we do not know: a module built
+    /// and loaded while we run has a new tag. Asked at most once every [`RELEARN_EVERY`]
+    /// seconds, so forged lines cannot make us read modules in a loop.
+    pub fn set_tag_source(&mut self, source: Box<dyn FnMut() -> Vec<Tag> + Send>) {
+        self.tag_source = Some(source);
+    }
+
+    /// True when the known tags changed.
+    fn relearn_tags(&mut self, now: i64) -> bool {
+        if now.saturating_sub(self.last_relearn) < RELEARN_EVERY {
+            return false;
+        }
+        let Some(source) = self.tag_source.as_mut() else {
+            return false;
+        };
+        self.last_relearn = now;
+        let mut tags = source();
+        for t in &self.settings.tags {
+            if !tags.contains(t) {
+                tags.push(*t);
+            }
+        }
+        let known = &self.recogniser.options().known_tags;
+        let new: Vec<Tag> = tags
+            .iter()
+            .filter(|t| !known.contains(t))
+            .copied()
+            .collect();
+        if new.is_empty() {
+            return false;
+        }
+        let mut all = known.clone();
+        all.extend(&new);
+        self.recogniser.set_known_tags(all);
+        let names: Vec<&str> = new.iter().map(Tag::as_str).collect();
+        self.say(format_args!(
+            "chan_sip tails of build {} are believed from now on (a newly installed module)",
+            names.join(", ")
+        ));
+        true
+    }
+
+    /// Write the metrics file (setting `metrics_file`) every [`METRICS_EVERY`] seconds. A
+    /// failed write is a warning, said once until it works again: banning goes on.
+    fn write_metrics(&mut self, now: i64) {
+        let Some(path) = self.settings.metrics_file.clone() else {
+            return;
+        };
+        if now.saturating_sub(self.metrics_at) < METRICS_EVERY {
+            return;
+        }
+        self.metrics_at = now;
+        self.metrics.active_bans = self
+            .state
+            .as_ref()
+            .map_or(0, |st| st.active_bans(now).len());
+        self.metrics.sources = self
+            .settings
+            .logs
+            .iter()
+            .map(|l| (l.display().to_string(), std::fs::File::open(l).is_ok()))
+            .collect();
+        let text = self.metrics.render(now);
+        match crate::atomic::write(&path, text.as_bytes(), Some(0o644)) {
+            Ok(()) => self.metrics_failing = false,
+            Err(e) if !self.metrics_failing => {
+                self.metrics_failing = true;
+                self.say(format_args!(
+                    "warning: cannot write metrics to {}: {e}; banning goes on",
+                    path.display()
+                ));
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// What the watcher has counted (also what the metrics file shows).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// chan_sip lines seen with a tag no known build has.
+    pub fn forged(&self) -> u64 {
+        self.forged
     }
 
     /// Whether the host has IPv6 (taken from the firewall when there is one; report-only
@@ -189,6 +344,8 @@ impl Engine {
             self.dumps
                 .insert(path.to_path_buf(), PacketDumpSkip::default());
         }
+        self.metrics.lines_read += 1;
+        self.metrics.last_line_at = Some(now);
         let skip = self.dumps.get_mut(path).expect("inserted above");
         if skip.skip(&self.recogniser, line) {
             return None;
@@ -203,8 +360,17 @@ impl Engine {
 
     /// One log line. Returns the network banned (or that would be banned), if any.
     pub fn on_line(&mut self, line: &[u8], now: i64) -> Option<IpNet> {
-        let (rule, addr, time) = match self.recogniser.recognise(line) {
+        let mut r = self.recogniser.recognise(line);
+        if matches!(r, Recognition::Forged { .. }) && self.relearn_tags(now) {
+            r = self.recogniser.recognise(line);
+        }
+        let (rule, addr, time) = match r {
             Recognition::Failure { rule, addr, time } => (rule, addr, time),
+            Recognition::Forged { rule, .. } => {
+                self.forged += 1;
+                self.metrics.forged[rule as usize] += 1;
+                return None;
+            }
             _ => return None,
         };
         // An IPv4-mapped address is the IPv4 host it names: ignoreip and the host's own
@@ -222,6 +388,7 @@ impl Engine {
             return None;
         }
         self.total_failed += 1;
+        self.metrics.failures[rule as usize] += 1;
         // Replaying old lines (--from-start) counts them at their own time.
         let t = if self.from_start {
             time.unwrap_or(now)
@@ -232,8 +399,6 @@ impl Engine {
             Verdict::Counting { .. } => return None,
             Verdict::Ban { failures } => failures,
         };
-        // A /64 ban (ipv6_prefix) must not take ignoreip or this host along with the
-        // attacker: then only the attacker's own address is banned.
         if self.local_seen.0 != now {
             self.local_seen = (now, (self.local_now)());
         }
@@ -243,23 +408,20 @@ impl Engine {
             .chain(&self.local_seen.1)
             .copied()
             .collect();
-        let mut net = policy::ban_net(addr, self.settings.ipv6_prefix);
-        if policy::check_bannable(&net, &self.settings, &local).is_err() {
-            net = policy::ban_net(addr, None);
-            if policy::check_bannable(&net, &self.settings, &local).is_err() {
-                return None;
-            }
-        }
+        let net = policy::ban_target(addr, &self.settings, &local)?;
         let Some(st) = self.state.as_mut() else {
             self.say(format_args!(
                 "would ban {net}: {failures} failures ({rule}); run with --ban to ban"
             ));
             return Some(net);
         };
-        if st
-            .get(&net)
-            .is_some_and(|b| b.until.is_none_or(|u| u > now))
-        {
+        let in_force = |st: &State| {
+            st.get(&net)
+                .is_some_and(|b| b.until.is_none_or(|u| u > now))
+        };
+        // Our memory may be older than an `astpatch unban` made a moment ago (it is read on
+        // the next tick): look at the journal again before swallowing these failures.
+        if in_force(st) && (st.refresh().is_err() || in_force(st)) {
             return None; // already banned (e.g. another address of the same /64)
         }
         let len = policy::ban_length(&self.settings, st.previous_bans(&net));
@@ -278,6 +440,7 @@ impl Engine {
             ));
             return None;
         }
+        self.metrics.ban("log");
         let fw = self.fw.as_mut().expect("state implies firewall");
         match fw.ban(net, Some(until)) {
             Ok(()) => self.say(format_args!(
@@ -361,6 +524,7 @@ impl Engine {
             self.last_expire = now;
             self.tracker.expire(now);
         }
+        self.write_metrics(now);
         if self.tracker.evicted() > self.evicted_said {
             let n = self.tracker.evicted() - self.evicted_said;
             self.evicted_said = self.tracker.evicted();
@@ -519,6 +683,108 @@ mod tests {
             ignoreip: vec!["198.51.100.0/24".parse().unwrap()],
             ..Settings::default()
         }
+    }
+
+    const TAGGED: &str = "[2026-11-24 10:11:12] NOTICE[42][C-00000003] chan_sip.c: Failed to authenticate device \"x\" <sip:100@pbx>;tag=1 (ADDR:5060) for INVITE, code = -1";
+
+    fn chan_sip(addr: &str, tag: &str) -> Vec<u8> {
+        let l = TAGGED.replace("ADDR", addr);
+        if tag.is_empty() {
+            l.into_bytes()
+        } else {
+            format!("{l} [astpatch:{tag}]").into_bytes()
+        }
+    }
+
+    /// The bystander story of issue 10: the stock module still loaded, the From header ending in
+    /// `(192.0.2.1:5060)`. Whatever the module on disk, only the tagged lines the patched build
+    /// writes ban, and the tag an attacker guesses bans no one.
+    #[test]
+    fn only_lines_tagged_by_a_known_build_ban() {
+        let d = tempfile::tempdir().unwrap();
+        let fw = MemFw::default();
+        let mut e = engine(d.path(), &fw, settings());
+        e.set_tail_trust(RecogniseOptions {
+            known_tags: vec!["00112233445566ff".parse().unwrap()],
+            ..RecogniseOptions::default()
+        });
+        for _ in 0..5 {
+            assert_eq!(e.on_line(&chan_sip("192.0.2.1", ""), 1000), None);
+            assert_eq!(
+                e.on_line(&chan_sip("192.0.2.1", "0123456789abcdef"), 1000),
+                None
+            );
+        }
+        assert!(fw.list().unwrap().is_empty());
+        assert_eq!(e.forged(), 5);
+        assert_eq!(e.total_failed, 0);
+        for _ in 0..3 {
+            e.on_line(&chan_sip("203.0.113.7", "00112233445566ff"), 1000);
+        }
+        assert_eq!(
+            fw.list().unwrap(),
+            vec!["203.0.113.7/32".parse::<IpNet>().unwrap()]
+        );
+    }
+
+    /// A module built and loaded while the watcher runs has a new tag: the first line with it
+    /// makes the watcher look again (at most every RELEARN_EVERY seconds), and a tag that the
+    /// module does not carry stays unknown however often it is sent.
+    #[test]
+    fn a_new_build_is_learnt_from_its_module_and_forged_tags_cost_one_look() {
+        let d = tempfile::tempdir().unwrap();
+        let fw = MemFw::default();
+        let mut e = engine(d.path(), &fw, settings());
+        let looks = Arc::new(Mutex::new(0));
+        let installed = Arc::new(Mutex::new(vec![]));
+        {
+            let (looks, installed) = (looks.clone(), installed.clone());
+            e.set_tag_source(Box::new(move || {
+                *looks.lock().unwrap() += 1;
+                installed.lock().unwrap().clone()
+            }));
+        }
+        for i in 0..50 {
+            e.on_line(&chan_sip("192.0.2.1", "0123456789abcdef"), 1000 + i / 10);
+        }
+        assert_eq!(*looks.lock().unwrap(), 1, "one look per {RELEARN_EVERY} s");
+        installed
+            .lock()
+            .unwrap()
+            .push("aaaaaaaaaaaaaaaa".parse().unwrap());
+        for _ in 0..3 {
+            e.on_line(&chan_sip("203.0.113.9", "aaaaaaaaaaaaaaaa"), 1010);
+        }
+        assert_eq!(
+            fw.list().unwrap(),
+            vec!["203.0.113.9/32".parse::<IpNet>().unwrap()]
+        );
+        assert_eq!(*looks.lock().unwrap(), 2);
+    }
+
+    /// Issue 10, item 7: after `astpatch unban` by another process, the next maxretry failures
+    /// ban again at once, not after the watcher's next tick.
+    #[test]
+    fn failures_right_after_an_outside_unban_ban_again() {
+        let d = tempfile::tempdir().unwrap();
+        let fw = MemFw::default();
+        let mut e = engine(d.path(), &fw, settings());
+        for _ in 0..3 {
+            e.on_line(&line("203.0.113.7"), 1000);
+        }
+        let net: IpNet = "203.0.113.7/32".parse().unwrap();
+        assert_eq!(fw.list().unwrap(), vec![net]);
+        // `astpatch unban` in another process: its own state handle and the kernel.
+        let mut other = State::open(d.path()).unwrap();
+        other.record_unban(net, "manual", 1000).unwrap();
+        fw.clone().unban(net).unwrap();
+        // Within the same second, before any tick.
+        let mut banned = None;
+        for _ in 0..3 {
+            banned = banned.or(e.on_line(&line("203.0.113.7"), 1000));
+        }
+        assert_eq!(banned, Some(net));
+        assert_eq!(fw.list().unwrap(), vec![net]);
     }
 
     #[test]

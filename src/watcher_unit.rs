@@ -36,6 +36,16 @@ pub struct UnitFile {
     pub bans: bool,
 }
 
+impl UnitFile {
+    /// The unit's name (`astpatch.service`, or the older `astpatch-watch.service`).
+    pub fn name(&self) -> &str {
+        self.path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(UNIT_NAME)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Systemd {
     /// `systemctl is-active`: active, inactive, failed, activating…
@@ -65,7 +75,12 @@ impl UnitState {
     /// The unit's state for a check's detail; `None` when there is no unit.
     pub fn describe(&self) -> Option<String> {
         match (self.loaded(), &self.file) {
-            (Some(s), _) => Some(format!("unit {UNIT_NAME} {}, {}", s.active, s.enabled)),
+            (Some(s), f) => Some(format!(
+                "unit {} {}, {}",
+                f.as_ref().map_or(UNIT_NAME, |f| f.name()),
+                s.active,
+                s.enabled
+            )),
             (None, Some(f)) if self.systemd.is_none() => Some(format!(
                 "unit file {} present but systemd is not running here",
                 f.path.display()
@@ -82,10 +97,25 @@ pub fn exec_start_bans(unit: &str) -> bool {
         .any(|cmd| cmd.split_whitespace().any(|w| w == "--ban"))
 }
 
+/// Where the unit may be, in systemd's order: the operator's (`install-watcher`), the
+/// package's, and the name `install-watcher` used before the package existed.
+const UNIT_PLACES: &[(&str, &str)] = &[
+    (UNIT_DIR, UNIT_NAME),
+    ("/lib/systemd/system", UNIT_NAME),
+    ("/usr/lib/systemd/system", UNIT_NAME),
+    (UNIT_DIR, "astpatch-watch.service"),
+];
+
 /// Read the unit under `root` and, when systemd runs there, ask it about the unit.
 pub fn unit_state(root: &Path, systemctl: &dyn Systemctl) -> UnitState {
-    let path = under(root, &Path::new(UNIT_DIR).join(UNIT_NAME));
-    let file = fs::read_to_string(&path).ok().map(|text| UnitFile {
+    let found = UNIT_PLACES.iter().find_map(|(dir, name)| {
+        let path = under(root, &Path::new(dir).join(name));
+        fs::read_to_string(&path)
+            .ok()
+            .map(|text| (*name, path, text))
+    });
+    let name = found.as_ref().map_or(UNIT_NAME, |f| f.0);
+    let file = found.map(|(_, path, text)| UnitFile {
         bans: exec_start_bans(&text),
         path,
     });
@@ -93,10 +123,10 @@ pub fn unit_state(root: &Path, systemctl: &dyn Systemctl) -> UnitState {
         .is_dir()
         .then(|| Systemd {
             active: systemctl
-                .query("is-active", UNIT_NAME)
+                .query("is-active", name)
                 .unwrap_or_else(|| "unknown".into()),
             enabled: systemctl
-                .query("is-enabled", UNIT_NAME)
+                .query("is-enabled", name)
                 .unwrap_or_else(|| "not-found".into()),
         });
     UnitState { file, systemd }
@@ -150,10 +180,26 @@ mod tests {
         let st = unit_state(r, &Fake("failed", "enabled"));
         assert_eq!(
             st.describe().unwrap(),
-            "unit astpatch-watch.service failed, enabled"
+            "unit astpatch.service failed, enabled"
         );
-        // systemd runs but knows no such unit, and the file is elsewhere.
+        // The package's unit, and the name install-watcher used before it, are found too.
         fs::remove_file(dir.join(UNIT_NAME)).unwrap();
+        for (d, name) in [
+            ("lib/systemd/system", UNIT_NAME),
+            ("etc/systemd/system", "astpatch-watch.service"),
+        ] {
+            let path = r.join(d).join(name);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, "[Service]\nExecStart=/a watch --ban\n").unwrap();
+            let st = unit_state(r, &Fake("active", "enabled"));
+            assert!(st.file.as_ref().unwrap().bans);
+            assert_eq!(
+                st.describe().unwrap(),
+                format!("unit {name} active, enabled")
+            );
+            fs::remove_file(path).unwrap();
+        }
+        // systemd runs but knows no such unit, and the file is elsewhere.
         let st = unit_state(r, &Fake("inactive", ""));
         assert!(!st.installed());
         assert_eq!(st.describe(), None);

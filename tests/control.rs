@@ -247,3 +247,79 @@ fn without_ipv6_ban_is_ipv4_only_and_refuses_ipv6() {
         assert!(pair.peer_reaches(false), "{backend}: still dropped");
     }
 }
+
+/// `unban --all --purge` before an uninstall: with bans held by all three backends at once,
+/// every chain, set and table astpatch made is gone afterwards and the peer gets through.
+#[test]
+fn purge_removes_every_backends_objects() {
+    if !common::require_root("purge_removes_every_backends_objects") {
+        return;
+    }
+    let pair = Pair::new();
+    let ns = Some(pair.pbx.as_str());
+    let d = tempfile::tempdir().unwrap();
+    let mut cfgs = vec![];
+    for (i, backend) in ["iptables", "ipset", "nftables"].iter().enumerate() {
+        let sub = d.path().join(format!("{i}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        let cfg = config(&sub, backend);
+        let out = astpatch(ns, &["ban", pair.peer4, "--config", cfg.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{backend}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cfgs.push(cfg);
+    }
+    assert!(!pair.peer_reaches(false));
+    let exists = |argv: &[&str]| {
+        Command::new("ip")
+            .args(["netns", "exec", &pair.pbx])
+            .args(argv)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let objects: [&[&str]; 4] = [
+        &["iptables", "-w", "-S", "ASTPATCH"],
+        &["ip6tables", "-w", "-S", "ASTPATCH"],
+        &["ipset", "list", "-n", "astpatch4"],
+        &["nft", "list", "table", "inet", "astpatch"],
+    ];
+    for o in objects {
+        assert!(exists(o), "{o:?} should exist before the purge");
+    }
+    // A running watcher would put them back: refused while one holds the state's lock.
+    let state = d.path().join("0/state");
+    let lock = astpatch::state::lock_watcher(&state).unwrap();
+    let cfg0 = cfgs[0].to_str().unwrap();
+    let out = astpatch(ns, &["unban", "--all", "--purge", "--config", cfg0]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stop it first"));
+    assert!(exists(objects[0]), "nothing removed while refused");
+    drop(lock);
+    // --purge needs --all.
+    let out = astpatch(ns, &["unban", "--purge", "--config", cfg0]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = astpatch(ns, &["unban", "--all", "--purge", "--config", cfg0]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for o in objects {
+        assert!(!exists(o), "{o:?} left after the purge:\n{text}");
+    }
+    assert!(pair.peer_reaches(false) && pair.peer_reaches(true));
+    let out = astpatch(ns, &["status", "--json", "--config", cfg0]);
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["currently_banned"], 0, "{s}");
+}

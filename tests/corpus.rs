@@ -22,6 +22,7 @@ enum Expect {
     Addr(IpAddr, Rule),
     NoAddress(Rule),
     Ambiguous(Rule),
+    Forged(Rule),
     NotFailure,
 }
 
@@ -32,10 +33,33 @@ struct Case {
     stock: bool,
 }
 
-fn recogniser(trust: bool) -> Recogniser {
+/// The tag of the patched build the corpus pretends is installed (`tagged` lines end in it).
+const CORPUS_TAG: &str = "c0ffee00c0ffee00";
+
+/// What the reader knows of the chan_sip module, from most to least trusting.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    /// `patched = true` with the corpus build's tag known: untagged tails believed too.
+    PatchedTrue,
+    /// `patched = "auto"`, the corpus build's module installed: only its tagged lines.
+    Auto,
+    /// `patched = "auto"` on a stock system: no tag known, so a tagged line is forged.
+    Stock,
+}
+
+const MODES: [Mode; 3] = [Mode::PatchedTrue, Mode::Auto, Mode::Stock];
+
+fn recogniser(mode: Mode) -> Recogniser {
+    let tag = CORPUS_TAG.parse().unwrap();
     Recogniser::with_time_context(
         RecogniseOptions {
-            trust_chan_sip_tail: trust,
+            known_tags: if mode == Mode::Stock {
+                vec![]
+            } else {
+                vec![tag]
+            },
+            trust_untagged: mode == Mode::PatchedTrue,
+            ..Default::default()
         },
         TimeContext::utc(NOW),
     )
@@ -75,6 +99,7 @@ fn load(name: &str) -> Vec<Case> {
             expect = Some(match what {
                 "no-address" => Expect::NoAddress(rule()),
                 "ambiguous" => Expect::Ambiguous(rule()),
+                "forged" => Expect::Forged(rule()),
                 "not-failure" => Expect::NotFailure,
                 a => Expect::Addr(a.parse().unwrap(), rule()),
             });
@@ -104,6 +129,7 @@ fn verdict(r: Recognition) -> Expect {
         Recognition::Failure { rule, addr, .. } => Expect::Addr(addr, rule),
         Recognition::NoAddress { rule, .. } => Expect::NoAddress(rule),
         Recognition::Ambiguous { rule, .. } => Expect::Ambiguous(rule),
+        Recognition::Forged { rule, .. } => Expect::Forged(rule),
     }
 }
 
@@ -118,25 +144,37 @@ fn chan_sip_tail_rule(e: &Expect) -> Option<Rule> {
     }
 }
 
-/// Check one case with chan_sip tails trusted (unless it is a stock line) and untrusted.
+/// What a case written for [`Mode::PatchedTrue`] must give in `mode`: a chan_sip tail needs
+/// the corpus tag under `Auto`, and any tag is unknown under `Stock`.
+fn expected_in(mode: Mode, expect: &Expect, line: &[u8]) -> Expect {
+    let Some(rule) = chan_sip_tail_rule(expect) else {
+        return expect.clone();
+    };
+    let tagged = astpatch::module_tag::split_line(line).is_some();
+    match (mode, tagged) {
+        (Mode::PatchedTrue, _) => expect.clone(),
+        (Mode::Auto, true) => expect.clone(),
+        (Mode::Auto, false) | (Mode::Stock, false) => Expect::NoAddress(rule),
+        (Mode::Stock, true) => Expect::Forged(rule),
+    }
+}
+
+/// Check one case in every mode (a stock line is never checked as if patched = true).
 fn check(file: &str, c: &Case, failures: &mut Vec<String>) {
     let expect = c
         .expect
         .clone()
         .unwrap_or_else(|| panic!("{file}:{}: no `# expect` line before it", c.lineno));
     let show = String::from_utf8_lossy(&c.line).into_owned();
-    for trust in [true, false] {
-        if trust && c.stock {
+    for mode in MODES {
+        if mode == Mode::PatchedTrue && c.stock {
             continue;
         }
-        let want = match (trust, chan_sip_tail_rule(&expect)) {
-            (false, Some(rule)) => Expect::NoAddress(rule),
-            _ => expect.clone(),
-        };
-        let got = verdict(recogniser(trust).recognise(&c.line));
+        let want = expected_in(mode, &expect, &c.line);
+        let got = verdict(recogniser(mode).recognise(&c.line));
         if got != want {
             failures.push(format!(
-                "{file}:{} (trust {trust}): want {want:?}, got {got:?}\n    {show}",
+                "{file}:{} ({mode:?}): want {want:?}, got {got:?}\n    {show}",
                 c.lineno
             ));
         }
@@ -173,14 +211,14 @@ fn adversarial_lines_get_their_expected_verdict() {
 fn no_adversarial_line_blames_a_bystander() {
     let bystanders: Vec<IpAddr> = BYSTANDERS.iter().map(|b| b.parse().unwrap()).collect();
     for c in load("adversarial.txt") {
-        for trust in [true, false] {
-            if trust && c.stock {
+        for mode in MODES {
+            if mode == Mode::PatchedTrue && c.stock {
                 continue;
             }
-            if let Recognition::Failure { addr, .. } = recogniser(trust).recognise(&c.line) {
+            if let Recognition::Failure { addr, .. } = recogniser(mode).recognise(&c.line) {
                 assert!(
                     !bystanders.contains(&addr),
-                    "adversarial.txt:{} (trust {trust}) blames bystander {addr}",
+                    "adversarial.txt:{} ({mode:?}) blames bystander {addr}",
                     c.lineno
                 );
                 assert!(
@@ -210,7 +248,7 @@ fn every_rule_is_exercised_by_the_attack_corpus() {
 
 #[test]
 fn every_attack_line_has_a_time_from_its_frame() {
-    let rec = recogniser(true);
+    let rec = recogniser(Mode::PatchedTrue);
     for c in load("attacks.txt") {
         let r = rec.recognise(&c.line);
         assert!(
@@ -230,7 +268,7 @@ fn truncated_and_mangled_lines_never_panic() {
         x ^= x << 17;
         x
     };
-    let recs = [recogniser(true), recogniser(false)];
+    let recs = MODES.map(recogniser);
     for file in ["attacks.txt", "not-attacks.txt", "adversarial.txt"] {
         for c in load(file) {
             for cut in 0..=c.line.len() {

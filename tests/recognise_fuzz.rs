@@ -133,7 +133,9 @@ fn mutated_corpus_lines_never_panic_or_blame_an_address_they_do_not_name() {
     let recs = [false, true].map(|trust| {
         Recogniser::with_time_context(
             RecogniseOptions {
-                trust_chan_sip_tail: trust,
+                known_tags: vec!["c0ffee00c0ffee00".parse().unwrap()],
+                trust_untagged: trust,
+                ..Default::default()
             },
             TimeContext::utc(NOW),
         )
@@ -161,7 +163,9 @@ fn mutated_corpus_lines_never_panic_or_blame_an_address_they_do_not_name() {
 fn noise_never_panics() {
     let rec = Recogniser::with_time_context(
         RecogniseOptions {
-            trust_chan_sip_tail: true,
+            known_tags: vec!["c0ffee00c0ffee00".parse().unwrap()],
+            trust_untagged: true,
+            ..Default::default()
         },
         TimeContext::utc(NOW),
     );

@@ -284,7 +284,7 @@ fn lines_inside_a_packet_pjproject_dumps_are_never_read_as_failures() {
 }
 
 /// `patched = "auto"` finds the module Asterisk loads inside a system root (asterisk.conf's
-/// astmoddir, else the usual directories) and trusts chan_sip tails only if it is patched.
+/// astmoddir, else the usual directories) and believes the lines tagged by its build only.
 #[test]
 fn auto_trust_follows_the_installed_module() {
     use astpatch::config::Patched;
@@ -292,10 +292,12 @@ fn auto_trust_follows_the_installed_module() {
     let d = tempfile::tempdir().unwrap();
     let root = d.path();
     let stock: &[u8] = b"\x7fELF\0Failed to authenticate device %s\0";
-    let patched: &[u8] = b"\x7fELF\0Failed to authenticate device %s (%s:%d)\0";
+    let untagged: &[u8] = b"\x7fELF\0Failed to authenticate device %s (%s)\0";
+    let tagged: &[u8] =
+        b"\x7fELF\0Failed to authenticate device %s (%s) [astpatch:5a5a5a5a5a5a5a5a]\n\0";
 
-    let t = decide(Patched::Auto, root);
-    assert!(!t.trusted, "{t:?}");
+    let t = decide(Patched::Auto, &[], root);
+    assert!(!t.trusted(), "{t:?}");
     let default = root.join("usr/lib/asterisk/modules/chan_sip.so");
     assert!(
         t.reason
@@ -306,10 +308,16 @@ fn auto_trust_follows_the_installed_module() {
     // A Red Hat-style lib64 install is found when the default directory has no module.
     let lib64 = root.join("usr/lib64/asterisk/modules");
     std::fs::create_dir_all(&lib64).unwrap();
-    std::fs::write(lib64.join("chan_sip.so"), patched).unwrap();
-    let t = decide(Patched::Auto, root);
-    assert!(t.trusted, "{t:?}");
+    std::fs::write(lib64.join("chan_sip.so"), tagged).unwrap();
+    let t = decide(Patched::Auto, &[], root);
+    assert!(t.trusted(), "{t:?}");
+    assert_eq!(t.options.known_tags.len(), 1);
     assert!(t.line().contains("lib64"), "{}", t.line());
+    // Patched without a tag: its lines cannot be told from forged ones by default.
+    std::fs::write(lib64.join("chan_sip.so"), untagged).unwrap();
+    let t = decide(Patched::Auto, &[], root);
+    assert!(!t.trusted(), "{t:?}");
+    assert!(decide(Patched::True, &[], root).options.trust_untagged);
 
     // asterisk.conf's astmoddir is what Asterisk loads: it wins over the usual directories.
     let moddir = root.join("opt/ast/modules");
@@ -321,8 +329,8 @@ fn auto_trust_follows_the_installed_module() {
     )
     .unwrap();
     std::fs::write(moddir.join("chan_sip.so"), stock).unwrap();
-    let t = decide(Patched::Auto, root);
-    assert!(!t.trusted, "{t:?}");
+    let t = decide(Patched::Auto, &[], root);
+    assert!(!t.trusted(), "{t:?}");
     assert_eq!(
         t.line(),
         format!(
@@ -330,8 +338,8 @@ fn auto_trust_follows_the_installed_module() {
             moddir.join("chan_sip.so").display()
         )
     );
-    std::fs::write(moddir.join("chan_sip.so"), patched).unwrap();
-    assert!(decide(Patched::Auto, root).trusted);
+    std::fs::write(moddir.join("chan_sip.so"), tagged).unwrap();
+    assert!(decide(Patched::Auto, &[], root).trusted());
     // An explicit setting is obeyed whatever is installed.
-    assert!(!decide(Patched::False, root).trusted);
+    assert!(!decide(Patched::False, &[], root).trusted());
 }

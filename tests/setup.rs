@@ -31,10 +31,7 @@ fn install_watcher_dry_run_prints_the_hardened_unit() {
         d.path().to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{err}");
-    assert!(
-        !d.path().join("astpatch-watch.service").exists(),
-        "dry run wrote"
-    );
+    assert!(!d.path().join("astpatch.service").exists(), "dry run wrote");
     let mut settings = insta::Settings::clone_current();
     settings.add_filter(&regex_escape(common::bin()), "[ASTPATCH]");
     settings.add_filter(&regex_escape(d.path().to_str().unwrap()), "[TMP]");
@@ -71,7 +68,7 @@ fn install_watcher_writes_the_unit_where_told() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("systemd is not running here"), "{out}");
-    let unit = std::fs::read_to_string(d.path().join("astpatch-watch.service")).unwrap();
+    let unit = std::fs::read_to_string(d.path().join("astpatch.service")).unwrap();
     assert!(unit.contains("ExecStart=") && unit.contains("[Install]"));
 }
 

@@ -447,3 +447,201 @@ fn without_ipv6_the_watcher_bans_ipv4_only_and_says_so() {
         );
     }
 }
+
+/// The metrics file for node_exporter's textfile collector: written atomically while the
+/// watcher runs, parsed here with a real Prometheus text-format parser.
+#[test]
+fn metrics_file_reads_as_prometheus_text() {
+    if !common::require_root("metrics_file_reads_as_prometheus_text") {
+        return;
+    }
+    let pair = Pair::new();
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("messages");
+    let missing = d.path().join("not-there");
+    let state = d.path().join("state");
+    let prom = d.path().join("astpatch.prom");
+    let cfg = d.path().join("astpatch.toml");
+    std::fs::write(&log, "").unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "maxretry = 3\nbackend = \"nftables\"\nstate_dir = \"{}\"\nlogs = [\"{}\", \"{}\"]\nmetrics_file = \"{}\"\n",
+            state.display(),
+            log.display(),
+            missing.display(),
+            prom.display()
+        ),
+    )
+    .unwrap();
+    let w = Watcher::start(&pair, &cfg, d.path().join("out"), &state);
+    append_failures(&log, pair.peer4, 3);
+    // A stock chan_sip line whose From header ends in a guessed tag: counted as forged.
+    {
+        let mut f = OpenOptions::new().append(true).open(&log).unwrap();
+        writeln!(f, "[2026-11-26 18:00:01] NOTICE[1] chan_sip.c: Failed to authenticate device <sip:1@h>;tag=(192.0.2.1:5060) [astpatch:0123456789abcdef]").unwrap();
+    }
+    let scrape = || -> Option<prometheus_parse::Scrape> {
+        let text = std::fs::read_to_string(&prom).ok()?;
+        let lines = text.lines().map(|l| Ok(l.to_owned()));
+        prometheus_parse::Scrape::parse(lines).ok()
+    };
+    let value =
+        |s: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>| -> Option<f64> {
+            s.samples
+                .iter()
+                .find(|x| x.metric == name && label.is_none_or(|(k, v)| x.labels.get(k) == Some(v)))
+                .map(|x| match x.value {
+                    prometheus_parse::Value::Counter(v)
+                    | prometheus_parse::Value::Gauge(v)
+                    | prometheus_parse::Value::Untyped(v) => v,
+                    _ => f64::NAN,
+                })
+        };
+    wait_for(
+        || {
+            scrape().is_some_and(|s| {
+                value(&s, "astpatch_bans_total", Some(("origin", "log"))) == Some(1.0)
+                    && value(
+                        &s,
+                        "astpatch_forged_lines_total",
+                        Some(("rule", "chan-sip-auth")),
+                    ) == Some(1.0)
+            })
+        },
+        "metrics showing the ban and the forged line",
+        &w,
+    );
+    let s = scrape().unwrap();
+    assert_eq!(
+        value(
+            &s,
+            "astpatch_failures_total",
+            Some(("rule", "pjsip-no-endpoint"))
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        value(
+            &s,
+            "astpatch_failures_total",
+            Some(("rule", "chan-sip-auth"))
+        ),
+        Some(0.0)
+    );
+    assert_eq!(value(&s, "astpatch_active_bans", None), Some(1.0));
+    assert_eq!(value(&s, "astpatch_lines_read_total", None), Some(4.0));
+    let age = value(&s, "astpatch_last_line_age_seconds", None).unwrap();
+    assert!((0.0..60.0).contains(&age), "{age}");
+    let log_s = log.display().to_string();
+    let missing_s = missing.display().to_string();
+    assert_eq!(
+        value(&s, "astpatch_source_up", Some(("source", &log_s))),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&s, "astpatch_source_up", Some(("source", &missing_s))),
+        Some(0.0)
+    );
+    // Every family has its TYPE line, as the collector wants.
+    let text = std::fs::read_to_string(&prom).unwrap();
+    for f in [
+        "astpatch_failures_total counter",
+        "astpatch_active_bans gauge",
+        "astpatch_source_up gauge",
+    ] {
+        assert!(text.contains(&format!("# TYPE {f}")), "{text}");
+    }
+    // The file is replaced whole: no temp files are left beside it.
+    let left: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".astpatch-tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// SIGHUP re-reads the settings (what `systemctl reload astpatch` sends): a new maxretry takes
+/// effect, invalid settings keep the old ones, and the watcher lives on (it used to die with
+/// status 129, which systemd takes for a clean exit).
+#[test]
+fn sighup_reloads_the_settings_and_keeps_the_old_ones_when_invalid() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("messages");
+    let cfg = d.path().join("astpatch.toml");
+    std::fs::write(&log, "").unwrap();
+    let write_cfg = |maxretry: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "maxretry = {maxretry}\nlogs = [\"{}\"]\nstate_dir = \"{}\"\n",
+                log.display(),
+                d.path().join("state").display()
+            ),
+        )
+        .unwrap()
+    };
+    write_cfg("5");
+    let out_path = d.path().join("out");
+    let child = Command::new(common::bin())
+        .args(["watch", "--config"])
+        .arg(&cfg)
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .spawn()
+        .unwrap();
+    // Killed and reaped even when an assertion fails.
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Reap(child);
+    let out = || std::fs::read_to_string(&out_path).unwrap_or_default();
+    let wait = |what: &str, cond: &dyn Fn(&str) -> bool| {
+        let t = Instant::now();
+        while !cond(&out()) {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "waiting for {what}:\n{}",
+                out()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait("start", &|o| o.contains("chan_sip tails"));
+    std::thread::sleep(Duration::from_millis(300));
+    append_failures(&log, "203.0.113.9", 2);
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(!out().contains("would ban"), "{}", out());
+
+    write_cfg("2");
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) };
+    wait("reload", &|o| o.contains("SIGHUP: settings reloaded"));
+    assert!(
+        out().contains("SIGHUP: maxretry 2 within 10m: failure counts start afresh"),
+        "{}",
+        out()
+    );
+    append_failures(&log, "203.0.113.9", 2);
+    wait("a ban at the new maxretry", &|o| {
+        o.contains("would ban 203.0.113.9/32: 2 failures")
+    });
+
+    write_cfg("\"many\"");
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) };
+    wait("refusal", &|o| {
+        o.contains("SIGHUP: the settings are invalid, keeping the old ones")
+    });
+    append_failures(&log, "203.0.113.10", 2);
+    wait("still banning with maxretry 2", &|o| {
+        o.contains("would ban 203.0.113.10/32: 2 failures")
+    });
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "the watcher died on SIGHUP"
+    );
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    assert!(child.0.wait().unwrap().success());
+}

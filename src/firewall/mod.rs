@@ -213,6 +213,16 @@ pub trait Firewall: Send {
     }
 }
 
+/// True when `tool` is an executable file in one of PATH's directories.
+pub fn tool_installed(tool: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|d| {
+        std::fs::metadata(d.join(tool))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
 /// The backend for this host: IPv4-only when the kernel has no IPv6 ([`ipv6::host_has_ipv6`]).
 pub fn for_backend(b: Backend, runner: Box<dyn CommandRunner>) -> Box<dyn Firewall> {
     for_backend_with(b, runner, ipv6::host_has_ipv6())
