@@ -30,7 +30,13 @@ impl Default for Directories {
 /// Parse asterisk.conf text. Keys are `key => value` or `key = value`; the section header may
 /// carry a template mark (`[directories](!)`), and `;` starts a comment.
 pub fn parse(text: &str) -> Directories {
-    let mut d = Directories::default();
+    parse_over(text, Directories::default())
+}
+
+/// Parse asterisk.conf text over `base`: keys the file does not set keep `base`'s value (a
+/// running Asterisk's are the defaults compiled into its binary, not the `/usr` ones).
+pub fn parse_over(text: &str, base: Directories) -> Directories {
+    let mut d = base;
     let mut in_dirs = false;
     for raw in text.lines() {
         let line = raw.split(';').next().unwrap_or("").trim();
@@ -48,7 +54,8 @@ pub fn parse(text: &str) -> Directories {
             continue;
         };
         let value = PathBuf::from(value.trim());
-        match key.trim() {
+        // Asterisk compares these keys with strcasecmp.
+        match key.trim().to_ascii_lowercase().as_str() {
             "astetcdir" => d.astetcdir = value,
             "astmoddir" => {
                 d.astmoddir = value;
@@ -62,6 +69,29 @@ pub fn parse(text: &str) -> Directories {
     d
 }
 
+/// `[files] astctl`: the control socket's file name inside astrundir, when the file sets it.
+pub fn ctl_name(text: &str) -> Option<String> {
+    let mut in_files = false;
+    let mut found = None;
+    for raw in text.lines() {
+        let line = raw.split(';').next().unwrap_or("").trim();
+        if let Some(rest) = line.strip_prefix('[') {
+            in_files = rest.split(']').next().is_some_and(|n| n.trim() == "files");
+            continue;
+        }
+        if !in_files {
+            continue;
+        }
+        if let Some((key, value)) = line.split_once("=>").or_else(|| line.split_once('='))
+            && key.trim().eq_ignore_ascii_case("astctl")
+            && !value.trim().is_empty()
+        {
+            found = Some(value.trim().to_owned());
+        }
+    }
+    found
+}
+
 /// `path` as seen from inside `root` (`/` is the live system).
 pub fn under(root: &Path, path: &Path) -> PathBuf {
     if root == Path::new("/") {
@@ -70,10 +100,18 @@ pub fn under(root: &Path, path: &Path) -> PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
 }
 
+/// Where an Asterisk built with `--prefix=/usr` reads its asterisk.conf.
+pub const DEFAULT_PATH: &str = "/etc/asterisk/asterisk.conf";
+
 /// Read `<root>/etc/asterisk/asterisk.conf`; `None` when there is none. Paths inside are
 /// returned as they are written (relative to `root`).
 pub fn load(root: &Path) -> Result<Option<Directories>> {
-    let path = under(root, Path::new("/etc/asterisk/asterisk.conf"));
+    load_file(root, Path::new(DEFAULT_PATH))
+}
+
+/// Read the asterisk.conf at `conf` inside `root`; `None` when there is none.
+pub fn load_file(root: &Path, conf: &Path) -> Result<Option<Directories>> {
+    let path = under(root, conf);
     match std::fs::read(&path) {
         Ok(bytes) => Ok(Some(parse(&String::from_utf8_lossy(&bytes)))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -95,6 +133,29 @@ mod tests {
         assert_eq!(d.astlogdir, Path::new("/srv/log"));
         assert_eq!(d.astrundir, Path::new("/var/run/asterisk"));
         assert!(!parse("[directories]\n;astmoddir => /x\n").moddir_from_file);
+        assert_eq!(
+            parse("[directories]\nAstModDir => /m\n").astmoddir,
+            Path::new("/m")
+        );
+    }
+
+    #[test]
+    fn keys_not_set_keep_the_base_and_astctl_names_the_socket() {
+        let base = Directories {
+            astetcdir: "/opt/a/etc/asterisk".into(),
+            astmoddir: "/opt/a/lib/asterisk/modules".into(),
+            astlogdir: "/opt/a/var/log/asterisk".into(),
+            astrundir: "/opt/a/var/run/asterisk".into(),
+            moddir_from_file: false,
+        };
+        let d = parse_over("[directories]\nastlogdir => /srv/log\n", base.clone());
+        assert_eq!(d.astmoddir, base.astmoddir);
+        assert_eq!(d.astlogdir, Path::new("/srv/log"));
+        assert_eq!(
+            ctl_name("[files]\nastctlpermissions = 0660\nastctl => pbx.ctl ; renamed\n").as_deref(),
+            Some("pbx.ctl")
+        );
+        assert_eq!(ctl_name("[options]\nastctl => no.ctl\n[files]\n"), None);
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub enum Command {
     /// content, rewrites all of them or none, keeps the original as chan_sip.c.astpatch-orig,
     /// and does nothing on a second run. Outbound lines ("... on INVITE to ...") are untouched.
     #[command(
-        after_help = "Examples:\n  astpatch apply --dry-run /usr/src/asterisk-11.23.1 > astpatch.diff\n  astpatch apply /usr/src/asterisk-11.23.1\n  astpatch apply --rebuild --install /usr/src/asterisk-11.23.1\n  astpatch apply --rebuild --install --reload --moddir /usr/lib64/asterisk/modules /usr/src/asterisk-11.23.1"
+        after_help = "Examples:\n  astpatch apply --dry-run /usr/src/asterisk-11.23.1 > astpatch.diff\n  astpatch apply /usr/src/asterisk-11.23.1\n  astpatch apply --rebuild --install /usr/src/asterisk-11.23.1\n  astpatch apply --rebuild --install --reload --moddir /usr/lib64/asterisk/modules /usr/src/asterisk-11.23.1\n  astpatch apply --rebuild --install --reload --asterisk-conf /opt/ast20/etc/asterisk/asterisk.conf /usr/src/asterisk-20.20.1"
     )]
     Apply {
         /// Top of the Asterisk source tree (holds .version and channels/chan_sip.c).
@@ -75,7 +75,7 @@ pub enum Command {
     /// If the file was edited after apply, only astpatch's own statements are put back, and
     /// only when each is still exactly as astpatch wrote it; otherwise nothing is changed.
     #[command(
-        after_help = "Examples:\n  astpatch revert /usr/src/asterisk-11.23.1\n  astpatch revert --install /usr/src/asterisk-11.23.1"
+        after_help = "Examples:\n  astpatch revert /usr/src/asterisk-11.23.1\n  astpatch revert --install --reload /usr/src/asterisk-11.23.1\n  astpatch revert --install --reload --asterisk-conf /opt/ast20/etc/asterisk/asterisk.conf /usr/src/asterisk-20.20.1"
     )]
     Revert {
         /// Top of the Asterisk source tree.
@@ -125,9 +125,14 @@ pub enum Command {
         /// Root of the system Asterisk and the watcher run on.
         #[arg(long, value_name = "DIR", default_value = "/")]
         root: PathBuf,
-        /// Module directory [default: astmoddir from asterisk.conf, else the tree's makeopts].
+        /// Module directory [default: the running Asterisk's, else astmoddir from asterisk.conf,
+        /// else the tree's makeopts].
         #[arg(long, value_name = "DIR")]
         moddir: Option<PathBuf>,
+        /// The asterisk.conf of the Asterisk to check (the `-C` it runs with); needed when
+        /// several run [default: asterisk_conf from the settings, else the running one].
+        #[arg(long, value_name = "FILE")]
+        asterisk_conf: Option<PathBuf>,
         /// Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
@@ -349,12 +354,14 @@ fn run(cli: Cli, style: Style) -> Result<u8, Error> {
             src,
             root,
             moddir,
+            asterisk_conf,
             config,
             json,
         } => crate::cmd_verify::run(
             src.as_deref(),
             &root,
             moddir.as_deref(),
+            asterisk_conf.as_deref(),
             config.as_deref(),
             json,
             style,

@@ -18,6 +18,16 @@ pub fn run_apply(
     if dry_run {
         cmd_build::refuse_with_dry_run(build)?;
     }
+    // Which Asterisk to install into is settled before the source is touched.
+    let target = if build.install {
+        Some(cmd_build::find_target(
+            &build.root,
+            build.asterisk_conf.as_deref(),
+            build.moddir.as_deref(),
+        )?)
+    } else {
+        None
+    };
     let report = apply::apply(src, dry_run)?;
     if !json && dry_run {
         print_dry_run(&report, style)?;
@@ -25,17 +35,23 @@ pub fn run_apply(
         print_applied(&report, style);
     }
     let built = if build.any() {
-        cmd_build::after_apply(src, build, json, style)?
+        cmd_build::after_apply(src, build, target.as_ref(), json, style)?
     } else {
         BuildOutcome::default()
     };
+    let reload_skipped = built.reload_skipped();
     if json {
         print_json(&Combined {
             apply: &report,
             build: built,
         });
     }
-    Ok(exit_codes::SUCCESS)
+    // `--reload` that reloaded nothing is not success, whatever else was done.
+    Ok(if reload_skipped {
+        exit_codes::CHECK_FAILED
+    } else {
+        exit_codes::SUCCESS
+    })
 }
 
 /// `--json` output: the apply report, plus the rebuild/install parts when asked for.
@@ -131,6 +147,15 @@ fn print_applied(r: &ApplyReport, style: Style) {
 }
 
 pub fn run_revert(src: &Path, json: bool, install: &RevertInstallArgs, style: Style) -> Result<u8> {
+    let target = if install.install {
+        Some(cmd_build::find_target(
+            &install.root,
+            install.asterisk_conf.as_deref(),
+            install.moddir.as_deref(),
+        )?)
+    } else {
+        None
+    };
     let report = match revert::revert(src) {
         // The source may have been reverted by hand; the module can still go back.
         Err(e @ crate::error::Error::NothingToDo { .. }) if install.install => {
@@ -146,21 +171,28 @@ pub fn run_revert(src: &Path, json: bool, install: &RevertInstallArgs, style: St
             print_reverted(report, style);
         }
     }
-    let restored = cmd_build::after_revert(src, install, json, style)?;
+    let restored = cmd_build::after_revert(src, install, target.as_ref(), json, style)?;
+    let reload_skipped = restored
+        .as_ref()
+        .is_some_and(|r| r.reload_skipped.is_some());
     if json {
         #[derive(serde::Serialize)]
         struct Combined<'a> {
             #[serde(flatten, skip_serializing_if = "Option::is_none")]
             source: Option<&'a revert::RevertReport>,
             #[serde(skip_serializing_if = "Option::is_none")]
-            module: Option<crate::install::RestoreReport>,
+            module: Option<cmd_build::RevertModuleOutcome>,
         }
         print_json(&Combined {
             source: report.as_ref(),
             module: restored,
         });
     }
-    Ok(exit_codes::SUCCESS)
+    Ok(if reload_skipped {
+        exit_codes::CHECK_FAILED
+    } else {
+        exit_codes::SUCCESS
+    })
 }
 
 fn print_reverted(report: &revert::RevertReport, style: Style) {

@@ -6,12 +6,14 @@ use crate::error::{Error, Result};
 use crate::exit_codes;
 use crate::firewall::{self, SystemRunner};
 use crate::output::{Style, print_json};
-use crate::verify::{self, Inputs, Status, VerifyReport};
+use crate::running;
+use crate::verify::{self, Inputs, Running, Status, VerifyReport};
 
 pub fn run(
     src: Option<&Path>,
     root: &Path,
     moddir: Option<&Path>,
+    asterisk_conf: Option<&Path>,
     config: Option<&Path>,
     json: bool,
     style: Style,
@@ -27,11 +29,27 @@ pub fn run(
         ));
     }
     let settings = Settings::load(config)?;
+    let asterisk_conf = asterisk_conf.or(settings.asterisk_conf.as_deref());
+    // Several servers and none named: asked, not guessed (the checks would judge the wrong one).
+    let instance;
+    let running = if root == Path::new("/") {
+        let found =
+            running::discover(Path::new("/proc"), root).map_err(|e| Error::io("/proc", e))?;
+        instance = running::select_by(found, asterisk_conf, moddir)?;
+        match &instance {
+            Some(i) => Running::Instance(i),
+            None => Running::None,
+        }
+    } else {
+        Running::NotLooked
+    };
     let inputs = Inputs {
         src,
         root,
         moddir,
         settings: &settings,
+        running,
+        asterisk_conf,
     };
     let report = verify::verify(&inputs, &|b| {
         firewall::for_backend(b, Box::new(SystemRunner::host()))

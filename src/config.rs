@@ -128,6 +128,10 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<crate::module_tag::Tag>,
     pub state_dir: PathBuf,
+    /// The asterisk.conf of the Asterisk astpatch looks after (the `-C` it runs with), when
+    /// several run on this host [default: the one running].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asterisk_conf: Option<PathBuf>,
     pub bantime_increment: Option<BantimeIncrement>,
     /// Ban the whole IPv6 prefix of this length (e.g. 64) rather than one address.
     pub ipv6_prefix: Option<u8>,
@@ -151,6 +155,7 @@ impl Default for Settings {
             patched: Patched::Auto,
             tags: vec![],
             state_dir: PathBuf::from("/var/lib/astpatch"),
+            asterisk_conf: None,
             bantime_increment: None,
             ipv6_prefix: None,
             metrics_file: None,

@@ -21,6 +21,9 @@ pub const BACKUP_SUFFIX: &str = ".astpatch-bak";
 pub enum ModdirSource {
     /// `--moddir`.
     Flag,
+    /// The running Asterisk's own asterisk.conf (or its binary's built-in default): where
+    /// it really loads modules from.
+    RunningAsterisk,
     /// `astmoddir` in asterisk.conf: what the running Asterisk really uses.
     AsteriskConf,
     /// The tree's makeopts: where `make install` would put it.
@@ -35,9 +38,34 @@ pub struct Moddir {
     pub note: Option<String>,
 }
 
+/// Where the module directory comes from when no `--moddir` is given.
+#[derive(Debug, Clone, Copy)]
+pub enum ModdirFrom<'a> {
+    /// The running instance: its directory, whether its asterisk.conf names it or not.
+    Running(&'a crate::running::Instance),
+    /// An asterisk.conf file (inside `root`): used when it sets astmoddir.
+    Conf(&'a Path),
+}
+
 /// The module directory: `--moddir`, else asterisk.conf's `astmoddir` under `root`, else the
 /// tree's makeopts (also under `root`).
 pub fn resolve_moddir(flag: Option<&Path>, tree: Option<&Path>, root: &Path) -> Result<Moddir> {
+    resolve_moddir_from(
+        flag,
+        tree,
+        root,
+        ModdirFrom::Conf(Path::new(asterisk_conf::DEFAULT_PATH)),
+    )
+}
+
+/// [`resolve_moddir`] with the running instance, or another asterisk.conf, in place of
+/// `/etc/asterisk/asterisk.conf`.
+pub fn resolve_moddir_from(
+    flag: Option<&Path>,
+    tree: Option<&Path>,
+    root: &Path,
+    from: ModdirFrom,
+) -> Result<Moddir> {
     if let Some(p) = flag {
         return Ok(Moddir {
             path: p.to_owned(),
@@ -45,9 +73,24 @@ pub fn resolve_moddir(flag: Option<&Path>, tree: Option<&Path>, root: &Path) -> 
             note: None,
         });
     }
-    let from_conf = asterisk_conf::load(root)?
-        .filter(|d| d.moddir_from_file)
-        .map(|d| asterisk_conf::under(root, &d.astmoddir));
+    let (from_conf, who, source) = match from {
+        ModdirFrom::Running(i) => (
+            Some(asterisk_conf::under(root, &i.dirs.astmoddir)),
+            format!("the running Asterisk (pid {})", i.pid),
+            ModdirSource::RunningAsterisk,
+        ),
+        ModdirFrom::Conf(conf) => (
+            asterisk_conf::load_file(root, conf)?
+                .filter(|d| d.moddir_from_file)
+                .map(|d| asterisk_conf::under(root, &d.astmoddir)),
+            if conf == Path::new(asterisk_conf::DEFAULT_PATH) {
+                "asterisk.conf".to_owned()
+            } else {
+                conf.display().to_string()
+            },
+            ModdirSource::AsteriskConf,
+        ),
+    };
     let from_tree = tree
         .and_then(|t| fs::read_to_string(t.join("makeopts")).ok())
         .and_then(|text| crate::makeopts::moddir(&text))
@@ -56,14 +99,14 @@ pub fn resolve_moddir(flag: Option<&Path>, tree: Option<&Path>, root: &Path) -> 
         (Some(conf), tree) => {
             let note = tree.filter(|t| *t != conf).map(|t| {
                 format!(
-                    "asterisk.conf loads modules from {}, but this tree's `make install` would use {}; installing where Asterisk loads them",
+                    "{who} loads modules from {}, but this tree's `make install` would use {}; installing where Asterisk loads them",
                     conf.display(),
                     t.display()
                 )
             });
             Ok(Moddir {
                 path: conf,
-                source: ModdirSource::AsteriskConf,
+                source,
                 note,
             })
         }
@@ -281,13 +324,15 @@ pub fn reload_commands() -> [String; 2] {
     ]
 }
 
-/// The same, as the operator types them.
-pub fn reload_hint(conf: Option<&Path>) -> String {
+/// The same, as the operator types them, for the binary `asterisk` (a path, or a name
+/// looked up in PATH) and its `-C`.
+pub fn reload_hint(asterisk: &Path, conf: Option<&Path>) -> String {
     let c = conf
         .map(|p| format!(" -C {}", p.display()))
         .unwrap_or_default();
+    let a = asterisk.display();
     let [unload, load] = reload_commands();
-    format!("asterisk{c} -rx '{unload}' && asterisk{c} -rx '{load}'")
+    format!("{a}{c} -rx '{unload}' && {a}{c} -rx '{load}'")
 }
 
 /// Where the running Asterisk's control socket is.
@@ -310,6 +355,12 @@ pub struct ReloadReport {
 pub fn reload(asterisk: &Path, conf: Option<&Path>, moddir: &Path) -> Result<ReloadReport> {
     let [unload, load] = reload_commands();
     let mut output = String::new();
+    let console = |cmd: &str| {
+        let c = conf
+            .map(|p| format!(" -C {}", p.display()))
+            .unwrap_or_default();
+        format!("{}{c} -rx '{cmd}'", asterisk.display())
+    };
     let mut run = |cmd: &str| -> Result<String> {
         let mut c = Command::new(asterisk);
         if let Some(conf) = conf {
@@ -330,7 +381,8 @@ pub fn reload(asterisk: &Path, conf: Option<&Path>, moddir: &Path) -> Result<Rel
         if !out.status.success() || text.contains("Unable to connect") {
             return Err(Error::environment(
                 format!(
-                    "`asterisk -rx '{cmd}'` failed: {}",
+                    "`{} -rx '{cmd}'` failed: {}",
+                    asterisk.display(),
                     text.trim().lines().last().unwrap_or("no output")
                 ),
                 Some(
@@ -347,9 +399,10 @@ pub fn reload(asterisk: &Path, conf: Option<&Path>, moddir: &Path) -> Result<Rel
                 "Asterisk refused to unload {MODULE}: {}; the new module is installed and loads at the next restart",
                 said.trim()
             ),
-            Some(
-                "retry when no SIP calls are up, or restart Asterisk: asterisk -rx 'core restart when convenient'",
-            ),
+            Some(&format!(
+                "retry when no SIP calls are up, or restart Asterisk: {}",
+                console("core restart when convenient")
+            )),
         ));
     }
     let said = run(&load)?;
@@ -366,9 +419,10 @@ pub fn reload(asterisk: &Path, conf: Option<&Path>, moddir: &Path) -> Result<Rel
                     "there was no previous module to put back: chan_sip is not loaded now"
                 }
             ),
-            Some(
-                "check the Asterisk log (`asterisk -rx 'core show version'`, /var/log/asterisk/messages) for the reason",
-            ),
+            Some(&format!(
+                "check the Asterisk log (`{}`, its messages file) for the reason",
+                console("core show version")
+            )),
         ));
     }
     Ok(ReloadReport {
@@ -529,12 +583,15 @@ mod tests {
     #[test]
     fn the_reload_hint_unloads_and_loads() {
         assert_eq!(
-            reload_hint(None),
+            reload_hint(Path::new("asterisk"), None),
             "asterisk -rx 'module unload chan_sip.so' && asterisk -rx 'module load chan_sip.so'"
         );
-        assert!(
-            reload_hint(Some(Path::new("/r/etc/asterisk/asterisk.conf")))
-                .starts_with("asterisk -C /r/etc/asterisk/asterisk.conf -rx")
+        assert_eq!(
+            reload_hint(
+                Path::new("/opt/ast20/sbin/asterisk"),
+                Some(Path::new("/opt/ast20/etc/asterisk/asterisk.conf"))
+            ),
+            "/opt/ast20/sbin/asterisk -C /opt/ast20/etc/asterisk/asterisk.conf -rx 'module unload chan_sip.so' && /opt/ast20/sbin/asterisk -C /opt/ast20/etc/asterisk/asterisk.conf -rx 'module load chan_sip.so'"
         );
     }
 }

@@ -41,6 +41,7 @@ pub mod policy;
 pub mod progress;
 pub mod recognise;
 pub mod revert;
+pub mod running;
 pub mod scan;
 pub mod sites;
 pub mod state;

@@ -71,6 +71,13 @@ pub const SETTINGS: &[SettingDoc] = &[
         text: "Where bans are kept (an fsynced journal), with the watcher's pid and counters.",
     },
     SettingDoc {
+        key: "asterisk_conf",
+        default: "\"/opt/asterisk/etc/asterisk/asterisk.conf\"",
+        text: "The asterisk.conf (the -C it runs with) of the Asterisk astpatch looks after, when \
+               several run on this host; verify then judges that one. Off unless set: the one \
+               running.",
+    },
+    SettingDoc {
         key: "bantime_increment",
         default: "{ factor = 2, max = \"1w\" }",
         text: "Repeat offenders get bantime * factor^(earlier bans), at most max. Off unless set.",
@@ -89,7 +96,12 @@ pub const SETTINGS: &[SettingDoc] = &[
 ];
 
 /// Keys off by default: written commented out, with an example value.
-const OFF_BY_DEFAULT: &[&str] = &["bantime_increment", "ipv6_prefix", "metrics_file"];
+const OFF_BY_DEFAULT: &[&str] = &[
+    "asterisk_conf",
+    "bantime_increment",
+    "ipv6_prefix",
+    "metrics_file",
+];
 
 /// The settings file the package installs as a conffile: every setting, commented out, at its
 /// default, so the file changes nothing until the operator edits it.
@@ -254,6 +266,7 @@ mod tests {
             }),
             ipv6_prefix: Some(64),
             metrics_file: Some("/m.prom".into()),
+            asterisk_conf: Some("/opt/a/asterisk.conf".into()),
             ..crate::config::Settings::default()
         };
         s.tags = vec!["0123456789abcdef".parse().unwrap()];

@@ -10,6 +10,7 @@ use crate::config::Patched;
 use crate::install;
 use crate::module_tag::{ModuleKind, Tag};
 use crate::recognise::RecogniseOptions;
+use crate::running::Instance;
 
 /// What a reader believes, and the reason in words for the operator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +132,178 @@ pub fn decide(patched: Patched, extra: &[Tag], root: &Path) -> TailTrust {
     from_module(patched, extra, &path, read.as_deref())
 }
 
+/// The file in the state dir that keeps every tag astpatch has seen in a module, so lines a
+/// module wrote stay believable after it is replaced (a replay, `scan` of old logs).
+pub const TAGS_FILE: &str = "tags.json";
+
+/// What the running Asterisk has loaded, as far as tags go (for the start-up line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunningModule {
+    /// No running Asterisk was given (none runs, or processes were not looked at).
+    NoInstance,
+    /// It runs with no chan_sip.so mapped.
+    NotLoaded {
+        pid: u32,
+    },
+    /// Mapped, but its bytes could not be read (the reason).
+    Unreadable {
+        pid: u32,
+        why: String,
+    },
+    Stock {
+        pid: u32,
+    },
+    Untagged {
+        pid: u32,
+    },
+    Tagged {
+        pid: u32,
+        tags: Vec<Tag>,
+    },
+}
+
+impl RunningModule {
+    pub fn of(i: &Instance) -> RunningModule {
+        let pid = i.pid;
+        if let Some(why) = &i.maps_error {
+            return RunningModule::Unreadable {
+                pid,
+                why: why.clone(),
+            };
+        }
+        match i.chan_sip.as_ref().map(|m| &m.kind) {
+            None => RunningModule::NotLoaded { pid },
+            Some(Err(why)) => RunningModule::Unreadable {
+                pid,
+                why: why.clone(),
+            },
+            Some(Ok(ModuleKind::Stock)) => RunningModule::Stock { pid },
+            Some(Ok(ModuleKind::Untagged)) => RunningModule::Untagged { pid },
+            Some(Ok(ModuleKind::Tagged(tags))) => RunningModule::Tagged {
+                pid,
+                tags: tags.clone(),
+            },
+        }
+    }
+
+    /// In words: `the running Asterisk (pid 7) has the stock chan_sip.so loaded`.
+    pub fn describe(&self) -> String {
+        let who = |pid: &u32| format!("the running Asterisk (pid {pid})");
+        match self {
+            RunningModule::NoInstance => "no running Asterisk found".into(),
+            RunningModule::NotLoaded { pid } => format!("{} has no chan_sip.so loaded", who(pid)),
+            RunningModule::Unreadable { pid, why } => {
+                format!("{}: its chan_sip.so cannot be read ({why})", who(pid))
+            }
+            RunningModule::Stock { pid } => {
+                format!("{} has the stock chan_sip.so loaded", who(pid))
+            }
+            RunningModule::Untagged { pid } => format!(
+                "{} has a chan_sip.so loaded that is patched without a tag",
+                who(pid)
+            ),
+            RunningModule::Tagged { pid, tags } => format!(
+                "{} has the patched chan_sip.so loaded (tag {})",
+                who(pid),
+                tags.iter().map(Tag::as_str).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+}
+
+/// Every tag a chan_sip line may end with to be believed, and where each was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownTags {
+    /// Deduplicated, in the order found: running module, installed, backup, recorded.
+    pub tags: Vec<Tag>,
+    /// Where each tag was seen, one entry per (tag, place).
+    pub sources: Vec<(Tag, String)>,
+    pub running: RunningModule,
+    /// What could not be read (a corrupt tags.json), for the operator.
+    pub notes: Vec<String>,
+}
+
+impl KnownTags {
+    pub fn knows(&self, t: &Tag) -> bool {
+        self.tags.contains(t)
+    }
+
+    fn add(&mut self, tags: &[Tag], from: &str) {
+        for t in tags {
+            if !self.tags.contains(t) {
+                self.tags.push(*t);
+            }
+            self.sources.push((*t, from.to_owned()));
+        }
+    }
+}
+
+/// Gather the tags a reader may believe: from the module `running` maps, the installed
+/// chan_sip.so and its `.astpatch-bak` (in `running`'s module dir, else the one found under
+/// `root`), and the state dir's record. `state_dir` is a path on this system (not under
+/// `root`). Reads only; [`record`] keeps what was learnt.
+pub fn known_tags(root: &Path, running: Option<&Instance>, state_dir: Option<&Path>) -> KnownTags {
+    let mut k = KnownTags {
+        tags: vec![],
+        sources: vec![],
+        running: running.map_or(RunningModule::NoInstance, RunningModule::of),
+        notes: vec![],
+    };
+    if let RunningModule::Tagged { pid, tags } = &k.running {
+        let from = format!("the module pid {pid} has loaded");
+        k.add(&tags.clone(), &from);
+    }
+    let installed = match running {
+        Some(i) => asterisk_conf::under(root, &i.dirs.astmoddir).join(install::MODULE),
+        None => installed_module(root),
+    };
+    let backup = installed.with_file_name(format!("{}{}", install::MODULE, install::BACKUP_SUFFIX));
+    for p in [installed, backup] {
+        if let Ok(bytes) = std::fs::read(&p) {
+            k.add(
+                &crate::module_tag::in_module(&bytes),
+                &p.display().to_string(),
+            );
+        }
+    }
+    if let Some(dir) = state_dir {
+        match recorded(dir) {
+            Ok(tags) => k.add(&tags, &dir.join(TAGS_FILE).display().to_string()),
+            Err(e) => k.notes.push(e),
+        }
+    }
+    k
+}
+
+/// The tags recorded in `state_dir` (none when the file does not exist).
+pub fn recorded(state_dir: &Path) -> Result<Vec<Tag>, String> {
+    let path = state_dir.join(TAGS_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| format!("{} is not a list of tags ({e}); ignored", path.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(vec![]),
+        Err(e) => Err(format!("cannot read {} ({e}); ignored", path.display())),
+    }
+}
+
+/// Add `tags` to the state dir's record (atomically; a corrupt record is replaced).
+pub fn record(state_dir: &Path, tags: &[Tag]) -> io::Result<()> {
+    let mut all = recorded(state_dir).unwrap_or_default();
+    let before = all.len();
+    for t in tags {
+        if !all.contains(t) {
+            all.push(*t);
+        }
+    }
+    let path = state_dir.join(TAGS_FILE);
+    if all.len() == before && path.exists() {
+        return Ok(());
+    }
+    let mut text = serde_json::to_vec_pretty(&all).map_err(io::Error::other)?;
+    text.push(b'\n');
+    crate::atomic::write(&path, &text, Some(0o644))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +372,119 @@ mod tests {
         assert!(decide(Patched::True, &[], nowhere).trusted());
         assert!(!decide(Patched::False, &[], nowhere).trusted());
         assert!(!decide(Patched::Auto, &[], nowhere).trusted());
+    }
+
+    fn module_with(t: &str) -> Vec<u8> {
+        format!("\x7fELF\0Failed to authenticate device %s (%s) [astpatch:{t}]\n\0").into_bytes()
+    }
+
+    fn instance(moddir: &Path, kind: Option<Result<ModuleKind, String>>) -> Instance {
+        Instance {
+            pid: 42,
+            exe: "/opt/ast20/sbin/asterisk".into(),
+            exe_deleted: false,
+            config: "/opt/ast20/etc/asterisk/asterisk.conf".into(),
+            explicit_config: true,
+            dirs: Directories {
+                astmoddir: moddir.to_owned(),
+                ..Directories::default()
+            },
+            ctl_socket: "/opt/ast20/var/run/asterisk/asterisk.ctl".into(),
+            chan_sip: kind.map(|kind| crate::running::MappedModule {
+                path: moddir.join("chan_sip.so"),
+                inode: 1,
+                deleted: true,
+                kind,
+            }),
+            maps_error: None,
+        }
+    }
+
+    #[test]
+    fn tags_come_from_the_running_module_the_installed_one_its_backup_and_the_record() {
+        let d = tempfile::tempdir().unwrap();
+        let moddir = d.path().join("mods");
+        let state = d.path().join("state");
+        std::fs::create_dir_all(&moddir).unwrap();
+        std::fs::create_dir_all(&state).unwrap();
+        let (run, inst, bak, old) = (
+            "1111111111111111",
+            "2222222222222222",
+            "3333333333333333",
+            "4444444444444444",
+        );
+        std::fs::write(moddir.join("chan_sip.so"), module_with(inst)).unwrap();
+        std::fs::write(moddir.join("chan_sip.so.astpatch-bak"), module_with(bak)).unwrap();
+        record(&state, &[tag(old), tag(inst)]).unwrap();
+        let i = instance(&moddir, Some(Ok(ModuleKind::Tagged(vec![tag(run)]))));
+        let k = known_tags(Path::new("/"), Some(&i), Some(&state));
+        assert_eq!(k.tags, [tag(run), tag(inst), tag(bak), tag(old)]);
+        assert!(k.knows(&tag(old)) && !k.knows(&tag("5555555555555555")));
+        assert_eq!(k.sources.len(), 5, "inst is seen twice: {:?}", k.sources);
+        assert_eq!(
+            k.running.describe(),
+            format!("the running Asterisk (pid 42) has the patched chan_sip.so loaded (tag {run})")
+        );
+        assert!(k.notes.is_empty());
+        // The stock module loaded: its lines prove nothing, but the files still name tags.
+        let i = instance(&moddir, Some(Ok(ModuleKind::Stock)));
+        let k = known_tags(Path::new("/"), Some(&i), None);
+        assert_eq!(k.running, RunningModule::Stock { pid: 42 });
+        assert_eq!(k.tags, [tag(inst), tag(bak)]);
+        let i = instance(&moddir, None);
+        assert_eq!(
+            known_tags(Path::new("/"), Some(&i), None).running,
+            RunningModule::NotLoaded { pid: 42 }
+        );
+        let i = instance(&moddir, Some(Err("gone".into())));
+        assert!(matches!(
+            known_tags(Path::new("/"), Some(&i), None).running,
+            RunningModule::Unreadable { .. }
+        ));
+        // No instance: the installed module is found under the root, as before.
+        let root = d.path().join("root");
+        let m = root.join("usr/lib/asterisk/modules");
+        std::fs::create_dir_all(&m).unwrap();
+        std::fs::write(m.join("chan_sip.so"), module_with(inst)).unwrap();
+        let k = known_tags(&root, None, None);
+        assert_eq!(
+            (k.tags, k.running),
+            (vec![tag(inst)], RunningModule::NoInstance)
+        );
+    }
+
+    #[test]
+    fn the_record_grows_atomically_and_a_corrupt_one_is_said_and_replaced() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(recorded(d.path()), Ok(vec![]));
+        record(d.path(), &[tag("aaaaaaaaaaaaaaaa")]).unwrap();
+        record(
+            d.path(),
+            &[tag("bbbbbbbbbbbbbbbb"), tag("aaaaaaaaaaaaaaaa")],
+        )
+        .unwrap();
+        assert_eq!(
+            recorded(d.path()).unwrap(),
+            [tag("aaaaaaaaaaaaaaaa"), tag("bbbbbbbbbbbbbbbb")]
+        );
+        std::fs::write(d.path().join(TAGS_FILE), "[\"not-a-tag\"]").unwrap();
+        let k = known_tags(
+            Path::new("/nonexistent-astpatch-root"),
+            None,
+            Some(d.path()),
+        );
+        assert!(k.tags.is_empty());
+        assert!(
+            k.notes[0].contains("is not a list of tags"),
+            "{:?}",
+            k.notes
+        );
+        record(d.path(), &[tag("cccccccccccccccc")]).unwrap();
+        assert_eq!(recorded(d.path()).unwrap(), [tag("cccccccccccccccc")]);
+        let names: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [TAGS_FILE], "no temp files left");
     }
 }

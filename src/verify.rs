@@ -16,6 +16,7 @@ use crate::firewall::Firewall;
 use crate::install;
 use crate::logger_conf;
 use crate::module_tag::{self, ModuleKind, Tag};
+use crate::running::{Instance, kind_word};
 use crate::sites::{self, PatchState};
 use crate::state;
 use crate::watcher_unit::{self, UnitState};
@@ -68,17 +69,43 @@ pub struct Inputs<'a> {
     pub root: &'a Path,
     pub moddir: Option<&'a Path>,
     pub settings: &'a Settings,
+    /// The running Asterisk, as [`crate::running`] found it.
+    pub running: Running<'a>,
+    /// The asterisk.conf to read when no instance runs [default: /etc/asterisk/asterisk.conf].
+    pub asterisk_conf: Option<&'a Path>,
+}
+
+/// What the caller learnt about the running Asterisk.
+#[derive(Debug, Clone, Copy)]
+pub enum Running<'a> {
+    /// Processes were not looked at (a `--root` other than `/`).
+    NotLooked,
+    /// No Asterisk server runs (with the named asterisk.conf, when one was named).
+    None,
+    Instance(&'a Instance),
 }
 
 /// Run every check. `firewall` opens the backend the watcher uses (argv runner inside).
 pub fn verify(inp: &Inputs, firewall: &dyn Fn(Backend) -> Box<dyn Firewall>) -> VerifyReport {
-    let dirs = asterisk_conf::load(inp.root).ok().flatten();
+    // The running instance's directories are the ones that matter; else its asterisk.conf.
+    let dirs = match inp.running {
+        Running::Instance(i) => Some(i.dirs.clone()),
+        _ => asterisk_conf::load_file(
+            inp.root,
+            inp.asterisk_conf
+                .unwrap_or(Path::new(asterisk_conf::DEFAULT_PATH)),
+        )
+        .ok()
+        .flatten(),
+    };
     let src_state = inp.src.map(source_state);
     let tree_tag = src_state.as_ref().and_then(|st| st.tag);
+    let (installed, installed_path) = check_installed(inp, tree_tag);
     let mut checks = vec![
         check_source(inp.src, src_state.as_ref()),
         check_built(inp.src, src_state.as_ref()),
-        check_installed(inp, tree_tag),
+        installed,
+        check_loaded(inp, installed_path.as_deref()),
     ];
     let (logging, notice_files) = check_logging(inp, dirs.as_ref());
     checks.push(logging);
@@ -312,21 +339,48 @@ fn check_built(src: Option<&Path>, st: Option<&SourceState>) -> Check {
     )
 }
 
-fn check_installed(inp: &Inputs, tree_tag: Option<Tag>) -> Check {
+/// The installed-module check, and the module file it judged (for the loaded-module check).
+fn check_installed(inp: &Inputs, tree_tag: Option<Tag>) -> (Check, Option<PathBuf>) {
     const NAME: &str = "installed-module";
-    let moddir = match install::resolve_moddir(inp.moddir, inp.src, inp.root) {
+    let from = match inp.running {
+        Running::Instance(i) => install::ModdirFrom::Running(i),
+        _ => install::ModdirFrom::Conf(
+            inp.asterisk_conf
+                .unwrap_or(Path::new(asterisk_conf::DEFAULT_PATH)),
+        ),
+    };
+    let moddir = match install::resolve_moddir_from(inp.moddir, inp.src, inp.root, from) {
         Ok(m) => m,
         Err(_) => {
-            return Check::new(
+            return (Check::new(
                 NAME,
                 Status::Skipped,
                 "module directory unknown: no astmoddir in asterisk.conf and no configured tree (makeopts)",
             )
-            .fix("pass --moddir DIR (often /usr/lib/asterisk/modules)");
+            .fix("pass --moddir DIR (often /usr/lib/asterisk/modules)"), None);
         }
     };
     let path = moddir.path.join(install::MODULE);
-    let install_cmd = format!("astpatch apply --rebuild --install {}", src_arg(inp.src));
+    (installed_check(inp, &path, tree_tag), Some(path))
+}
+
+fn installed_check(inp: &Inputs, path: &Path, tree_tag: Option<Tag>) -> Check {
+    const NAME: &str = "installed-module";
+    let path = path.to_owned();
+    // Named the way verify found it, so the command picks the same Asterisk.
+    let conf = match inp.running {
+        Running::Instance(i) if i.explicit_config => {
+            format!(" --asterisk-conf {}", shown(&i.config))
+        }
+        _ => inp
+            .asterisk_conf
+            .map(|c| format!(" --asterisk-conf {}", shown(c)))
+            .unwrap_or_default(),
+    };
+    let install_cmd = format!(
+        "astpatch apply --rebuild --install{conf} {}",
+        src_arg(inp.src)
+    );
     let Ok(installed) = fs::read(&path) else {
         return Check::new(
             NAME,
@@ -406,6 +460,132 @@ fn check_installed(inp: &Inputs, tree_tag: Option<Tag>) -> Check {
     }
 }
 
+/// Whether the running Asterisk has the installed module loaded: the file on disk only says
+/// what the next load will use.
+fn check_loaded(inp: &Inputs, installed: Option<&Path>) -> Check {
+    const NAME: &str = "loaded-module";
+    let i = match inp.running {
+        Running::NotLooked => {
+            return Check::new(
+                NAME,
+                Status::Skipped,
+                "processes are not looked at under --root",
+            );
+        }
+        Running::None => {
+            return Check::new(
+                NAME,
+                Status::Skipped,
+                match inp.asterisk_conf {
+                    Some(c) => format!("no Asterisk is running with {}", shown(c)),
+                    None => "no Asterisk is running".into(),
+                },
+            );
+        }
+        Running::Instance(i) => i,
+    };
+    let on_disk = installed.and_then(|p| {
+        let bytes = fs::read(p).ok()?;
+        let ino = std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).ok()?);
+        Some((ino, ModuleKind::of(&bytes)))
+    });
+    judge_loaded(i, inp.src, on_disk.as_ref())
+}
+
+/// The loaded-module decision, free of effects: the instance as /proc showed it, and the
+/// installed file's inode and kind.
+pub fn judge_loaded(
+    i: &Instance,
+    src: Option<&Path>,
+    installed: Option<&(u64, ModuleKind)>,
+) -> Check {
+    const NAME: &str = "loaded-module";
+    let who = format!("the running Asterisk (pid {})", i.pid);
+    let conf = if i.explicit_config {
+        format!(" --asterisk-conf {}", shown(&i.config))
+    } else {
+        String::new()
+    };
+    let reload = format!(
+        "{} && {}",
+        i.rx(&format!("module unload {}", install::MODULE)),
+        i.rx(&format!("module load {}", install::MODULE))
+    );
+    let apply = format!("astpatch apply --install --reload{conf} {}", src_arg(src));
+    if let Some(e) = &i.maps_error {
+        return Check::new(NAME, Status::Fail, format!("{who}: {e}"))
+            .fix("run verify as root (or as the user Asterisk runs as)");
+    }
+    let Some(m) = &i.chan_sip else {
+        return Check::new(
+            NAME,
+            Status::Fail,
+            format!("{who} has no {} loaded", install::MODULE),
+        )
+        .fix(i.rx(&format!("module load {}", install::MODULE)));
+    };
+    let loaded = match &m.kind {
+        Ok(k) => k,
+        Err(e) => {
+            return Check::new(NAME, Status::Fail, format!("{who}: {e}")).fix("run verify as root");
+        }
+    };
+    let same_file = installed.is_some_and(|(ino, _)| *ino == m.inode) && !m.deleted;
+    let installed_kind = installed.map(|(_, k)| k);
+    match (loaded, installed_kind) {
+        (ModuleKind::Stock, Some(k)) if k.is_patched() => Check::new(
+            NAME,
+            Status::Fail,
+            format!("the installed {} is patched but {who} still has the stock module loaded", install::MODULE),
+        )
+        .fix(apply),
+        (ModuleKind::Stock, _) => Check::new(
+            NAME,
+            Status::Fail,
+            format!("{who} has the stock {} loaded", install::MODULE),
+        )
+        .fix(format!("astpatch apply --rebuild --install --reload{conf} {}", src_arg(src))),
+        (k, Some(ModuleKind::Stock)) => Check::new(
+            NAME,
+            Status::Fail,
+            format!(
+                "the installed {} is stock but {who} still has the {} module loaded",
+                install::MODULE,
+                kind_word(k)
+            ),
+        )
+        .fix(reload),
+        (k, _) if !same_file => {
+            let detail = format!(
+                "{who} has a {} {} loaded that is no longer the installed file{}",
+                kind_word(k),
+                install::MODULE,
+                if m.deleted { " (deleted on disk)" } else { "" }
+            );
+            // The same build under another inode (reinstalled) changes nothing the log shows.
+            if installed_kind == Some(k) {
+                Check::new(NAME, Status::Warn, detail).fix(reload)
+            } else {
+                Check::new(NAME, Status::Fail, detail).fix(reload)
+            }
+        }
+        (ModuleKind::Untagged, _) => Check::new(
+            NAME,
+            Status::Warn,
+            format!(
+                "{who} has the installed {} loaded, patched without a tag: its lines cannot be told from forged ones, only patched = true trusts them",
+                install::MODULE
+            ),
+        )
+        .fix(format!("astpatch apply --rebuild --install --reload{conf} {}", src_arg(src))),
+        (k, _) => Check::new(
+            NAME,
+            Status::Pass,
+            format!("{who} has the installed {} loaded, {}", install::MODULE, kind_word(k)),
+        ),
+    }
+}
+
 /// The security log level exists from Asterisk 1.8 on; unknown versions are assumed to have it.
 pub fn has_security_level(version: Option<&str>) -> bool {
     let Some(v) = version else { return true };
@@ -436,7 +616,12 @@ fn check_logging(inp: &Inputs, dirs: Option<&Directories>) -> (Check, Vec<PathBu
     let defaults = Directories::default();
     let dirs = dirs.unwrap_or(&defaults);
     let conf_path = under(inp.root, &dirs.astetcdir.join("logger.conf"));
-    let reload = "then: asterisk -rx 'logger reload'";
+    // The running instance's own binary and -C, when there is one.
+    let reload = match inp.running {
+        Running::Instance(i) => format!("then: {}", i.rx("logger reload")),
+        _ => "then: asterisk -rx 'logger reload'".to_owned(),
+    };
+    let reload = reload.as_str();
     let text = match fs::read(&conf_path) {
         Ok(t) => String::from_utf8_lossy(&t).into_owned(),
         Err(_) => {
@@ -1147,6 +1332,70 @@ mod tests {
             }),
             Status::Fail
         );
+    }
+
+    #[test]
+    fn loaded_module_verdicts_for_what_proc_shows() {
+        use crate::module_tag::Tag;
+        use crate::running::MappedModule;
+        let t = |s: &str| s.parse::<Tag>().unwrap();
+        let inst = |m: Option<MappedModule>| Instance {
+            pid: 9,
+            exe: "/opt/ast20/sbin/asterisk".into(),
+            exe_deleted: false,
+            config: "/opt/ast20/etc/asterisk/asterisk.conf".into(),
+            explicit_config: true,
+            dirs: Directories::default(),
+            ctl_socket: "/opt/ast20/var/run/asterisk/asterisk.ctl".into(),
+            chan_sip: m,
+            maps_error: None,
+        };
+        let mapped = |inode, deleted, kind| {
+            Some(MappedModule {
+                path: "/m/chan_sip.so".into(),
+                inode,
+                deleted,
+                kind: Ok(kind),
+            })
+        };
+        let a = ModuleKind::Tagged(vec![t("aaaaaaaaaaaaaaaa")]);
+        let b = ModuleKind::Tagged(vec![t("bbbbbbbbbbbbbbbb")]);
+        let judge = |i: &Instance, installed: (u64, ModuleKind)| {
+            let c = judge_loaded(i, Some(Path::new("/src")), Some(&installed));
+            (c.status, c.detail, c.fix.unwrap_or_default())
+        };
+        // Nothing loaded: the fix loads it in that instance.
+        let (st, detail, fix) = judge(&inst(None), (1, a.clone()));
+        assert_eq!(st, Status::Fail);
+        assert_eq!(
+            detail,
+            "the running Asterisk (pid 9) has no chan_sip.so loaded"
+        );
+        assert_eq!(
+            fix,
+            "/opt/ast20/sbin/asterisk -C /opt/ast20/etc/asterisk/asterisk.conf -rx 'module load chan_sip.so'"
+        );
+        // An older patched build still loaded (replaced on disk): another tag, so fail.
+        let (st, detail, fix) = judge(&inst(mapped(1, true, a.clone())), (2, b.clone()));
+        assert_eq!(st, Status::Fail);
+        assert!(
+            detail.contains("no longer the installed file (deleted on disk)"),
+            "{detail}"
+        );
+        assert!(fix.contains("-rx 'module unload chan_sip.so' && "), "{fix}");
+        // The same build reinstalled under another inode: its lines look the same, so warn.
+        let (st, _, _) = judge(&inst(mapped(1, true, a.clone())), (2, a.clone()));
+        assert_eq!(st, Status::Warn);
+        // The installed file itself, tagged: pass.
+        let (st, detail, _) = judge(&inst(mapped(2, false, b.clone())), (2, b.clone()));
+        assert_eq!(st, Status::Pass, "{detail}");
+        // /proc/PID/maps unreadable: not "not loaded", and said so.
+        let mut hidden = inst(None);
+        hidden.maps_error = Some("cannot read /proc/9/maps: permission denied".into());
+        let (st, detail, fix) = judge(&hidden, (2, b));
+        assert_eq!(st, Status::Fail);
+        assert!(detail.contains("permission denied"), "{detail}");
+        assert!(fix.contains("as root"), "{fix}");
     }
 
     #[test]

@@ -269,10 +269,17 @@ fn reload_unloads_and_loads_through_the_control_socket() {
         ],
         Some(&bin),
     );
-    assert!(o.status.success(), "{}", text(&o));
+    // Installed, but `--reload` that reloaded nothing is not success.
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
-        text(&o).contains("no Asterisk control socket at"),
+        text(&o).contains("nothing was reloaded: no Asterisk is running")
+            && text(&o).contains("no control socket at"),
         "{}",
+        text(&o)
+    );
+    assert!(
+        !text(&o).contains("load it into the running Asterisk"),
+        "--reload does not print the commands it runs itself: {}",
         text(&o)
     );
     assert!(!work.join("asterisk-calls.log").exists());
@@ -404,6 +411,8 @@ fn a_module_built_before_the_tag_is_refused_until_rebuilt() {
             root: &sys.root,
             moddir: Some(&sys.moddir),
             settings: &settings,
+            running: astpatch::verify::Running::NotLooked,
+            asterisk_conf: None,
         };
         astpatch::verify::verify(&inputs, &open).checks
     };

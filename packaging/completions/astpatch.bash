@@ -127,13 +127,17 @@ _astpatch() {
             return 0
             ;;
         astpatch__subcmd__apply)
-            opts="-j -h --dry-run --json --rebuild --install --moddir --reload --root --jobs --help"
+            opts="-j -h --dry-run --json --rebuild --install --moddir --reload --asterisk-conf --root --jobs --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --moddir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --asterisk-conf)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -489,13 +493,17 @@ _astpatch() {
             return 0
             ;;
         astpatch__subcmd__revert)
-            opts="-h --json --install --moddir --root --help"
+            opts="-h --json --install --moddir --reload --asterisk-conf --root --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --moddir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --asterisk-conf)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -583,7 +591,7 @@ _astpatch() {
             return 0
             ;;
         astpatch__subcmd__verify)
-            opts="-h --root --moddir --config --json --help"
+            opts="-h --root --moddir --asterisk-conf --config --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -594,6 +602,10 @@ _astpatch() {
                     return 0
                     ;;
                 --moddir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --asterisk-conf)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -44,24 +44,28 @@ complete -c astpatch -n "__fish_astpatch_needs_command" -f -a "help" -d 'Print t
 complete -c astpatch -n "__fish_astpatch_using_subcommand detect" -l json -d 'Print a JSON report instead of text'
 complete -c astpatch -n "__fish_astpatch_using_subcommand detect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c astpatch -n "__fish_astpatch_using_subcommand apply" -l moddir -d 'Module directory [default: astmoddir from asterisk.conf, else the tree\'s makeopts]' -r -F
+complete -c astpatch -n "__fish_astpatch_using_subcommand apply" -l asterisk-conf -d 'The asterisk.conf of the Asterisk to install into and reload (the `-C` it runs with); needed when several run [default: the running one, else /etc/asterisk/asterisk.conf]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand apply" -l root -d 'Root of the system Asterisk runs on: asterisk.conf, module and run directories are read inside it' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand apply" -s j -l jobs -d 'Parallel make jobs [default: number of CPUs]' -r
 complete -c astpatch -n "__fish_astpatch_using_subcommand apply" -l dry-run -d 'Print the unified diff (applies with `patch -p1`) and write nothing'
 complete -c astpatch -n "__fish_astpatch_using_subcommand apply" -l json -d 'Print a JSON report instead of text'
 complete -c astpatch -n "__fish_astpatch_using_subcommand apply" -l rebuild -d 'Rebuild chan_sip after patching: in a built tree only chan_sip is compiled (`make channels`); an unconfigured tree gets ./configure and a full make. make\'s output goes to SRC/astpatch-build.log'
 complete -c astpatch -n "__fish_astpatch_using_subcommand apply" -l install -d 'Copy the built chan_sip.so into the directory Asterisk loads modules from, atomically; the module it replaces is kept as chan_sip.so.astpatch-bak for `revert --install`'
-complete -c astpatch -n "__fish_astpatch_using_subcommand apply" -l reload -d 'After installing, unload and load chan_sip in the running Asterisk (when its control socket exists), so the new code is live without a restart'
+complete -c astpatch -n "__fish_astpatch_using_subcommand apply" -l reload -d 'After installing, unload and load chan_sip in the running Asterisk, so the new code is live without a restart; then confirm in /proc that it maps the installed file. Exits non-zero when nothing was reloaded (no Asterisk running)'
 complete -c astpatch -n "__fish_astpatch_using_subcommand apply" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c astpatch -n "__fish_astpatch_using_subcommand revert" -l moddir -d 'Module directory [default: astmoddir from asterisk.conf, else the tree\'s makeopts]' -r -F
+complete -c astpatch -n "__fish_astpatch_using_subcommand revert" -l asterisk-conf -d 'The asterisk.conf of the Asterisk to restore and reload (the `-C` it runs with); needed when several run [default: the running one, else /etc/asterisk/asterisk.conf]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand revert" -l root -d 'Root of the system Asterisk runs on' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand revert" -l json -d 'Print a JSON report instead of text'
 complete -c astpatch -n "__fish_astpatch_using_subcommand revert" -l install -d 'Also put back the chan_sip.so that `apply --install` replaced (chan_sip.so.astpatch-bak)'
+complete -c astpatch -n "__fish_astpatch_using_subcommand revert" -l reload -d 'After putting the module back, unload and load chan_sip in the running Asterisk and confirm in /proc that it maps the restored file (as `apply --reload`)'
 complete -c astpatch -n "__fish_astpatch_using_subcommand revert" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c astpatch -n "__fish_astpatch_using_subcommand scan" -l config -d 'Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand scan" -l json -d 'Print a JSON report instead of text'
 complete -c astpatch -n "__fish_astpatch_using_subcommand scan" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c astpatch -n "__fish_astpatch_using_subcommand verify" -l root -d 'Root of the system Asterisk and the watcher run on' -r -F
-complete -c astpatch -n "__fish_astpatch_using_subcommand verify" -l moddir -d 'Module directory [default: astmoddir from asterisk.conf, else the tree\'s makeopts]' -r -F
+complete -c astpatch -n "__fish_astpatch_using_subcommand verify" -l moddir -d 'Module directory [default: the running Asterisk\'s, else astmoddir from asterisk.conf, else the tree\'s makeopts]' -r -F
+complete -c astpatch -n "__fish_astpatch_using_subcommand verify" -l asterisk-conf -d 'The asterisk.conf of the Asterisk to check (the `-C` it runs with); needed when several run [default: asterisk_conf from the settings, else the running one]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand verify" -l config -d 'Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand verify" -l json -d 'Print JSON instead of text'
 complete -c astpatch -n "__fish_astpatch_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod live_asterisk;
 pub mod mini_asterisk;
 pub mod netns;
 
