@@ -6,7 +6,8 @@ mod fixtures;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use astpatch::patch::{self, Direction};
+use astpatch::module_tag::Tag;
+use astpatch::patch::{self, Direction, Tagging};
 use astpatch::sites;
 
 fn big_chan_sip() -> Vec<u8> {
@@ -50,11 +51,12 @@ fn main() {
     };
     // Pure engine: scan, choose, plan, rewrite.
     let mut t = Vec::new();
+    let tag = Tagging::Tag(Tag::generate().unwrap());
     for _ in 0..runs {
         let start = Instant::now();
         let scan = sites::scan(&src);
         let p = patch::select(patches, &scan).unwrap();
-        let plan = patch::plan(&src, &scan, p, Direction::Forward);
+        let plan = patch::plan(&src, &scan, p, Direction::Forward, tag);
         let out = patch::execute(&src, &plan, p, Direction::Forward);
         t.push(start.elapsed());
         assert_eq!(plan.changes(), 5);

@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::manifest::{self, Manifest};
-use crate::patch::{self, Action, Direction, Patch, PlannedSite};
+use crate::module_tag::{self, Tag};
+use crate::patch::{self, Action, Direction, Patch, PlannedSite, Tagging};
 use crate::sites::{self, PatchState};
 use crate::tree::{CHAN_SIP, SourceTree};
 
@@ -18,6 +19,9 @@ pub struct ApplyReport {
     pub patch: String,
     pub shape: String,
     pub state_before: PatchState,
+    /// The tree's tag: every site ends its message with ` [astpatch:TAG]`.
+    pub tag: Tag,
+    pub tag_origin: TagOrigin,
     pub sites: Vec<PlannedSite>,
     /// How many statements were (or, with --dry-run, would be) rewritten.
     pub changed: usize,
@@ -31,6 +35,62 @@ pub struct ApplyReport {
     #[serde(skip)]
     pub patch_bytes: Vec<u8>,
     pub notes: Vec<String>,
+}
+
+/// Where the tag of an apply came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TagOrigin {
+    /// The tree's manifest: an earlier apply chose it, and a module built then carries it.
+    Manifest,
+    /// The sites already carry it (the manifest is gone).
+    File,
+    /// Fresh from the kernel's random source (with --dry-run: shown, not kept).
+    New,
+}
+
+/// The tag each site's statement carries, in site order (`None`: no tag).
+pub fn site_tags(src: &[u8], scan: &sites::SiteScan) -> Vec<Option<Tag>> {
+    scan.sites
+        .iter()
+        .map(|s| module_tag::in_module(&src[s.span.clone()]).first().copied())
+        .collect()
+}
+
+/// The one tag every tagged site shares, if they share exactly one.
+fn file_tag(src: &[u8], scan: &sites::SiteScan) -> Option<Tag> {
+    let mut tags: Vec<Tag> = site_tags(src, scan).into_iter().flatten().collect();
+    tags.dedup();
+    match tags.as_slice() {
+        [t] => Some(*t),
+        _ => None,
+    }
+}
+
+/// The tree's tag as far as it is settled: the manifest's, else the one its sites share.
+pub fn tree_tag(chan_sip: &Path, src: &[u8], scan: &sites::SiteScan) -> Option<Tag> {
+    manifest::load(chan_sip)
+        .ok()
+        .flatten()
+        .and_then(|m| m.tag)
+        .or_else(|| file_tag(src, scan))
+}
+
+/// The tag this apply writes: kept from the manifest or the file, or a new one.
+fn choose_tag(record: Option<&Manifest>, l: &Loaded) -> Result<(Tag, TagOrigin)> {
+    if let Some(t) = record.and_then(|m| m.tag) {
+        return Ok((t, TagOrigin::Manifest));
+    }
+    if let Some(t) = file_tag(&l.bytes, &l.scan) {
+        return Ok((t, TagOrigin::File));
+    }
+    let t = Tag::generate().map_err(|e| {
+        Error::environment(
+            format!("cannot draw a tag from the kernel's random source: {e}; nothing was written"),
+            Some("astpatch needs getrandom(2) (Linux 3.17 or later)"),
+        )
+    })?;
+    Ok((t, TagOrigin::New))
 }
 
 /// Everything `apply` and `revert` learn from the file before deciding anything.
@@ -193,14 +253,19 @@ fn one_line(stmt: &[u8]) -> String {
 pub fn apply(root: &Path, dry_run: bool) -> Result<ApplyReport> {
     let l = load(root)?;
     let patch = choose_patch(&l)?;
-    let plan = patch::plan(&l.bytes, &l.scan, patch, Direction::Forward);
+    let record = manifest::load(&l.path)?;
+    let (tag, tag_origin) = choose_tag(record.as_ref(), &l)?;
+    let plan = patch::plan(
+        &l.bytes,
+        &l.scan,
+        patch,
+        Direction::Forward,
+        Tagging::Tag(tag),
+    );
     refuse_unknown(&l.path, &l.bytes, &plan, patch)?;
     let state_before = l.scan.state();
     let changed = plan.changes();
-    let mut notes = Vec::new();
-    if plan.sites.iter().any(|s| s.action == Action::PatchedByHand) {
-        notes.push("some sites were already patched by hand with other wording; they were left as they are".into());
-    }
+    let notes = plan_notes(&plan);
     let new = patch::execute(&l.bytes, &plan, patch, Direction::Forward);
     let patch_bytes = if changed > 0 && dry_run {
         unified_diff_bytes(&l.bytes, &new)
@@ -213,6 +278,8 @@ pub fn apply(root: &Path, dry_run: bool) -> Result<ApplyReport> {
         patch: patch.file.clone(),
         shape: patch.shape.clone(),
         state_before,
+        tag,
+        tag_origin,
         sites: plan.sites,
         changed,
         written: false,
@@ -220,18 +287,120 @@ pub fn apply(root: &Path, dry_run: bool) -> Result<ApplyReport> {
         patch_bytes,
         notes,
     };
+    if changed == 0 && !dry_run && heal_interrupted_upgrade(&l, patch, tag, record.as_ref())? {
+        report.notes.push(
+            "an earlier upgrade to the tagged wording stopped before its record was written; the record is complete now"
+                .into(),
+        );
+    }
     if changed == 0 || dry_run {
         return Ok(report);
     }
     if let Some(note) = git_note(&l.tree.root, &l.path) {
         report.notes.push(note);
     }
-    write_patched(&l, &new, patch, &report.sites)?;
+    write_patched(&l, &new, patch, tag, record)?;
     report.written = true;
     Ok(report)
 }
 
-fn write_patched(l: &Loaded, new: &[u8], patch: &Patch, planned: &[PlannedSite]) -> Result<()> {
+/// What apply tells the operator about sites it did not simply patch.
+fn plan_notes(plan: &patch::Plan) -> Vec<String> {
+    let mut notes = Vec::new();
+    let upgraded = plan.count(Action::Upgrade);
+    if upgraded > 0 {
+        notes.push(format!(
+            "{upgraded} site(s) already logged the address in astpatch's words but without this tree's tag (an earlier astpatch, or the seed's hand patch): rewritten with the tag the watcher needs"
+        ));
+    }
+    let rewritten = plan.count(Action::RewriteHandPatch);
+    if rewritten > 0 {
+        notes.push(format!(
+            "{rewritten} site(s) carried a hand patch in other words: rewritten in astpatch's tagged words so the watcher trusts their lines; `astpatch revert` gives back the hand-patched file"
+        ));
+    }
+    let by_hand = plan.count(Action::PatchedByHand);
+    if by_hand > 0 {
+        let at: Vec<String> = plan
+            .sites
+            .iter()
+            .filter(|s| s.action == Action::PatchedByHand)
+            .map(|s| format!("line {} in {}()", s.site.line, s.site.function))
+            .collect();
+        notes.push(format!(
+            "{by_hand} site(s) carry a hand patch astpatch cannot match to one of its statements ({}); left as they are: their lines carry no tag, so the watcher trusts them only with patched = true",
+            at.join(", ")
+        ));
+    }
+    notes
+}
+
+/// The file before astpatch's first apply, and whether it already sits in the pristine copy.
+fn pristine(
+    path: &Path,
+    bytes: &[u8],
+    record: Option<&Manifest>,
+    current: &str,
+) -> Result<(Vec<u8>, bool)> {
+    let Some(old) = record else {
+        return Ok((bytes.to_vec(), false));
+    };
+    if old.original_sha256 == *current {
+        return Ok((bytes.to_vec(), false));
+    }
+    let revert_first = || {
+        Some(
+            "run `astpatch revert SRC` first, or remove chan_sip.c.astpatch.json and chan_sip.c.astpatch-orig if you restored the file yourself",
+        )
+    };
+    if old.patched_sha256 != *current {
+        // A record from an earlier apply: only safe to overwrite if the file is back to the
+        // pristine bytes that record describes, or still exactly what that apply wrote.
+        return Err(Error::input(
+            format!(
+                "{} changed since astpatch last patched it, and its record does not match",
+                path.display()
+            ),
+            revert_first(),
+        ));
+    }
+    // Exactly what an earlier apply wrote (before tags, or with another tag): upgrade in place.
+    // The pristine copy stays the original, so revert still gives back the file as it was.
+    let orig_path = manifest::original_path(path);
+    let orig = match fs::read(&orig_path) {
+        Ok(b) if manifest::sha256_hex(&b) == old.original_sha256 => b,
+        Ok(_) => {
+            return Err(Error::input(
+                format!(
+                    "{} does not match the hash astpatch recorded; nothing was written",
+                    orig_path.display()
+                ),
+                revert_first(),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::input(
+                format!(
+                    "{} is missing, so adding the tag in place would lose the way back; nothing was written",
+                    orig_path.display()
+                ),
+                Some(
+                    "run `astpatch revert SRC` (it rebuilds the original from the record), then `astpatch apply SRC`",
+                ),
+            ));
+        }
+        Err(e) => return Err(Error::io(&orig_path, e)),
+    };
+    Ok((orig, true))
+}
+
+fn write_patched(
+    l: &Loaded,
+    new: &[u8],
+    patch: &Patch,
+    tag: Tag,
+    record: Option<Manifest>,
+) -> Result<()> {
     let path = &l.path;
     let meta = fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.permissions().readonly() {
@@ -242,21 +411,8 @@ fn write_patched(l: &Loaded, new: &[u8], patch: &Patch, planned: &[PlannedSite])
     }
     let mode = crate::atomic::mode_of(path).map_err(|e| Error::io(path, e))?;
     let current = manifest::sha256_hex(&l.bytes);
-    if let Some(old) = manifest::load(path)? {
-        // A record from an earlier apply: only safe to overwrite if the file is back to the
-        // pristine bytes that record describes.
-        if old.original_sha256 != current {
-            return Err(Error::input(
-                format!(
-                    "{} changed since astpatch last patched it, and its record does not match",
-                    path.display()
-                ),
-                Some(
-                    "run `astpatch revert SRC` first, or remove chan_sip.c.astpatch.json and chan_sip.c.astpatch-orig if you restored the file yourself",
-                ),
-            ));
-        }
-    }
+    let (original, kept) = pristine(&l.path, &l.bytes, record.as_ref(), &current)?;
+    let new_record = new_record(&original, new, patch, tag)?;
     let dir = path.parent().unwrap_or(Path::new("."));
     if !may_write(dir) {
         return Err(Error::environment(
@@ -269,12 +425,19 @@ fn write_patched(l: &Loaded, new: &[u8], patch: &Patch, planned: &[PlannedSite])
     }
     let orig = manifest::original_path(path);
     let record_path = manifest::manifest_path(path);
-    let wrote = write_all_three(l, new, patch, planned, mode, current, &orig);
+    let wrote = write_all_three(l, new, &new_record, mode, (!kept).then_some(&orig));
     if let Err(e) = wrote {
         // A full disk or a failing device part-way: the original was never replaced, so take
-        // back the copy and the record too and leave the directory as it was.
-        for leftover in [&record_path, &orig] {
-            let _ = fs::remove_file(leftover);
+        // back the copy and the record too (or put the earlier record back) and leave the
+        // directory as it was.
+        if kept {
+            // Upgrade in place: the file may already be the new one; put the old bytes back
+            // (the earlier record still describes them).
+            let _ = crate::atomic::write(path, &l.bytes, Some(mode));
+        } else {
+            for leftover in [&record_path, &orig] {
+                let _ = fs::remove_file(leftover);
+            }
         }
         let _ = crate::atomic::sync_dir(dir);
         return Err(match e {
@@ -288,40 +451,101 @@ fn write_patched(l: &Loaded, new: &[u8], patch: &Patch, planned: &[PlannedSite])
     Ok(())
 }
 
-fn write_all_three(
-    l: &Loaded,
-    new: &[u8],
-    patch: &Patch,
-    planned: &[PlannedSite],
-    mode: u32,
-    current: String,
-    orig: &Path,
-) -> Result<()> {
-    let path = &l.path;
-    // Pristine copy and record first: a crash after them but before the rename leaves the
-    // original in place and a record revert understands.
-    crate::atomic::write(orig, &l.bytes, Some(mode)).map_err(|e| Error::io(orig, e))?;
-    let rescan = sites::scan(new);
-    let changed_lines = planned
+/// The record of an apply: which statements differ from the pristine file and what they were.
+fn new_record(original: &[u8], new: &[u8], patch: &Patch, tag: Tag) -> Result<Manifest> {
+    let before = sites::scan(original);
+    let after = sites::scan(new);
+    if before.sites.len() != after.sites.len() {
+        return Err(Error::input(
+            format!(
+                "the pristine chan_sip.c has {} inbound sites but the patched one {}; nothing was written",
+                before.sites.len(),
+                after.sites.len()
+            ),
+            Some(
+                "run `astpatch revert SRC` first, or remove chan_sip.c.astpatch.json and chan_sip.c.astpatch-orig if you restored the file yourself",
+            ),
+        ));
+    }
+    let (changed_lines, original_statements) = before
+        .sites
         .iter()
-        .zip(&rescan.sites)
-        .filter(|(p, _)| p.action == Action::Patch)
-        .map(|(_, s)| s.line)
-        .collect();
-    let record = Manifest {
+        .zip(&after.sites)
+        .filter(|(b, a)| original[b.span.clone()] != new[a.span.clone()])
+        .map(|(b, a)| {
+            (
+                a.line,
+                String::from_utf8_lossy(&original[b.span.clone()]).into_owned(),
+            )
+        })
+        .unzip();
+    Ok(Manifest {
         format: manifest::FORMAT,
         astpatch_version: env!("CARGO_PKG_VERSION").into(),
         patch: patch.file.clone(),
-        original_sha256: current,
+        original_sha256: manifest::sha256_hex(original),
         patched_sha256: manifest::sha256_hex(new),
         changed_lines,
         applied_at: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
+        tag: Some(tag),
+        original_statements,
+    })
+}
+
+fn write_all_three(
+    l: &Loaded,
+    new: &[u8],
+    record: &Manifest,
+    mode: u32,
+    orig: Option<&PathBuf>,
+) -> Result<()> {
+    let path = &l.path;
+    let Some(orig) = orig else {
+        // Upgrade in place (the pristine copy is already there): file first, then record. A
+        // crash between them leaves the tagged file under the earlier record, which
+        // `heal_interrupted_upgrade` can prove and finish; the other order could not be proved.
+        crate::atomic::write(path, new, Some(mode)).map_err(|e| Error::io(path, e))?;
+        return manifest::store(path, record);
     };
-    manifest::store(path, &record)?;
+    // Pristine copy and record first: a crash after them but before the rename leaves the
+    // original in place and a record revert understands.
+    crate::atomic::write(orig, &l.bytes, Some(mode)).map_err(|e| Error::io(orig, e))?;
+    manifest::store(path, record)?;
     crate::atomic::write(path, new, Some(mode)).map_err(|e| Error::io(path, e))
+}
+
+/// An upgrade in place that stopped after the file and before its record: the file is tagged,
+/// the record still the one from before tags. If taking the tags out gives exactly the bytes
+/// that record describes, write the record the upgrade would have written.
+fn heal_interrupted_upgrade(
+    l: &Loaded,
+    patch: &Patch,
+    tag: Tag,
+    record: Option<&Manifest>,
+) -> Result<bool> {
+    let Some(old) = record.filter(|m| m.tag.is_none()) else {
+        return Ok(false);
+    };
+    if manifest::sha256_hex(&l.bytes) == old.patched_sha256 {
+        return Ok(false);
+    }
+    let plan = patch::plan(
+        &l.bytes,
+        &l.scan,
+        patch,
+        Direction::Forward,
+        Tagging::Legacy,
+    );
+    let untagged = patch::execute(&l.bytes, &plan, patch, Direction::Forward);
+    if manifest::sha256_hex(&untagged) != old.patched_sha256 {
+        return Ok(false);
+    }
+    let (original, _) = pristine(&l.path, &untagged, Some(old), &old.patched_sha256)?;
+    manifest::store(&l.path, &new_record(&original, &l.bytes, patch, tag)?)?;
+    Ok(true)
 }
 
 /// Whether this process may create files in `dir` (root passes unless the mount is read-only,

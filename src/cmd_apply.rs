@@ -1,7 +1,7 @@
 //! Presentation of `astpatch apply` and `astpatch revert`.
 use std::path::Path;
 
-use crate::apply::{self, ApplyReport};
+use crate::apply::{self, ApplyReport, TagOrigin};
 use crate::cmd_build::{self, ApplyBuildArgs, BuildOutcome, RevertInstallArgs};
 use crate::error::Result;
 use crate::exit_codes;
@@ -67,6 +67,13 @@ fn total(r: &ApplyReport) -> usize {
     r.sites.len()
 }
 
+fn tagged(r: &ApplyReport) -> usize {
+    r.sites
+        .iter()
+        .filter(|s| s.action == crate::patch::Action::AlreadyPatched)
+        .count()
+}
+
 fn print_dry_run(r: &ApplyReport, style: Style) -> Result<()> {
     // The diff goes to stdout so it can be saved and applied with `patch -p1`; the summary to
     // stderr so it does not end up inside that file.
@@ -80,20 +87,27 @@ fn print_dry_run(r: &ApplyReport, style: Style) -> Result<()> {
     }
     if r.changed == 0 {
         eprintln!(
-            "{} is already patched ({} of {} sites carry the source address); nothing would change",
+            "{} is already patched ({} of {} sites carry the source address and the tag {}); nothing would change",
             r.file.display(),
+            tagged(r),
             total(r),
-            total(r)
+            r.tag
         );
     } else {
         eprintln!(
-            "{} {} of {} inbound sites would change with {} (shape {}); nothing was written",
+            "{} {} of {} inbound sites would change with {} (shape {}), tag {}; nothing was written",
             style.bold("dry run:"),
             r.changed,
             total(r),
             r.patch,
-            r.shape
+            r.shape,
+            r.tag
         );
+        if r.tag_origin == TagOrigin::New {
+            eprintln!(
+                "note: the tag is new and kept nowhere: `astpatch apply` draws its own, unless this diff is applied first (then apply keeps the tag it finds)"
+            );
+        }
     }
     for n in &r.notes {
         eprintln!("note: {n}");
@@ -104,20 +118,23 @@ fn print_dry_run(r: &ApplyReport, style: Style) -> Result<()> {
 fn print_applied(r: &ApplyReport, style: Style) {
     if r.changed == 0 {
         println!(
-            "{} {} is already patched: all {} inbound sites carry the source address; nothing to do",
+            "{} {} is already patched: {} of {} inbound sites carry the source address and the tag {}; nothing to do",
             style.ok("ok:"),
             r.file.display(),
-            total(r)
+            tagged(r),
+            total(r),
+            r.tag
         );
     } else {
         println!(
-            "{} patched {} with {} (shape {}): {} of {} inbound sites now log the source address",
+            "{} patched {} with {} (shape {}): {} of {} inbound sites now log the source address, tagged {}",
             style.ok("ok:"),
             r.file.display(),
             r.patch,
             r.shape,
             r.changed,
-            total(r)
+            total(r),
+            r.tag
         );
         println!(
             "   the original is kept as {}.astpatch-orig; `astpatch revert` restores it",

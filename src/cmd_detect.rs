@@ -1,7 +1,7 @@
 //! Presentation of `astpatch detect`.
 use std::path::Path;
 
-use crate::detect::{self, DetectReport};
+use crate::detect::{self, DetectReport, TagState};
 use crate::error::Result;
 use crate::exit_codes;
 use crate::output::{Style, print_json};
@@ -87,6 +87,33 @@ fn print_text(r: &DetectReport, style: Style) {
         _ => style.warn(&state),
     };
     println!("{} {state}", label("state"));
+    let tagged = r
+        .sites
+        .iter()
+        .filter(|s| s.tag.is_some() && s.tag == r.tag)
+        .count();
+    let again = format!(
+        "re-run `astpatch apply {}` to add the tag the watcher needs",
+        r.tree.display()
+    );
+    let tag_line = match (r.tag_state, r.tag) {
+        (TagState::NoSites, _) => None,
+        (TagState::Unpatched, _) => Some("none (unpatched)".to_owned()),
+        (TagState::Tagged, Some(t)) => Some(style.ok(&format!(
+            "{t}: every site ends its message with [astpatch:{t}]"
+        ))),
+        (TagState::Untagged, _) => Some(style.warn(&format!(
+            "none: patched without tag, so the watcher does not trust these lines by default; {again}"
+        ))),
+        (_, t) => Some(style.warn(&format!(
+            "mixed: {tagged} of {} sites carry the tree's tag {}; {again}",
+            r.sites.len(),
+            t.map(|t| t.to_string()).unwrap_or_else(|| "(none)".into())
+        ))),
+    };
+    if let Some(line) = tag_line {
+        println!("{} {line}", label("tag"));
+    }
     if !r.sites.is_empty() {
         println!();
         println!("  {:>6}  {:<34} {:<12} patched", "line", "function", "kind");
@@ -95,10 +122,11 @@ fn print_text(r: &DetectReport, style: Style) {
                 SiteKind::FailedAuth => "failed-auth",
                 SiteKind::FakeAuth => "fake-auth",
             };
-            let yes = if s.patched {
-                style.ok("yes")
-            } else {
-                style.warn("no")
+            let yes = match (s.patched, s.tag) {
+                (true, Some(t)) if Some(t) == r.tag => style.ok("yes, tagged"),
+                (true, Some(_)) => style.warn("yes, other tag"),
+                (true, None) => style.warn("yes, no tag"),
+                (false, _) => style.warn("no"),
             };
             println!("  {:>6}  {:<34} {:<12} {yes}", s.line, s.function, kind);
         }
@@ -110,6 +138,12 @@ fn print_text(r: &DetectReport, style: Style) {
         PatchState::Unpatched | PatchState::PartlyPatched if r.patch.is_some() => {
             println!();
             println!("next: astpatch apply --dry-run {}", r.tree.display());
+        }
+        PatchState::Patched
+            if r.patch.is_some() && matches!(r.tag_state, TagState::Untagged | TagState::Mixed) =>
+        {
+            println!();
+            println!("next: astpatch apply {}", r.tree.display());
         }
         _ => {}
     }

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::manifest;
+use crate::module_tag::Tag;
 use crate::patch;
 use crate::sites::{self, AddressApi, PatchState, SiteKind, Wording};
 use crate::tree::SourceTree;
@@ -27,8 +29,47 @@ pub struct DetectReport {
     /// The patch `astpatch apply` would use.
     pub patch: Option<String>,
     pub state: PatchState,
+    /// Whether the sites carry the tree's tag, which the watcher needs to trust their lines.
+    pub tag_state: TagState,
+    /// The tree's tag: the manifest's, else the one every tagged site shares.
+    pub tag: Option<Tag>,
     pub sites: Vec<SiteInfo>,
     pub warnings: Vec<String>,
+}
+
+/// How far the file's sites carry a tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TagState {
+    NoSites,
+    /// No site logs the address yet.
+    Unpatched,
+    /// Patched (by an earlier astpatch or by hand) but no site carries a tag: the watcher does
+    /// not trust these lines by default.
+    Untagged,
+    /// Some sites carry the tree's tag and others do not (or another one): re-run apply.
+    Mixed,
+    /// Every site ends its message with the tree's tag.
+    Tagged,
+}
+
+impl TagState {
+    pub fn of(patched: &[bool], tags: &[Option<Tag>], tree: Option<Tag>) -> TagState {
+        if patched.is_empty() {
+            return TagState::NoSites;
+        }
+        if !patched.contains(&true) {
+            return TagState::Unpatched;
+        }
+        if tags.iter().all(Option::is_none) {
+            return TagState::Untagged;
+        }
+        if tree.is_some() && tags.iter().all(|t| *t == tree) {
+            TagState::Tagged
+        } else {
+            TagState::Mixed
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,6 +90,8 @@ pub struct SiteInfo {
     pub kind: SiteKind,
     pub wording: Wording,
     pub patched: bool,
+    /// The tag the site's format string ends with, if any.
+    pub tag: Option<Tag>,
 }
 
 /// Detect the tree at `root`.
@@ -92,6 +135,24 @@ pub fn detect(root: &Path) -> Result<DetectReport> {
         _ => {}
     }
     let patch = patch::select(patch::embedded(), &scan).map(|p| p.file.clone());
+    let site_tags = crate::apply::site_tags(&bytes, &scan);
+    let recorded = match manifest::load(&tree.chan_sip()) {
+        Ok(m) => m.and_then(|m| m.tag),
+        Err(e) => {
+            warnings.push(e.to_string());
+            None
+        }
+    };
+    let tag = recorded.or_else(|| crate::apply::tree_tag(&tree.chan_sip(), &bytes, &scan));
+    if let Some(r) = recorded
+        && site_tags.iter().flatten().any(|t| *t != r)
+    {
+        warnings.push(format!(
+            "the manifest records tag {r}, but some sites carry another; `astpatch revert` and `astpatch apply` set them straight"
+        ));
+    }
+    let patched: Vec<bool> = scan.sites.iter().map(|s| s.patched).collect();
+    let tag_state = TagState::of(&patched, &site_tags, tag);
     let version = VersionInfo {
         semver: found
             .parsed
@@ -114,15 +175,19 @@ pub fn detect(root: &Path) -> Result<DetectReport> {
         address_api: scan.address_api,
         patch,
         state: scan.state(),
+        tag_state,
+        tag,
         sites: scan
             .sites
             .iter()
-            .map(|s| SiteInfo {
+            .zip(site_tags)
+            .map(|(s, tag)| SiteInfo {
                 function: s.function.clone(),
                 line: s.line,
                 kind: s.kind,
                 wording: s.wording,
                 patched: s.patched,
+                tag,
             })
             .collect(),
         warnings,

@@ -213,6 +213,27 @@ fn check_built_from_patched_source(tree: &Path, built: &Path, bytes: &[u8]) -> R
             Some("patch and rebuild first: astpatch apply --rebuild --install SRC"),
         ));
     }
+    // The tree's tag is what the watcher will look for; a module built before the tag was
+    // written (or from an earlier apply with another tag) would log lines it never trusts.
+    if let Some(tag) = crate::manifest::load(&src)?.and_then(|m| m.tag) {
+        let carried = crate::module_tag::in_module(bytes);
+        if !carried.contains(&tag) {
+            let has = if carried.is_empty() {
+                "no tag".to_owned()
+            } else {
+                let list: Vec<String> = carried.iter().map(|t| t.to_string()).collect();
+                format!("tag {}", list.join(", "))
+            };
+            return Err(Error::input(
+                format!(
+                    "{} carries {has}, but {} is patched with tag {tag}: the module was built before the last apply; nothing was installed",
+                    built.display(),
+                    src.display()
+                ),
+                Some("rebuild it first: add --rebuild"),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -455,6 +476,54 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, [MODULE], "no temp or probe files left");
+    }
+
+    #[test]
+    fn a_module_without_the_trees_tag_is_refused_as_stale() {
+        let d = tempfile::tempdir().unwrap();
+        let moddir = d.path().join("modules");
+        fs::create_dir(&moddir).unwrap();
+        let tag: crate::module_tag::Tag = "00112233445566ff".parse().unwrap();
+        let tree = built_tree(d.path(), b"Failed to authenticate device %s (%s)\n");
+        let record = crate::manifest::Manifest {
+            format: crate::manifest::FORMAT,
+            astpatch_version: "test".into(),
+            patch: "shape-7.patch".into(),
+            original_sha256: "a".into(),
+            patched_sha256: "b".into(),
+            changed_lines: vec![1],
+            applied_at: 0,
+            tag: Some(tag),
+            original_statements: vec!["x".into()],
+        };
+        crate::manifest::store(&tree.join(crate::tree::CHAN_SIP), &record).unwrap();
+        for (module, has) in [
+            (
+                &b"Failed to authenticate device %s (%s)\n"[..],
+                "carries no tag",
+            ),
+            (
+                b"Failed to authenticate device %s (%s) [astpatch:aaaaaaaaaaaaaaaa]\n",
+                "carries tag aaaaaaaaaaaaaaaa",
+            ),
+        ] {
+            fs::write(tree.join("channels/chan_sip.so"), module).unwrap();
+            let e = install_module(&tree, &moddir).unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                msg.contains(has) && msg.contains("patched with tag 00112233445566ff"),
+                "{msg}"
+            );
+            assert_eq!(e.hint().as_deref(), Some("rebuild it first: add --rebuild"));
+            assert!(!moddir.join(MODULE).exists(), "nothing installed");
+        }
+        fs::write(
+            tree.join("channels/chan_sip.so"),
+            b"Failed to authenticate device %s (%s) [astpatch:00112233445566ff]\n",
+        )
+        .unwrap();
+        install_module(&tree, &moddir).unwrap();
+        assert!(moddir.join(MODULE).exists());
     }
 
     #[test]

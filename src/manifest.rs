@@ -6,8 +6,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::module_tag::Tag;
 
-pub const FORMAT: u32 = 1;
+/// 2 adds the tree's tag and the statements astpatch replaced; format 1 records (from before
+/// tags) are still read, so such a tree can be reverted or upgraded in place.
+pub const FORMAT: u32 = 2;
+const READABLE: [u32; 2] = [1, 2];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -19,6 +23,13 @@ pub struct Manifest {
     /// 1-based lines (in the patched file) of the statements astpatch rewrote.
     pub changed_lines: Vec<usize>,
     pub applied_at: u64,
+    /// The tree's tag, written into every site; kept across re-applies (format 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<Tag>,
+    /// Format 2: the pristine text of each statement in `changed_lines`, in the same order, so
+    /// revert can put back a hand patch or an earlier wording when the pristine copy is gone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub original_statements: Vec<String>,
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -56,14 +67,26 @@ pub fn load(chan_sip: &Path) -> Result<Option<Manifest>> {
             Some("if chan_sip.c.astpatch-orig is the pristine file, copy it back by hand and delete both files"),
         )
     })?;
-    if m.format != FORMAT {
+    if !READABLE.contains(&m.format) {
         return Err(Error::input(
             format!(
-                "{}: manifest format {} is not {FORMAT}",
+                "{}: manifest format {} is not one this astpatch reads (1 or {FORMAT})",
                 path.display(),
                 m.format
             ),
             Some("use the astpatch version that applied the patch to revert it"),
+        ));
+    }
+    if m.format >= 2 && (m.tag.is_none() || m.original_statements.len() != m.changed_lines.len()) {
+        return Err(Error::input(
+            format!(
+                "{}: format {} manifest without its tag or statements",
+                path.display(),
+                m.format
+            ),
+            Some(
+                "if chan_sip.c.astpatch-orig is the pristine file, copy it back by hand and delete both files",
+            ),
         ));
     }
     Ok(Some(m))
@@ -72,5 +95,8 @@ pub fn load(chan_sip: &Path) -> Result<Option<Manifest>> {
 pub fn store(chan_sip: &Path, m: &Manifest) -> Result<()> {
     let path = manifest_path(chan_sip);
     let text = serde_json::to_string_pretty(m).expect("manifest serialises") + "\n";
-    crate::atomic::write(&path, text.as_bytes(), None).map_err(|e| Error::io(&path, e))
+    // As readable as chan_sip.c itself (which holds the same tag): every later apply, detect
+    // and install reads the record, also as a user who may read the tree but not write it.
+    let mode = crate::atomic::mode_of(chan_sip).ok().map(|m| m & 0o666);
+    crate::atomic::write(&path, text.as_bytes(), mode).map_err(|e| Error::io(&path, e))
 }

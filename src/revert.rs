@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::apply::load;
 use crate::error::{Error, Result};
 use crate::manifest;
-use crate::patch::{self, Action, Direction};
+use crate::patch::{self, Action, Direction, Tagging};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -127,6 +127,16 @@ fn reverse_sites(l: &crate::apply::Loaded, record: &manifest::Manifest) -> Resul
             ),
         )
     };
+    let check_count = |found: usize| {
+        if found == record.changed_lines.len() {
+            Ok(())
+        } else {
+            Err(refuse(format!(
+                "astpatch changed {} statements but {found} now match its wording",
+                record.changed_lines.len(),
+            )))
+        }
+    };
     let patch = patch::embedded()
         .iter()
         .find(|p| p.file == record.patch)
@@ -136,24 +146,44 @@ fn reverse_sites(l: &crate::apply::Loaded, record: &manifest::Manifest) -> Resul
                 record.patch
             ))
         })?;
-    let plan = patch::plan(&l.bytes, &l.scan, patch, Direction::Reverse);
-    if let Some(s) = plan.unknown().next() {
-        return Err(refuse(format!(
-            "the log statement at line {} in {}() was edited",
-            s.site.line, s.site.function
-        )));
-    }
-    let reverting = plan
+    let Some(tag) = record.tag else {
+        // A record from before tags: the statements are astpatch's untagged wording.
+        let plan = patch::plan(
+            &l.bytes,
+            &l.scan,
+            patch,
+            Direction::Reverse,
+            Tagging::Legacy,
+        );
+        if let Some(s) = plan.unknown().next() {
+            return Err(refuse(format!(
+                "the log statement at line {} in {}() was edited",
+                s.site.line, s.site.function
+            )));
+        }
+        check_count(plan.count(Action::Patch))?;
+        return Ok(patch::execute(&l.bytes, &plan, patch, Direction::Reverse));
+    };
+    // The statements that carry this tree's tag are astpatch's; each goes back to the text the
+    // record holds for it (stock, an earlier wording, or a hand patch). Hand patches astpatch
+    // left alone carry no tag and stay as they are.
+    let plan = patch::plan(
+        &l.bytes,
+        &l.scan,
+        patch,
+        Direction::Reverse,
+        Tagging::Tag(tag),
+    );
+    let ours: Vec<_> = plan
         .sites
         .iter()
         .filter(|s| s.action == Action::Patch)
-        .count();
-    if reverting != record.changed_lines.len() {
-        return Err(refuse(format!(
-            "astpatch changed {} statements but {} now match its wording",
-            record.changed_lines.len(),
-            reverting
-        )));
-    }
-    Ok(patch::execute(&l.bytes, &plan, patch, Direction::Reverse))
+        .collect();
+    check_count(ours.len())?;
+    Ok(patch::replace_sites(
+        &l.bytes,
+        ours.iter()
+            .zip(&record.original_statements)
+            .map(|(s, text)| (s.site.span.clone(), text.as_bytes().to_vec())),
+    ))
 }

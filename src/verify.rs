@@ -11,10 +11,11 @@ use serde::Serialize;
 
 use crate::asterisk_conf::{self, Directories, under};
 use crate::config::{Backend, Settings};
+use crate::detect::TagState;
 use crate::firewall::Firewall;
 use crate::install;
 use crate::logger_conf;
-use crate::module_tag::ModuleKind;
+use crate::module_tag::{self, ModuleKind, Tag};
 use crate::running::{Instance, kind_word};
 use crate::sites::{self, PatchState};
 use crate::state;
@@ -98,7 +99,8 @@ pub fn verify(inp: &Inputs, firewall: &dyn Fn(Backend) -> Box<dyn Firewall>) -> 
         .flatten(),
     };
     let src_state = inp.src.map(source_state);
-    let (installed, installed_path) = check_installed(inp);
+    let tree_tag = src_state.as_ref().and_then(|st| st.tag);
+    let (installed, installed_path) = check_installed(inp, tree_tag);
     let mut checks = vec![
         check_source(inp.src, src_state.as_ref()),
         check_built(inp.src, src_state.as_ref()),
@@ -127,11 +129,41 @@ fn src_arg(src: Option<&Path>) -> String {
 /// What the tree's chan_sip.c says, read once for the source and built-module checks.
 struct SourceState {
     result: Result<(PathBuf, Vec<u8>, sites::SiteScan), crate::error::Error>,
+    /// The tree's tag (manifest, else the sites'), which built and installed modules must carry.
+    tag: Option<Tag>,
+    tag_state: TagState,
 }
 
 fn source_state(src: &Path) -> SourceState {
+    let result = crate::apply::load(src).map(|l| (l.path, l.bytes, l.scan));
+    let (tag, tag_state) = match &result {
+        Ok((path, bytes, scan)) => {
+            let tag = crate::apply::tree_tag(path, bytes, scan);
+            let patched: Vec<bool> = scan.sites.iter().map(|s| s.patched).collect();
+            let tags = crate::apply::site_tags(bytes, scan);
+            (tag, TagState::of(&patched, &tags, tag))
+        }
+        Err(_) => (None, TagState::NoSites),
+    };
     SourceState {
-        result: crate::apply::load(src).map(|l| (l.path, l.bytes, l.scan)),
+        result,
+        tag,
+        tag_state,
+    }
+}
+
+/// "tag X" / "no tag" / "tags X, Y", for messages about a module.
+fn carried(tags: &[Tag]) -> String {
+    match tags {
+        [] => "no tag".into(),
+        [t] => format!("tag {t}"),
+        many => format!(
+            "tags {}",
+            many.iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
@@ -150,16 +182,28 @@ fn check_source(src: Option<&Path>, st: Option<&SourceState>) -> Check {
         Ok((path, _, scan)) => {
             let n = scan.sites.len();
             let patched = scan.sites.iter().filter(|s| s.patched).count();
-            match scan.state() {
-                PatchState::Patched => Check::new(
+            match (scan.state(), st.tag_state, st.tag) {
+                (PatchState::Patched, TagState::Tagged, Some(tag)) => Check::new(
                     NAME,
                     Status::Pass,
                     format!(
-                        "{}: all {n} inbound sites log the source address",
+                        "{}: all {n} inbound sites log the source address, tagged {tag}",
                         shown(path)
                     ),
                 ),
-                PatchState::NoSites => Check::new(
+                (PatchState::Patched, ..) => Check::new(
+                    NAME,
+                    Status::Fail,
+                    format!(
+                        "{}: all {n} inbound sites log the source address, but not all end with the tree's tag: the watcher does not trust their lines by default",
+                        shown(path)
+                    ),
+                )
+                .fix(format!(
+                    "astpatch apply --rebuild --install {} (adds the tag)",
+                    shown(src)
+                )),
+                (PatchState::NoSites, ..) => Check::new(
                     NAME,
                     Status::Skipped,
                     format!("{}: no inbound failed-auth log statements", shown(path)),
@@ -248,6 +292,21 @@ fn check_built(src: Option<&Path>, st: Option<&SourceState>) -> Check {
         )
         .fix(rebuild);
     }
+    if let Some(tag) = st.tag {
+        let tags = module_tag::in_module(&module);
+        if !tags.contains(&tag) {
+            return Check::new(
+                NAME,
+                Status::Fail,
+                format!(
+                    "{} carries {}, but chan_sip.c is patched with tag {tag}: it was built before the last apply",
+                    shown(&so),
+                    carried(&tags)
+                ),
+            )
+            .fix(rebuild);
+        }
+    }
     let strings = site_format_strings(bytes, scan);
     let missing = strings
         .iter()
@@ -265,11 +324,15 @@ fn check_built(src: Option<&Path>, st: Option<&SourceState>) -> Check {
         )
         .fix(rebuild);
     }
+    let tagged = st
+        .tag
+        .map(|t| format!(", tag {t}"))
+        .unwrap_or_else(|| ", no tag".into());
     Check::new(
         NAME,
         Status::Pass,
         format!(
-            "{}: newer than chan_sip.c, carries all {} patched format strings",
+            "{}: newer than chan_sip.c, carries all {} patched format strings{tagged}",
             shown(&so),
             strings.len()
         ),
@@ -277,7 +340,7 @@ fn check_built(src: Option<&Path>, st: Option<&SourceState>) -> Check {
 }
 
 /// The installed-module check, and the module file it judged (for the loaded-module check).
-fn check_installed(inp: &Inputs) -> (Check, Option<PathBuf>) {
+fn check_installed(inp: &Inputs, tree_tag: Option<Tag>) -> (Check, Option<PathBuf>) {
     const NAME: &str = "installed-module";
     let from = match inp.running {
         Running::Instance(i) => install::ModdirFrom::Running(i),
@@ -298,10 +361,10 @@ fn check_installed(inp: &Inputs) -> (Check, Option<PathBuf>) {
         }
     };
     let path = moddir.path.join(install::MODULE);
-    (installed_check(inp, &path), Some(path))
+    (installed_check(inp, &path, tree_tag), Some(path))
 }
 
-fn installed_check(inp: &Inputs, path: &Path) -> Check {
+fn installed_check(inp: &Inputs, path: &Path, tree_tag: Option<Tag>) -> Check {
     const NAME: &str = "installed-module";
     let path = path.to_owned();
     // Named the way verify found it, so the command picks the same Asterisk.
@@ -334,6 +397,35 @@ fn installed_check(inp: &Inputs, path: &Path) -> Check {
         )
         .fix(install_cmd);
     }
+    let tags = match ModuleKind::of(&installed) {
+        ModuleKind::Tagged(tags) => tags,
+        _ => {
+            return Check::new(
+                NAME,
+                Status::Fail,
+                format!(
+                    "{} is patched but carries no tag: the watcher cannot tell its lines from forged ones and trusts them only with patched = true",
+                    shown(&path)
+                ),
+            )
+            .fix(install_cmd);
+        }
+    };
+    if let Some(tag) = tree_tag
+        && !tags.contains(&tag)
+    {
+        return Check::new(
+            NAME,
+            Status::Fail,
+            format!(
+                "{} carries {}, but {} is patched with tag {tag}: it is from another build",
+                shown(&path),
+                carried(&tags),
+                src_arg(inp.src)
+            ),
+        )
+        .fix(install_cmd);
+    }
     let hash = crate::manifest::sha256_hex(&installed);
     let built = inp
         .src
@@ -349,8 +441,9 @@ fn installed_check(inp: &Inputs, path: &Path) -> Check {
             NAME,
             Status::Pass,
             format!(
-                "{}: same as the built module (sha256 {})",
+                "{}: same as the built module, {} (sha256 {})",
                 shown(&path),
+                carried(&tags),
                 &hash[..12]
             ),
         ),
@@ -358,8 +451,9 @@ fn installed_check(inp: &Inputs, path: &Path) -> Check {
             NAME,
             Status::Pass,
             format!(
-                "{}: carries the patched format strings (sha256 {})",
+                "{}: carries the patched format strings, {} (sha256 {})",
                 shown(&path),
+                carried(&tags),
                 &hash[..12]
             ),
         ),

@@ -93,10 +93,11 @@ fn dry_run_writes_nothing() {
     let r = apply(d.path(), true).unwrap();
     assert_eq!(r.changed, 5);
     assert!(!r.written);
-    assert!(
-        r.diff
-            .contains("+\t\tast_log(LOG_NOTICE, \"Failed to authenticate device %s (%s)\\n\"")
-    );
+    assert!(r.diff.contains(&format!(
+        "+\t\tast_log(LOG_NOTICE, \"Failed to authenticate device %s (%s) [astpatch:{}]\\n\"",
+        r.tag
+    )));
+    assert_eq!(r.tag_origin, astpatch::apply::TagOrigin::New);
     assert_eq!(chan_sip(d.path()), before);
     assert_eq!(fs::read_dir(d.path().join("channels")).unwrap().count(), 1);
 }
@@ -119,13 +120,27 @@ fn seed_hand_patch_is_completed_not_doubled() {
     assert_eq!(sites::scan(&hand).state(), PatchState::PartlyPatched);
     let r = apply(d.path(), false).unwrap();
     assert_eq!(r.state_before, PatchState::PartlyPatched);
-    assert_eq!(r.changed, 3);
+    // Three stock sites patched, and the seed's (untagged) site rewritten with the tag.
+    assert_eq!(r.changed, 4);
+    assert_eq!(
+        r.sites
+            .iter()
+            .filter(|s| s.action == astpatch::patch::Action::Upgrade)
+            .count(),
+        1
+    );
+    assert!(
+        r.notes.iter().any(|n| n.contains("the seed's hand patch")),
+        "{:?}",
+        r.notes
+    );
     let after = fs::read(&path).unwrap();
     assert_eq!(
-        memchr::memmem::find_iter(&after, b"(%s:%d)").count(),
+        tag_count(&after, r.tag.as_str()),
         4,
-        "no site patched twice"
+        "every site tagged, none patched twice"
     );
+    assert_eq!(memchr::memmem::find_iter(&after, b"(%s:%d)").count(), 4);
     assert_eq!(
         memchr::memmem::find_iter(&after, b"(%s:%d) (%s:%d)").count(),
         0
@@ -136,6 +151,205 @@ fn seed_hand_patch_is_completed_not_doubled() {
         hand,
         "revert restores the hand-patched original"
     );
+}
+
+fn manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(dir.join("channels/chan_sip.c.astpatch.json")).unwrap())
+        .unwrap()
+}
+
+fn tag_count(bytes: &[u8], tag: &str) -> usize {
+    memchr::memmem::find_iter(bytes, format!(" [astpatch:{tag}]\\n\"").as_bytes()).count()
+}
+
+/// First apply draws a tag, writes it into every site and the manifest; a second apply keeps it.
+#[test]
+fn fresh_apply_tags_every_site_and_records_the_tag_and_reapply_keeps_it() {
+    let mut seen = Vec::new();
+    for spec in SHAPES {
+        let d = tempfile::tempdir().unwrap();
+        fixtures::write_tree(d.path(), spec);
+        let r = apply(d.path(), false).unwrap();
+        let what = format!("shape {} {}", spec.id, spec.version);
+        assert_eq!(r.tag_origin, astpatch::apply::TagOrigin::New, "{what}");
+        let tag = r.tag.to_string();
+        let after = chan_sip(d.path());
+        assert_eq!(
+            tag_count(&after, &tag),
+            fixtures::site_count(spec),
+            "{what}"
+        );
+        assert_eq!(
+            astpatch::module_tag::in_module(&after),
+            vec![r.tag],
+            "{what}: one tag, no other"
+        );
+        let m = manifest(d.path());
+        assert_eq!(m["format"], 2, "{what}");
+        assert_eq!(m["tag"], tag.as_str(), "{what}");
+        assert_eq!(
+            m["original_statements"].as_array().unwrap().len(),
+            fixtures::site_count(spec),
+            "{what}"
+        );
+        let again = apply(d.path(), false).unwrap();
+        assert_eq!(again.changed, 0, "{what}");
+        assert_eq!(again.tag, r.tag, "{what}");
+        assert_eq!(again.tag_origin, astpatch::apply::TagOrigin::Manifest);
+        assert_eq!(chan_sip(d.path()), after);
+        assert_eq!(manifest(d.path()), m, "{what}: the record is untouched");
+        // Put back by hand (git checkout) with the record still there: the same tag returns,
+        // so a module built and installed earlier keeps matching.
+        let pristine = fs::read(d.path().join("channels/chan_sip.c.astpatch-orig")).unwrap();
+        fs::write(d.path().join("channels/chan_sip.c"), &pristine).unwrap();
+        let third = apply(d.path(), false).unwrap();
+        assert_eq!(
+            (third.tag, third.changed),
+            (r.tag, fixtures::site_count(spec))
+        );
+        assert_eq!(chan_sip(d.path()), after, "{what}");
+        assert!(!seen.contains(&tag), "{what}: tags differ between trees");
+        seen.push(tag);
+    }
+}
+
+/// A tree an astpatch from before tags patched (format 1 record, untagged wording) is upgraded
+/// in place, and revert still gives back the pristine original, with or without the copy.
+#[test]
+fn a_tree_patched_before_tags_is_upgraded_in_place_and_reverts_exactly() {
+    for spec in SHAPES {
+        for keep_copy in [true, false] {
+            let d = tempfile::tempdir().unwrap();
+            fixtures::write_tree(d.path(), spec);
+            let what = format!(
+                "shape {} {} (copy kept: {keep_copy})",
+                spec.id, spec.version
+            );
+            let pristine = chan_sip(d.path());
+            let legacy = fixtures::patch_like_before_tags(d.path());
+            assert_eq!(manifest(d.path())["format"], 1);
+            let old_tagless = astpatch::detect::detect(d.path()).unwrap();
+            assert_eq!(
+                old_tagless.tag_state,
+                astpatch::detect::TagState::Untagged,
+                "{what}"
+            );
+            let r = apply(d.path(), false).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(r.changed, fixtures::site_count(spec), "{what}");
+            assert!(
+                r.sites
+                    .iter()
+                    .all(|s| s.action == astpatch::patch::Action::Upgrade),
+                "{what}"
+            );
+            assert_eq!(r.tag_origin, astpatch::apply::TagOrigin::New);
+            let after = chan_sip(d.path());
+            assert_eq!(
+                fixtures::untag(&after),
+                legacy,
+                "{what}: only the tag is added"
+            );
+            assert_eq!(
+                tag_count(&after, r.tag.as_str()),
+                fixtures::site_count(spec)
+            );
+            let m = manifest(d.path());
+            assert_eq!(m["format"], 2);
+            assert_eq!(m["tag"], r.tag.as_str());
+            assert_eq!(
+                m["original_sha256"],
+                astpatch::manifest::sha256_hex(&pristine).as_str(),
+                "{what}: the pristine file stays the original"
+            );
+            assert_eq!(
+                fs::read(d.path().join("channels/chan_sip.c.astpatch-orig")).unwrap(),
+                pristine
+            );
+            assert_eq!(apply(d.path(), false).unwrap().changed, 0, "{what}");
+            if !keep_copy {
+                fs::remove_file(d.path().join("channels/chan_sip.c.astpatch-orig")).unwrap();
+            }
+            let rv = revert(d.path()).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(rv.outcome, RevertOutcome::Restored, "{what}");
+            assert_eq!(chan_sip(d.path()), pristine, "{what}");
+            assert_eq!(fs::read_dir(d.path().join("channels")).unwrap().count(), 1);
+        }
+    }
+}
+
+/// This astpatch still reverts a format 1 tree it did not upgrade, exactly, copy or not.
+#[test]
+fn a_tree_patched_before_tags_reverts_without_upgrading() {
+    for keep_copy in [true, false] {
+        let spec = fixtures::spec("4c", "1.8.11-cert10");
+        let d = tempfile::tempdir().unwrap();
+        fixtures::write_tree(d.path(), &spec);
+        let pristine = chan_sip(d.path());
+        fixtures::patch_like_before_tags(d.path());
+        if !keep_copy {
+            fs::remove_file(d.path().join("channels/chan_sip.c.astpatch-orig")).unwrap();
+        }
+        assert_eq!(revert(d.path()).unwrap().outcome, RevertOutcome::Restored);
+        assert_eq!(chan_sip(d.path()), pristine);
+    }
+    // Without the pristine copy an upgrade would lose the way back: refused, nothing written.
+    let spec = fixtures::spec("7", "11.23.1");
+    let d = tempfile::tempdir().unwrap();
+    fixtures::write_tree(d.path(), &spec);
+    let legacy = fixtures::patch_like_before_tags(d.path());
+    fs::remove_file(d.path().join("channels/chan_sip.c.astpatch-orig")).unwrap();
+    let e = apply(d.path(), false).unwrap_err();
+    assert!(e.to_string().contains("is missing"), "{e}");
+    assert!(e.hint().unwrap().contains("astpatch revert"), "{e}");
+    assert_eq!(chan_sip(d.path()), legacy);
+    assert_eq!(manifest(d.path())["format"], 1);
+}
+
+/// A site patched by hand in other words is rewritten in astpatch's tagged words (the watcher
+/// trusts nothing untagged by default); the hand-patched file is what revert gives back.
+#[test]
+fn a_hand_patch_in_other_words_is_rewritten_with_the_tag_and_reverts_to_the_hand_patch() {
+    for keep_copy in [true, false] {
+        let d = tempfile::tempdir().unwrap();
+        fixtures::write_tree(d.path(), &fixtures::spec("7", "11.23.1"));
+        let path = d.path().join("channels/chan_sip.c");
+        let text = String::from_utf8_lossy(&fs::read(&path).unwrap()).into_owned();
+        let hand = text.replacen(
+            "\"Failed to authenticate device %s for SUBSCRIBE\\n\", sip_get_header(req, \"From\"));",
+            "\"Failed to authenticate device %s (%s) on SUBSCRIBE\\n\", sip_get_header(req, \"From\"), ast_sockaddr_stringify(&p->recv));",
+            1,
+        );
+        assert_ne!(hand, text);
+        let hand: Vec<u8> = hand
+            .chars()
+            .map(|c| if c == '\u{fffd}' { 0xe9 } else { c as u8 })
+            .collect();
+        fs::write(&path, &hand).unwrap();
+        let r = apply(d.path(), false).unwrap();
+        assert_eq!(r.changed, 5);
+        assert_eq!(
+            r.sites
+                .iter()
+                .filter(|s| s.action == astpatch::patch::Action::RewriteHandPatch)
+                .count(),
+            1
+        );
+        assert!(
+            r.notes
+                .iter()
+                .any(|n| n.contains("hand patch in other words")),
+            "{:?}",
+            r.notes
+        );
+        let after = chan_sip(d.path());
+        assert_eq!(tag_count(&after, r.tag.as_str()), 5);
+        assert!(memchr::memmem::find(&after, b"on SUBSCRIBE").is_none());
+        if !keep_copy {
+            fs::remove_file(d.path().join("channels/chan_sip.c.astpatch-orig")).unwrap();
+        }
+        revert(d.path()).unwrap();
+        assert_eq!(chan_sip(d.path()), hand, "copy kept: {keep_copy}");
+    }
 }
 
 #[test]
@@ -165,7 +379,7 @@ fn crlf_files_keep_their_line_endings() {
         !after.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'),
         "a bare LF crept in"
     );
-    assert!(memchr::memmem::find(&after, b"(%s) for %s, code = %d\\n\",\r\n\t\t\tsip_get_header(req, \"From\"), ast_sockaddr_stringify(&p->recv)").is_some());
+    assert!(memchr::memmem::find(&fixtures::untag(&after), b"(%s) for %s, code = %d\\n\",\r\n\t\t\tsip_get_header(req, \"From\"), ast_sockaddr_stringify(&p->recv)").is_some());
     revert(d.path()).unwrap();
     assert_eq!(fs::read(&path).unwrap(), crlf);
 }
@@ -409,13 +623,33 @@ fn cli_dry_run_diff_is_pinned() {
         let (code, stdout, stderr) = cli(&["apply", "--dry-run", d.path().to_str().unwrap()]);
         assert_eq!(code, 0, "{stderr}");
         let stderr = stderr.replace(d.path().to_str().unwrap(), "[TREE]");
-        insta::assert_snapshot!(
-            format!("dry_run_shape_{id}"),
-            format!("{stdout}---- stderr ----\n{stderr}")
+        // The diff carries a real, fresh tag: the one the summary names, in every + line.
+        let tag = stderr
+            .split(", tag ")
+            .nth(1)
+            .and_then(|r| r.get(..16))
+            .unwrap_or_else(|| panic!("no tag in {stderr}"))
+            .to_owned();
+        let plus: Vec<&str> = stdout
+            .lines()
+            .filter(|l| l.starts_with('+') && !l.starts_with("+++") && l.contains("%s"))
+            .collect();
+        assert_eq!(
+            plus.len(),
+            fixtures::site_count(&fixtures::spec(id, version))
         );
-        // The diff is a real patch: GNU patch applies it.
+        for l in &plus {
+            assert!(l.contains(&format!(" [astpatch:{tag}]\\n\"")), "{l}");
+        }
+        insta::with_settings!({filters => common::tag_filters()}, {
+            insta::assert_snapshot!(
+                format!("dry_run_shape_{id}"),
+                format!("{stdout}---- stderr ----\n{stderr}")
+            );
+        });
+        // The diff is a real patch: GNU patch applies it, and apply then keeps its tag.
         let st = Command::new("patch")
-            .args(["-p1", "--dry-run", "-s"])
+            .args(["-p1", "-s"])
             .current_dir(d.path())
             .stdin(std::process::Stdio::piped())
             .spawn()
@@ -423,13 +657,16 @@ fn cli_dry_run_diff_is_pinned() {
                 use std::io::Write;
                 c.stdin.take().unwrap().write_all(stdout.as_bytes())?;
                 c.wait()
-            });
-        if let Ok(st) = st {
-            assert!(
-                st.success(),
-                "patch -p1 rejected the dry-run diff for shape {id}"
-            );
-        }
+            })
+            .expect("GNU patch (scripts/install-deps installs it)");
+        assert!(
+            st.success(),
+            "patch -p1 rejected the dry-run diff for shape {id}"
+        );
+        let again = apply(d.path(), false).unwrap();
+        assert_eq!(again.changed, 0, "shape {id}");
+        assert_eq!(again.tag.to_string(), tag);
+        assert_eq!(again.tag_origin, astpatch::apply::TagOrigin::File);
     }
 }
 
@@ -574,9 +811,60 @@ fn cli_dry_run_diff_keeps_latin1_context_so_patch_applies_it() {
         })
         .expect("GNU patch (scripts/install-deps installs it)");
     assert!(st.success(), "patch -p1 rejected the dry-run diff");
-    // What patch made is byte for byte what apply makes.
+    // What patch made is byte for byte what apply makes, but for the tag (each draws its own).
     let by_patch = fs::read(&path).unwrap();
     fs::write(&path, &bytes).unwrap();
+    let r = apply(d.path(), false).unwrap();
+    let by_apply = fs::read(&path).unwrap();
+    assert_ne!(by_patch, by_apply, "a fresh tag per apply");
+    assert_eq!(fixtures::untag(&by_patch), fixtures::untag(&by_apply));
+    assert_eq!(
+        memchr::memmem::find_iter(&by_apply, r.tag.as_str()).count(),
+        5
+    );
+}
+
+/// An upgrade in place interrupted after the file and before its record (simulated by putting
+/// the record from before tags back): the next apply proves the file is the upgrade of what
+/// that record describes, completes the record, and revert is exact again.
+#[test]
+fn an_upgrade_interrupted_before_its_record_is_completed_by_the_next_apply() {
+    let d = tempfile::tempdir().unwrap();
+    fixtures::write_tree(d.path(), &fixtures::spec("6", "11.2.1"));
+    let pristine = chan_sip(d.path());
+    fixtures::patch_like_before_tags(d.path());
+    let record_path = d.path().join("channels/chan_sip.c.astpatch.json");
+    let old_record = fs::read(&record_path).unwrap();
+    let up = apply(d.path(), false).unwrap();
+    let tagged = chan_sip(d.path());
+    fs::write(&record_path, &old_record).unwrap();
+    assert!(
+        revert(d.path()).is_err(),
+        "the torn state is not revertable as is"
+    );
+    let heal = apply(d.path(), false).unwrap();
+    assert_eq!((heal.changed, heal.tag), (0, up.tag));
+    assert!(
+        heal.notes
+            .iter()
+            .any(|n| n.contains("the record is complete now")),
+        "{:?}",
+        heal.notes
+    );
+    assert_eq!(chan_sip(d.path()), tagged);
+    assert_eq!(manifest(d.path())["tag"], up.tag.as_str());
+    assert_eq!(apply(d.path(), false).unwrap().notes, Vec::<String>::new());
+    revert(d.path()).unwrap();
+    assert_eq!(chan_sip(d.path()), pristine);
+    // A tagged file whose untagged form is not what the record describes is left alone.
+    fixtures::patch_like_before_tags(d.path());
+    let old_record = fs::read(&record_path).unwrap();
     apply(d.path(), false).unwrap();
-    assert_eq!(by_patch, fs::read(&path).unwrap());
+    let mut edited = chan_sip(d.path());
+    edited.extend_from_slice(b"/* edited */\n");
+    fs::write(d.path().join("channels/chan_sip.c"), &edited).unwrap();
+    fs::write(&record_path, &old_record).unwrap();
+    let r = apply(d.path(), false).unwrap();
+    assert!(r.notes.is_empty(), "{:?}", r.notes);
+    assert_eq!(fs::read(&record_path).unwrap(), old_record);
 }

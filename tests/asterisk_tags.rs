@@ -4,7 +4,8 @@
 //! Without the variable the test says so and passes: it needs a checkout we must not ship.
 use std::collections::BTreeMap;
 
-use astpatch::patch::{self, Action, Direction};
+use astpatch::module_tag::Tag;
+use astpatch::patch::{self, Action, Direction, Tagging};
 use astpatch::sites;
 
 /// An independent census: lines whose format string starts an inbound failure message.
@@ -39,7 +40,7 @@ fn every_tag_applies_and_reverts() {
     })
     .unwrap();
     let patches = patch::embedded();
-    let (mut seen, mut applied, mut no_sites) = (0, 0, 0);
+    let (mut seen, mut applied, mut no_sites, mut upgraded) = (0, 0, 0, 0);
     let mut refused: Vec<String> = Vec::new();
     let mut by_patch: BTreeMap<String, usize> = BTreeMap::new();
     for (tag, oid) in &tags {
@@ -71,7 +72,9 @@ fn every_tag_applies_and_reverts() {
             ));
             continue;
         };
-        let plan = patch::plan(src, &scan, p, Direction::Forward);
+        let t = Tag::generate().unwrap();
+        let tagged = Tagging::Tag(t);
+        let plan = patch::plan(src, &scan, p, Direction::Forward, tagged);
         if plan.unknown().count() > 0 {
             refused.push(format!(
                 "{tag}: {} unknown sites with {}",
@@ -83,6 +86,7 @@ fn every_tag_applies_and_reverts() {
         let out = patch::execute(src, &plan, p, Direction::Forward);
         let rescan = sites::scan(&out);
         assert_eq!(rescan.sites.len(), scan.sites.len(), "{tag}");
+        let suffix = format!("{}\\n\"", t.suffix());
         for s in &rescan.sites {
             assert!(
                 s.patched,
@@ -98,9 +102,16 @@ fn every_tag_applies_and_reverts() {
                 "{tag}: {} line {} carries no address expression",
                 s.function, s.line
             );
+            assert_eq!(
+                memchr::memmem::find_iter(stmt, suffix.as_bytes()).count(),
+                1,
+                "{tag}: {} line {} does not end its message with the tag",
+                s.function,
+                s.line
+            );
         }
-        // Idempotent.
-        let again = patch::plan(&out, &rescan, p, Direction::Forward);
+        // Idempotent, with the same tag.
+        let again = patch::plan(&out, &rescan, p, Direction::Forward, tagged);
         assert_eq!(
             again.changes(),
             0,
@@ -112,18 +123,48 @@ fn every_tag_applies_and_reverts() {
                 .iter()
                 .all(|s| s.action == Action::AlreadyPatched)
         );
-        // Exact revert.
-        let back = patch::plan(&out, &rescan, p, Direction::Reverse);
+        // Exact revert, by the hunks and by the recorded statements.
+        let back = patch::plan(&out, &rescan, p, Direction::Reverse, tagged);
         assert_eq!(
             patch::execute(&out, &back, p, Direction::Reverse),
             src,
             "{tag}: revert is not exact"
         );
+        let by_statements = patch::replace_sites(
+            &out,
+            rescan
+                .sites
+                .iter()
+                .zip(&scan.sites)
+                .map(|(a, b)| (a.span.clone(), src[b.span.clone()].to_vec())),
+        );
+        assert_eq!(by_statements, src, "{tag}: statement revert is not exact");
+        // The wording before tags is upgraded in place to exactly the same file, and reverts.
+        let legacy_plan = patch::plan(src, &scan, p, Direction::Forward, Tagging::Legacy);
+        let legacy = patch::execute(src, &legacy_plan, p, Direction::Forward);
+        let lscan = sites::scan(&legacy);
+        let up = patch::plan(&legacy, &lscan, p, Direction::Forward, tagged);
+        assert!(
+            up.sites.iter().all(|s| s.action == Action::Upgrade),
+            "{tag}: pre-tag wording not recognised"
+        );
+        assert_eq!(
+            patch::execute(&legacy, &up, p, Direction::Forward),
+            out,
+            "{tag}: upgrade differs from a fresh apply"
+        );
+        let lback = patch::plan(&legacy, &lscan, p, Direction::Reverse, Tagging::Legacy);
+        assert_eq!(
+            patch::execute(&legacy, &lback, p, Direction::Reverse),
+            src,
+            "{tag}: pre-tag revert is not exact"
+        );
+        upgraded += 1;
         applied += 1;
         *by_patch.entry(p.file.clone()).or_default() += 1;
     }
     eprintln!(
-        "tags with channels/chan_sip.c: {seen}; applied+reverted: {applied}; no inbound sites: {no_sites}; refused: {}",
+        "tags with channels/chan_sip.c: {seen}; applied+idempotent+reverted: {applied}; pre-tag wording upgraded+reverted: {upgraded}; no inbound sites: {no_sites}; refused: {}",
         refused.len()
     );
     for (f, n) in &by_patch {

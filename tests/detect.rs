@@ -63,6 +63,69 @@ fn text_and_json_output() {
     insta::assert_json_snapshot!("detect_json_shape_7", json);
 }
 
+/// Tagged, untagged (an astpatch from before tags) and mixed trees each say what they are and
+/// what to do; the random tag is redacted in the snapshots and checked exactly here.
+#[test]
+fn the_tag_state_is_shown_in_text_and_json() {
+    let d = tree("7", "11.23.1", "11.23.1");
+    let root = d.path().join("tree");
+    let applied = astpatch::apply::apply(&root, false).unwrap();
+    let tag = applied.tag.to_string();
+    let out = run(d.path(), &["detect", "tree"]);
+    assert_eq!(out.status.code(), Some(0));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains(&format!(
+            "tag       {tag}: every site ends its message with [astpatch:{tag}]"
+        )),
+        "{shown}"
+    );
+    insta::with_settings!({filters => common::tag_filters()}, {
+        insta::assert_snapshot!("detect_text_tagged", shown);
+    });
+    let out = run(d.path(), &["detect", "--json", "tree"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["tag_state"], "tagged");
+    assert_eq!(json["tag"], tag.as_str());
+    assert!(
+        json["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["tag"] == tag.as_str())
+    );
+
+    // An astpatch from before tags: patched, but nothing the watcher trusts by default.
+    astpatch::revert::revert(&root).unwrap();
+    fixtures::patch_like_before_tags(&root);
+    let out = run(d.path(), &["detect", "tree"]);
+    assert_eq!(out.status.code(), Some(0));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("re-run `astpatch apply tree` to add the tag the watcher needs"),
+        "{shown}"
+    );
+    insta::assert_snapshot!("detect_text_untagged", shown);
+    let out = run(d.path(), &["detect", "--json", "tree"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["state"], "patched");
+    assert_eq!(json["tag_state"], "untagged");
+    assert_eq!(json["tag"], serde_json::Value::Null);
+    assert!(
+        json["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["tag"].is_null())
+    );
+
+    // Unpatched.
+    let plain = tree("7", "11.23.1", "11.23.1");
+    let out = run(plain.path(), &["detect", "--json", "tree"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["tag_state"], "unpatched");
+}
+
 #[test]
 fn content_wins_when_the_version_disagrees() {
     // certified/11.2-cert1-rc1 still had fake-auth lines (shape 6); a later cert has shape 7.
@@ -112,7 +175,9 @@ fn partly_patched_tree_reports_each_site() {
     fs::write(&p, mixed.join(&b'\n')).unwrap();
     let out = run(d.path(), &["detect", "tree"]);
     assert_eq!(out.status.code(), Some(0));
-    insta::assert_snapshot!("detect_text_partly_patched", text(&out.stdout));
+    insta::with_settings!({filters => common::tag_filters()}, {
+        insta::assert_snapshot!("detect_text_partly_patched", text(&out.stdout));
+    });
 }
 
 #[test]

@@ -384,3 +384,134 @@ fn a_module_asterisk_cannot_load_is_replaced_by_the_previous_one_and_reloaded() 
         "{calls}"
     );
 }
+
+/// A tree an astpatch from before tags patched, built and installed: `apply` adds the tag, and
+/// the module built before it is refused for install (it would log lines the watcher never
+/// trusts) until it is rebuilt; verify names the tag at each link, and fails the untagged or
+/// foreign installed module.
+#[test]
+fn a_module_built_before_the_tag_is_refused_until_rebuilt() {
+    let sys = installed_system();
+    common::fixtures::patch_like_before_tags(&sys.tree);
+    mini_asterisk::run(&sys.tree, "make", &["-j2", "channels"]);
+    astpatch::install::install_module(&sys.tree, &sys.moddir).unwrap();
+    let untagged = fs::read(sys.moddir.join("chan_sip.so")).unwrap();
+    assert_eq!(
+        astpatch::module_tag::ModuleKind::of(&untagged),
+        astpatch::module_tag::ModuleKind::Untagged
+    );
+    let settings = astpatch::config::Settings::default();
+    // No state dir under this root: verify never opens a firewall here, and must not.
+    let open = |_: astpatch::config::Backend| -> Box<dyn astpatch::firewall::Firewall> {
+        panic!("the host's firewall is not consulted by this test")
+    };
+    let checks = |src: Option<&Path>| {
+        let inputs = astpatch::verify::Inputs {
+            src,
+            root: &sys.root,
+            moddir: Some(&sys.moddir),
+            settings: &settings,
+            running: astpatch::verify::Running::NotLooked,
+            asterisk_conf: None,
+        };
+        astpatch::verify::verify(&inputs, &open).checks
+    };
+    let find = |cs: &[astpatch::verify::Check], name: &str| {
+        cs.iter().find(|c| c.name == name).unwrap().clone()
+    };
+    let cs = checks(Some(&sys.tree));
+    let source = find(&cs, "source");
+    assert_eq!(source.status, astpatch::verify::Status::Fail, "{source:?}");
+    assert!(
+        source.detail.contains("not all end with the tree's tag"),
+        "{source:?}"
+    );
+    let inst = find(&cs, "installed-module");
+    assert_eq!(inst.status, astpatch::verify::Status::Fail, "{inst:?}");
+    assert!(inst.detail.contains("carries no tag"), "{inst:?}");
+
+    let applied = astpatch::apply::apply(&sys.tree, false).unwrap();
+    assert_eq!(applied.changed, 5);
+    // A module newer than chan_sip.c but built before the tag (copied in, clock skew): the
+    // mtime check passes, the tag check does not.
+    // (Same mtime as the source: make still rebuilds the object from the newer source and
+    // relinks, as it must below.)
+    let so = sys.tree.join("channels/chan_sip.so");
+    let c_time = fs::metadata(sys.tree.join("channels/chan_sip.c"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&so)
+        .unwrap()
+        .set_modified(c_time)
+        .unwrap();
+    let o = astpatch(
+        &[
+            "apply",
+            "--install",
+            "--moddir",
+            s(&sys.moddir),
+            s(&sys.tree),
+        ],
+        None,
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(
+        out.contains(&format!("carries no tag, but {}", sys.tree.display()))
+            && out.contains(&format!("patched with tag {}", applied.tag))
+            && out.contains("add --rebuild"),
+        "{out}"
+    );
+    assert_eq!(fs::read(sys.moddir.join("chan_sip.so")).unwrap(), untagged);
+    let built = find(&checks(Some(&sys.tree)), "built-module");
+    assert_eq!(built.status, astpatch::verify::Status::Fail, "{built:?}");
+    assert!(
+        built.detail.contains("built before the last apply"),
+        "{built:?}"
+    );
+
+    let o = astpatch(
+        &[
+            "apply",
+            "--rebuild",
+            "--install",
+            "--moddir",
+            s(&sys.moddir),
+            s(&sys.tree),
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let installed = fs::read(sys.moddir.join("chan_sip.so")).unwrap();
+    assert_eq!(
+        astpatch::module_tag::ModuleKind::of(&installed),
+        astpatch::module_tag::ModuleKind::Tagged(vec![applied.tag])
+    );
+    let cs = checks(Some(&sys.tree));
+    for name in ["source", "built-module", "installed-module"] {
+        let c = find(&cs, name);
+        assert_eq!(c.status, astpatch::verify::Status::Pass, "{c:?}");
+        assert!(c.detail.contains(applied.tag.as_str()), "{c:?}");
+    }
+    // Another tree's module (another tag) installed over it: verify fails and says which.
+    let mut foreign = installed.clone();
+    let needle = applied.tag.as_str().as_bytes();
+    let mut i = 0;
+    while let Some(at) = foreign[i..].windows(16).position(|w| w == needle) {
+        foreign[i + at..i + at + 16].copy_from_slice(b"0000000000000000");
+        i += at + 16;
+    }
+    fs::write(sys.moddir.join("chan_sip.so"), &foreign).unwrap();
+    let inst = find(&checks(Some(&sys.tree)), "installed-module");
+    assert_eq!(inst.status, astpatch::verify::Status::Fail, "{inst:?}");
+    assert!(
+        inst.detail.contains("carries tag 0000000000000000")
+            && inst
+                .detail
+                .contains(&format!("patched with tag {}", applied.tag)),
+        "{inst:?}"
+    );
+}

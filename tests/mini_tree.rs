@@ -37,12 +37,50 @@ fn every_fixture_shape_compiles_patched_and_unpatched() {
             )
         };
         compile();
-        astpatch::apply::apply(d.path(), false).unwrap();
+        let r = astpatch::apply::apply(d.path(), false).unwrap();
         compile();
         let obj = fs::read(d.path().join("channels/chan_sip.o")).unwrap();
         assert!(
             memfind(&obj, b" (%s"),
             "shape {} {}: patched format string not in the object",
+            spec.id,
+            spec.version
+        );
+        assert_eq!(
+            astpatch::module_tag::ModuleKind::of(&obj),
+            astpatch::module_tag::ModuleKind::Tagged(vec![r.tag]),
+            "shape {} {}: the object carries the tree's tag",
+            spec.id,
+            spec.version
+        );
+        // The check can fail: a conversion smuggled into the tag breaks the build.
+        let c = d.path().join("channels/chan_sip.c");
+        let good = fs::read(&c).unwrap();
+        let tag = format!("[astpatch:{}]", r.tag);
+        let at = good
+            .windows(tag.len())
+            .position(|w| w == tag.as_bytes())
+            .unwrap();
+        let mut bad = good[..at].to_vec();
+        bad.extend_from_slice(b"[astpatch:%d]");
+        bad.extend_from_slice(&good[at + tag.len()..]);
+        fs::write(&c, &bad).unwrap();
+        let out = std::process::Command::new("gcc")
+            .args([
+                "-c",
+                "-fPIC",
+                "-I../include",
+                "-Werror=format",
+                "-o",
+                "bad.o",
+                "chan_sip.c",
+            ])
+            .current_dir(d.path().join("channels"))
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "shape {} {}: gcc accepted a format with a missing argument",
             spec.id,
             spec.version
         );

@@ -48,7 +48,7 @@ fn a_built_tree_recompiles_only_chan_sip_and_the_module_carries_the_new_strings(
     let before = mtimes(&tree);
     assert_eq!(build::tree_state(&tree), TreeState::Built);
 
-    astpatch::apply::apply(&tree, false).unwrap();
+    let applied = astpatch::apply::apply(&tree, false).unwrap();
     let (report, shown) = rebuild(&tree);
     let report = report.unwrap();
     assert_eq!(report.commands, ["make -j2 channels"]);
@@ -68,14 +68,16 @@ fn a_built_tree_recompiles_only_chan_sip_and_the_module_carries_the_new_strings(
     assert_eq!(changed, ["channels/chan_sip.o", "channels/chan_sip.so"]);
     let bytes = fs::read(&so).unwrap();
     for s in [
-        &b"Failed to authenticate device %s (%s)\n"[..],
-        b"Failed to authenticate device %s (%s) for SUBSCRIBE\n",
+        format!(
+            "Failed to authenticate device %s (%s) [astpatch:{}]\n",
+            applied.tag
+        ),
+        format!(
+            "Failed to authenticate device %s (%s) for SUBSCRIBE [astpatch:{}]\n",
+            applied.tag
+        ),
     ] {
-        assert!(
-            contains(&bytes, s),
-            "{} not in chan_sip.so",
-            String::from_utf8_lossy(s)
-        );
+        assert!(contains(&bytes, s.as_bytes()), "{s} not in chan_sip.so");
     }
     let log = fs::read_to_string(&report.log).unwrap();
     assert!(

@@ -360,6 +360,7 @@ fn two_installs_apply_verify_and_revert_with_reload_act_on_the_running_one() {
         (tmp.as_str(), "[TMP]"),
         (r"pid \d+", "pid [PID]"),
         (r"sha256 [0-9a-f]{12}", "sha256 [SHA]"),
+        (r"\b[0-9a-f]{16}\b", "[TAG]"),
     ]}, {
         insta::assert_snapshot!("verify_installed_but_not_loaded", checks_to_logging(&o.stdout));
     });
@@ -377,7 +378,7 @@ fn two_installs_apply_verify_and_revert_with_reload_act_on_the_running_one() {
     assert!(o.status.success(), "{out}");
     assert!(
         out.contains(&format!(
-            "ok: the running Asterisk (pid {pid}) unloaded and loaded chan_sip.so; it now maps the installed file (patched without a tag)"
+            "ok: the running Asterisk (pid {pid}) unloaded and loaded chan_sip.so; it now maps the installed file (patched (tag "
         )),
         "{out}"
     );
@@ -386,10 +387,19 @@ fn two_installs_apply_verify_and_revert_with_reload_act_on_the_running_one() {
         .unwrap()
         .chan_sip
         .unwrap();
+    // apply writes the tree's tag into every site, so the module it built carries it.
+    let tree_tag = astpatch::module_tag::in_module(&fs::read(&so).unwrap());
+    assert_eq!(tree_tag.len(), 1);
     assert_eq!(
         (m.inode, m.deleted, m.kind),
-        (ino(&so), false, Ok(ModuleKind::Untagged))
+        (ino(&so), false, Ok(ModuleKind::Tagged(tree_tag)))
     );
+    let l = by_name(&verify(), "loaded-module");
+    assert_eq!(l["status"], "pass", "tagged: {l}");
+    // An untagged build (a hand patch, or an astpatch from before tags), loaded: only a warning.
+    live_asterisk::build_module(&so, Module::Untagged);
+    rx(&live, "module unload chan_sip.so");
+    rx(&live, "module load chan_sip.so");
     let l = by_name(&verify(), "loaded-module");
     assert_eq!(l["status"], "warn", "untagged: {l}");
     // A tagged build, loaded: verify passes the link.

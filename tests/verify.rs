@@ -193,6 +193,7 @@ fn snapshot(name: &str, s: &System, text: &str) {
         (tmp.as_str(), "[TMP]"),
         (r"pid \d+", "pid [PID]"),
         (r"sha256 [0-9a-f]{12}", "sha256 [SHA]"),
+        (r"\b[0-9a-f]{16}\b", "[TAG]"),
     ]}, {
         insta::assert_snapshot!(name, text);
     });

@@ -272,3 +272,47 @@ pub fn write_tree(dir: &Path, s: &ShapeSpec) {
     std::fs::write(dir.join(".version"), format!("{}\n", s.version)).unwrap();
     std::fs::write(dir.join("channels/chan_sip.c"), chan_sip(s)).unwrap();
 }
+
+/// `bytes` with every ` [astpatch:TAG]` (16 hex digits) taken out: astpatch's wording before tags.
+pub fn untag(bytes: &[u8]) -> Vec<u8> {
+    let open = b" [astpatch:";
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &bytes[i..];
+        if rest.starts_with(open)
+            && rest.len() >= open.len() + 17
+            && rest[open.len()..open.len() + 16]
+                .iter()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+            && rest[open.len() + 16] == b']'
+        {
+            i += open.len() + 17;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Make `dir` look like a tree an astpatch from before tags patched: untagged statements and a
+/// format 1 manifest whose hashes match. Returns the patched bytes.
+pub fn patch_like_before_tags(dir: &Path) -> Vec<u8> {
+    astpatch::apply::apply(dir, false).unwrap();
+    let path = dir.join("channels/chan_sip.c");
+    let legacy = untag(&std::fs::read(&path).unwrap());
+    std::fs::write(&path, &legacy).unwrap();
+    let mpath = dir.join("channels/chan_sip.c.astpatch.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    let o = m.as_object_mut().unwrap();
+    o.insert("format".into(), 1.into());
+    o.remove("tag");
+    o.remove("original_statements");
+    o.insert(
+        "patched_sha256".into(),
+        astpatch::manifest::sha256_hex(&legacy).into(),
+    );
+    std::fs::write(&mpath, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    legacy
+}

@@ -23,3 +23,9 @@ pub fn require_root(test: &str) -> bool {
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_astpatch")
 }
+
+/// insta filters that replace every astpatch tag (random per tree) with `[TAG]`, so snapshots
+/// stay deterministic while still showing where the tag is.
+pub fn tag_filters() -> Vec<(&'static str, &'static str)> {
+    vec![(r"\b[0-9a-f]{16}\b", "[TAG]")]
+}
