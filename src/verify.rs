@@ -844,8 +844,8 @@ pub fn report_only_watchers(proc_dir: &Path) -> Vec<u32> {
     pids
 }
 
-const START_WATCHER: &str = "start it: systemctl start astpatch-watch (unit from `astpatch install-watcher`), or run `astpatch watch --ban`";
-const RESTART_WITH_BAN: &str = "restart it with --ban: stop it, then `astpatch watch --ban` or systemctl restart astpatch-watch (unit from `astpatch install-watcher`)";
+const START_WATCHER: &str = "start it: systemctl start astpatch (unit from `astpatch install-watcher`), or run `astpatch watch --ban`";
+const RESTART_WITH_BAN: &str = "restart it with --ban: stop it, then `astpatch watch --ban` or systemctl restart astpatch (unit from `astpatch install-watcher`)";
 
 fn check_watcher(root: &Path, state_dir: &Path, notice_files: &[PathBuf]) -> Check {
     let unit = watcher_unit::unit_state(root, &watcher_unit::SystemSystemctl);
@@ -876,7 +876,7 @@ fn check_watcher(root: &Path, state_dir: &Path, notice_files: &[PathBuf]) -> Che
 
 fn unit_without_ban_fix(f: &watcher_unit::UnitFile) -> String {
     format!(
-        "{} runs the watcher without --ban: put --ban back on its ExecStart= (or re-run `astpatch install-watcher`), then systemctl daemon-reload && systemctl restart astpatch-watch",
+        "{} runs the watcher without --ban: put --ban back on its ExecStart= (or re-run `astpatch install-watcher`), then systemctl daemon-reload && systemctl restart astpatch",
         shown(&f.path)
     )
 }
@@ -951,13 +951,14 @@ pub fn judge_watcher(
             } else {
                 match unit.loaded() {
                     Some(s) if s.active == "active" => format!(
-                        "systemctl restart astpatch-watch; if it still writes no pid file, its --config must use state_dir {}",
+                        "systemctl restart astpatch; if it still writes no pid file, its --config must use state_dir {}",
                         shown(state_dir)
                     ),
                     Some(s) if s.enabled == "enabled" => {
-                        "systemctl restart astpatch-watch (journalctl -u astpatch-watch says why it stopped)".into()
+                        "systemctl restart astpatch (journalctl -u astpatch says why it stopped)"
+                            .into()
                     }
-                    Some(_) => "systemctl enable --now astpatch-watch".into(),
+                    Some(_) => "systemctl enable --now astpatch".into(),
                     None => START_WATCHER.into(),
                 }
             };
@@ -988,7 +989,7 @@ pub fn judge_watcher(
             // Running now, but a unit that is not enabled will not bring it back after a reboot.
             match unit.loaded() {
                 Some(s) if s.enabled != "enabled" => Check::new(NAME, Status::Warn, detail)
-                    .fix("systemctl enable astpatch-watch, so it starts at boot"),
+                    .fix("systemctl enable astpatch, so it starts at boot"),
                 _ => Check::new(NAME, Status::Pass, detail),
             }
         }
@@ -1014,7 +1015,7 @@ fn check_firewall(
     let backend = state::read_pid_file(state_dir)
         .map(|p| p.backend)
         .unwrap_or(settings.backend);
-    let restart = "restart the watcher (it creates, hooks and restores exactly the state's bans): systemctl restart astpatch-watch";
+    let restart = "restart the watcher (it creates, hooks and restores exactly the state's bans): systemctl restart astpatch";
     let fw = firewall(backend);
     match fw.hooked() {
         Err(e) => {
@@ -1241,7 +1242,7 @@ mod tests {
             },
         );
         assert_eq!(st, Status::Warn);
-        assert!(fix.starts_with("systemctl enable astpatch-watch"), "{fix}");
+        assert!(fix.starts_with("systemctl enable astpatch"), "{fix}");
     }
 
     #[test]
@@ -1251,19 +1252,19 @@ mod tests {
                 WatcherProcess::NoPidFile,
                 "inactive",
                 "disabled",
-                "systemctl enable --now astpatch-watch",
+                "systemctl enable --now astpatch",
             ),
             (
                 WatcherProcess::Gone(9),
                 "failed",
                 "enabled",
-                "systemctl restart astpatch-watch (journalctl",
+                "systemctl restart astpatch (journalctl",
             ),
             (
                 WatcherProcess::Gone(9),
                 "active",
                 "enabled",
-                "systemctl restart astpatch-watch; if it still",
+                "systemctl restart astpatch; if it still",
             ),
         ] {
             let (st, detail, fix) = judge(

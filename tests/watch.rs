@@ -645,3 +645,61 @@ fn sighup_reloads_the_settings_and_keeps_the_old_ones_when_invalid() {
     unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
     assert!(child.0.wait().unwrap().success());
 }
+
+/// Issue 10 in a network namespace: the peer's packets stay allowed while the log holds only
+/// lines an attacker could write naming it (a stock line whose From header ends in its address,
+/// the same with a guessed tag), and are dropped once the patched build's tagged lines name it.
+#[test]
+fn only_tagged_chan_sip_lines_get_real_packets_dropped() {
+    if !common::require_root("only_tagged_chan_sip_lines_get_real_packets_dropped") {
+        return;
+    }
+    let pair = Pair::new();
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("messages");
+    let state = d.path().join("state");
+    let cfg = d.path().join("astpatch.toml");
+    std::fs::write(&log, "").unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "maxretry = 3\nbackend = \"nftables\"\nstate_dir = \"{}\"\nlogs = [\"{}\"]\ntags = [\"0123456789abcdef\"]\n",
+            state.display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    let w = Watcher::start(&pair, &cfg, d.path().join("out"), &state);
+    let peer = pair.peer4;
+    let line = |tail: &str| {
+        format!(
+            "[2026-11-30 04:27:49] NOTICE[2515][C-00000003] chan_sip.c: Failed to authenticate device \"x\" <sip:100@pbx>;tag=1 ({peer}:5060){tail}\n"
+        )
+    };
+    let mut f = OpenOptions::new().append(true).open(&log).unwrap();
+    for _ in 0..5 {
+        f.write_all(line("").as_bytes()).unwrap();
+        f.write_all(line(" [astpatch:fedcba9876543210]").as_bytes())
+            .unwrap();
+        f.write_all(line(" for INVITE, code = -1 [astpatch:0123456789ABCDEF]").as_bytes())
+            .unwrap();
+    }
+    f.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        pair.peer_reaches(false),
+        "banned on lines an attacker could write:\n{}",
+        w.output()
+    );
+    for _ in 0..3 {
+        f.write_all(line(" for INVITE, code = -1 [astpatch:0123456789abcdef]").as_bytes())
+            .unwrap();
+    }
+    f.flush().unwrap();
+    wait_for(|| !pair.peer_reaches(false), "the tagged lines' ban", &w);
+    assert!(
+        w.output().contains("3 failures (chan-sip-auth)"),
+        "{}",
+        w.output()
+    );
+}
