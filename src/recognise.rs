@@ -564,10 +564,18 @@ impl Recogniser {
     /// `NAME",Field="…",…,RemoteAddress="IPV4/UDP/ADDR/PORT",…` in any field order. Values are
     /// not escaped by Asterisk, so attacker-written ones (AccountID, SessionID, Received*) may
     /// carry a forged `,RemoteAddress="…"`.
+    ///
+    /// chan_sip's events (`Service="SIP"`) never name an address: chan_sip fills RemoteAddress
+    /// from the dialog's `p->sa`, which `check_via()` sets from the top Via's `maddr=` — a
+    /// value the sender chooses (docs/provenance.md). A `Service="SIP"` written into an
+    /// attacker field of another service's event only hides the attacker's own address.
     fn security_event(&self, rest: &[u8]) -> Option<Found> {
         let q = memchr::memchr(b'"', rest)?;
         if !FAILURE_EVENTS.contains(&&rest[..q]) {
             return None;
+        }
+        if memmem::find(rest, b",Service=\"SIP\"").is_some() {
+            return Some(Found::NoAddr);
         }
         let mut cands = Candidates::default();
         for i in self.remote_address.find_iter(rest) {
@@ -1138,7 +1146,7 @@ mod tests {
         let r = rec(false);
         let f = "[2026-11-24 10:11:12] SECURITY[42] res_security_log.c: ";
         for msg in [
-            "SecurityEvent=\"InvalidPassword\",EventTV=\"2026-11-24T10:11:12.000+0000\",Severity=\"Error\",Service=\"SIP\",EventVersion=\"2\",AccountID=\"100\",SessionID=\"0x7f\",LocalAddress=\"IPV4/UDP/192.0.2.1/5060\",RemoteAddress=\"IPV4/UDP/203.0.113.7/5060\",Challenge=\"1\",ReceivedChallenge=\"1\",ReceivedHash=\"ab\"",
+            "SecurityEvent=\"InvalidPassword\",EventTV=\"2026-11-24T10:11:12.000+0000\",Severity=\"Error\",Service=\"PJSIP\",EventVersion=\"2\",AccountID=\"100\",SessionID=\"0x7f\",LocalAddress=\"IPV4/UDP/192.0.2.1/5060\",RemoteAddress=\"IPV4/UDP/203.0.113.7/5060\",Challenge=\"1\",ReceivedChallenge=\"1\",ReceivedHash=\"ab\"",
             "SecurityEvent=\"ChallengeResponseFailed\",RemoteAddress=\"IPV4/UDP/203.0.113.7/5060\",LocalAddress=\"IPV4/UDP/192.0.2.1/5060\"",
             "SecurityEvent=\"InvalidAccountID\",EventTV=\"x\",Severity=\"Error\",Service=\"PJSIP\",AccountID=\"99\",LocalAddress=\"IPV4/UDP/192.0.2.1/5060\",RemoteAddress=\"IPV4/203.0.113.7/5060\"",
         ] {
