@@ -131,6 +131,18 @@ pub struct Settings {
     pub bantime_increment: Option<BantimeIncrement>,
     /// Ban the whole IPv6 prefix of this length (e.g. 64) rather than one address.
     pub ipv6_prefix: Option<u8>,
+    /// Syslog / journald program names whose lines are Asterisk's: a line from any other
+    /// program (or `logger -t mallory`) that looks like Asterisk's is not believed.
+    #[serde(skip_serializing_if = "is_default_ident")]
+    pub syslog_ident: Vec<String>,
+}
+
+fn default_ident() -> Vec<String> {
+    vec!["asterisk".to_owned()]
+}
+
+fn is_default_ident(v: &[String]) -> bool {
+    v == default_ident()
 }
 
 impl Default for Settings {
@@ -150,6 +162,7 @@ impl Default for Settings {
             state_dir: PathBuf::from("/var/lib/astpatch"),
             bantime_increment: None,
             ipv6_prefix: None,
+            syslog_ident: default_ident(),
         }
     }
 }

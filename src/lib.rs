@@ -37,6 +37,7 @@ pub mod output;
 pub mod patch;
 pub mod policy;
 pub mod progress;
+pub mod provenance;
 pub mod recognise;
 pub mod revert;
 pub mod scan;

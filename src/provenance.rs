@@ -1,0 +1,667 @@
+//! Line provenance: which physical lines of one log file Asterisk can only have written whole.
+//! One [`Provenance`] per log file, fed every line in file order (scan's block reader and the
+//! watcher's per-file line path both go through it, so one policy serves every reader).
+//!
+//! The recogniser judges one line at a time. That is not enough, because Asterisk logs some
+//! fields raw, newlines included:
+//!
+//! * **Unfinished messages.** chan_sip URL-decodes the dialled extension before it logs
+//!   `Call from '%s' (%s) to extension '%s' rejected because extension not found in context
+//!   '%s'.`, so `%0A` in the request URI ends the physical line early and the attacker's text
+//!   after it is a whole line of its choosing, frame included. The same holds for IAX2 peer
+//!   names and MD5 results (raw IEs), AMI user names given to the HTTP manager (URL-decoded),
+//!   PJSIP's `Call from` and AMI security events. A line that starts such a format but lacks
+//!   the ending Asterisk writes after the attacker's field opens an *unfinished* message:
+//!   it and every line after it up to the one that carries that ending are forged — neither
+//!   half is blamed on anyone. (The first half names the real sender, but the sender made it
+//!   too: counting it would let them spend their failures on an address of their choice.)
+//! * **Complete-looking first halves.** The attacker can end the first physical line with the
+//!   format's own ending (`…extension '1' rejected because extension not found in context
+//!   'public'.` then a newline), so nothing looks unfinished. The message's real ending then
+//!   arrives later as a line without any frame. So every line that starts such a format opens a
+//!   window of one message's length ([`WINDOW`] bytes): the failures read in it are held, and a
+//!   frameless line ending as the format ends marks everything since the window's first start
+//!   forged. A window that passes without one releases what it held, in order; the watcher
+//!   releases after [`HOLD_SECS`] too (one message arrives in one write, so its fragments come
+//!   together).
+//! * **Truncated and glued lines.** The file channel writes at most 8191 bytes of one message
+//!   (frame included from 16 on: `LOGMSG_SIZE` = max(BUFSIZ, 8192); the message alone on 1.8 -
+//!   15: `BUFSIZ`) and loses the newline of a message it cuts, so the next entry is glued onto
+//!   the cut one. An attacker who fills a header pushes Asterisk's own tail out of the line,
+//!   and the address left at the end is a forged one or the next, innocent entry's. A line of
+//!   [`TRUNCATED_AT`] bytes or more is *truncated*, one with a second frame in its message is
+//!   *glued*; neither is believed — unless it ends in the tag of a known patched build, which
+//!   only that build's chan_sip writes.
+//!
+//! What a log file alone cannot show: a newline whose forged lines all end with the format's
+//! ending *and* whose real ending is followed by another newline and a complete forged line
+//! (the last fragment then has a frame). That needs the attacker's field to be the last one
+//! before the ending on both sides; the windows above still hold the lines in between, so such a
+//! forgery survives only as the line right after a fragment of the attacker's own text. chan_sip
+//! failures are closed by the tag (issue 10); for the other modules AMI's events will be (issue
+//! 13). Formats whose attacker field cannot hold a newline (PJSIP's headers, chan_sip's raw
+//! From/To headers, AMI over TCP) need none of this.
+use std::collections::VecDeque;
+
+use memchr::memmem;
+use serde::{Deserialize, Serialize};
+
+use crate::logframe::Frame;
+use crate::recognise::{Port, Recogniser, Recognition, Rule, parse_addr};
+
+/// A physical line this long or longer was cut by Asterisk's logger (8191 bytes: LOGMSG_SIZE
+/// or BUFSIZ, less the terminating NUL, on glibc).
+pub const TRUNCATED_AT: usize = 8191;
+
+/// The most bytes one Asterisk message spans: [`TRUNCATED_AT`] of message plus the frame
+/// (1.8 - 15 cut the message alone).
+pub const WINDOW: u64 = TRUNCATED_AT as u64 + 256;
+
+/// Seconds a live reader holds a window's failures before it releases them.
+pub const HOLD_SECS: i64 = 2;
+
+/// Lines not believed, per log file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Written by a remote party to pass for Asterisk's (inside an unfinished message, in a
+    /// window a fragment closed, a tag no build has, a foreign program or level).
+    pub forged: u64,
+    /// Holding a second frame: a cut message with the next entry glued on.
+    pub glued: u64,
+    /// At the logger's truncation length.
+    pub truncated: u64,
+}
+
+impl Counts {
+    pub fn total(&self) -> u64 {
+        self.forged + self.glued + self.truncated
+    }
+
+    pub fn add(&mut self, o: &Counts) {
+        self.forged += o.forged;
+        self.glued += o.glued;
+        self.truncated += o.truncated;
+    }
+}
+
+/// Formats with a field a remote party writes raw (newlines included), followed by an ending
+/// Asterisk writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fmt {
+    /// chan_sip `Call from '…' (ADDR) to extension 'EXTEN' rejected because … context 'CTX'.`
+    SipCall,
+    /// res_pjsip_session `Call from '…' (…) to extension '…' rejected …` (13 - 16) and
+    /// `NAME: Call (…) to extension '…' rejected …` (18+).
+    PjsipCall,
+    /// chan_iax2 `No registration for peer 'PEER' (from ADDR)`.
+    Iax2NoPeer,
+    /// chan_iax2 `Host ADDR failed MD5 authentication for 'PEER' (OURS != THEIRS)`.
+    Iax2Md5,
+    /// manager `ADDR failed to authenticate as 'USER'` and its kin.
+    Ami,
+    /// res_security_log `SecurityEvent="…",…,AccountID="…",…,RemoteAddress="…"…`.
+    SecEvent,
+}
+
+const FMTS: [Fmt; 6] = [
+    Fmt::SipCall,
+    Fmt::PjsipCall,
+    Fmt::Iax2NoPeer,
+    Fmt::Iax2Md5,
+    Fmt::Ami,
+    Fmt::SecEvent,
+];
+
+impl Fmt {
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+
+    fn rule(self) -> Option<Rule> {
+        match self {
+            Fmt::SipCall => Some(Rule::ChanSipNoExtension),
+            Fmt::PjsipCall => None,
+            Fmt::Iax2NoPeer => Some(Rule::Iax2NoPeer),
+            Fmt::Iax2Md5 => Some(Rule::Iax2Auth),
+            Fmt::Ami => Some(Rule::AmiAuth),
+            Fmt::SecEvent => Some(Rule::SecurityEvent),
+        }
+    }
+
+    /// Whether `l` ends as Asterisk ends this format's message (after the last attacker field).
+    fn ends(self, l: &[u8]) -> bool {
+        match self {
+            Fmt::SipCall | Fmt::PjsipCall => call_ends(l),
+            Fmt::Iax2NoPeer => l.strip_suffix(b")").is_some_and(|inner| {
+                memmem::rfind(inner, b"' (from ")
+                    .is_some_and(|p| parse_addr(&inner[p + 8..], Port::Optional).is_some())
+            }),
+            Fmt::Iax2Md5 => l.ends_with(b")"),
+            Fmt::Ami => l.ends_with(b"'"),
+            Fmt::SecEvent => l.ends_with(b"\""),
+        }
+    }
+
+    /// Whether a line that starts this format is whole. A security event's attacker fields
+    /// (AccountID, SessionID) come before the addresses Asterisk writes after them.
+    fn whole(self, l: &[u8]) -> bool {
+        self.ends(l) && (self != Fmt::SecEvent || memmem::find(l, b",RemoteAddress=\"").is_some())
+    }
+}
+
+fn call_ends(l: &[u8]) -> bool {
+    if l.ends_with(b"' rejected because extension not found.") {
+        return true;
+    }
+    const CTX: &[u8] = b"' rejected because extension not found in context '";
+    let Some(inner) = l.strip_suffix(b"'.") else {
+        return false;
+    };
+    memmem::rfind(inner, CTX)
+        .is_some_and(|p| memchr::memchr(b'\'', &inner[p + CTX.len()..]).is_none())
+}
+
+/// The format `line` starts, judged from its frame's file and its message's start.
+fn opener(line: &[u8], frame: &Frame) -> Option<Fmt> {
+    let msg = &line[frame.msg_start..];
+    let file = frame.file.map(|(a, b)| {
+        let f = &line[a..b];
+        memchr::memrchr(b'/', f).map_or(f, |s| &f[s + 1..])
+    });
+    let from = |m: &[u8]| file.is_none_or(|f| f == m);
+    if msg.starts_with(b"Call from '") && from(b"chan_sip.c") {
+        return Some(Fmt::SipCall);
+    }
+    if file == Some(b"res_pjsip_session.c")
+        && (msg.starts_with(b"Call from '") || memmem::find(msg, b": Call (").is_some())
+    {
+        return Some(Fmt::PjsipCall);
+    }
+    if from(b"chan_iax2.c") {
+        if msg.starts_with(b"No registration for peer '") {
+            return Some(Fmt::Iax2NoPeer);
+        }
+        if msg.starts_with(b"Host ")
+            && memmem::find(msg, b" failed MD5 authentication for '").is_some()
+        {
+            return Some(Fmt::Iax2Md5);
+        }
+    }
+    if from(b"manager.c") {
+        if let Some(sp) = memchr::memchr(b' ', msg) {
+            let after = &msg[sp..];
+            if after.starts_with(b" failed to authenticate as '")
+                || after.starts_with(b" tried to authenticate with nonexistent user '")
+                || after.starts_with(b" failed to pass IP ACL as '")
+            {
+                return Some(Fmt::Ami);
+            }
+        }
+    }
+    if file == Some(b"res_security_log.c") && msg.starts_with(b"SecurityEvent=\"") {
+        return Some(Fmt::SecEvent);
+    }
+    None
+}
+
+/// More `[` than this in one message is no Asterisk message but a flood: judged glued rather
+/// than parsed at each.
+const MAX_BRACKETS: usize = 64;
+
+/// True when the message of `line` holds a second frame: Asterisk's logger glued the next
+/// entry onto a cut one, or someone wrote a frame into a field.
+fn second_frame(rec: &Recogniser, line: &[u8], frame: &Frame) -> bool {
+    let msg = &line[frame.msg_start..];
+    for (n, i) in memchr::memchr_iter(b'[', msg).enumerate() {
+        if n >= MAX_BRACKETS {
+            return true;
+        }
+        let s = &msg[i..];
+        if s.len() > 16
+            && (s[1].is_ascii_digit() || s[1].is_ascii_uppercase())
+            && rec.frame(s).is_some()
+        {
+            return true;
+        }
+    }
+    false
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    at: u64,
+    opener: Option<Fmt>,
+    r: Recognition,
+    forged: bool,
+    /// Already in `counts`.
+    counted: bool,
+}
+
+/// The per-file judge. See the module documentation.
+#[derive(Debug, Default)]
+pub struct Provenance {
+    counts: Counts,
+    /// Bytes of this file seen (the start of the next line).
+    pos: u64,
+    /// Failures and message starts read since the window opened, not yet released.
+    held: VecDeque<Held>,
+    /// Formats started in the window: their endings close a message.
+    fmts: u8,
+    /// Where the last message start in the window was.
+    last_start: u64,
+    /// An unfinished message: its format and where it started.
+    doom: Option<(Fmt, u64)>,
+    /// When (reader's clock) the window opened.
+    since: i64,
+}
+
+impl Provenance {
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// True while every line must be passed in (a window is open); otherwise lines that hold
+    /// no prefilter literal may be skipped.
+    #[inline]
+    pub fn busy(&self) -> bool {
+        self.fmts != 0
+    }
+
+    /// Judge the next line of the file (without its newline). `cand`: the line passed the
+    /// recogniser's prefilter, and `r` is its verdict (pass `NotFailure` otherwise). Verdicts
+    /// come out in `out`, in line order, possibly lines later.
+    pub fn line(
+        &mut self,
+        rec: &Recogniser,
+        line: &[u8],
+        cand: bool,
+        r: Recognition,
+        now: i64,
+        out: &mut Vec<Recognition>,
+    ) {
+        let start = self.pos;
+        self.pos += line.len() as u64 + 1;
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if self.busy() {
+            self.expire(start, out);
+        }
+        let frame = if cand { rec.frame(line) } else { None };
+        let mut r = r;
+        let mut opened = None;
+        // Each line counts once, under the first reason it is not believed.
+        let mut counted = false;
+        if let Some(f) = &frame {
+            let doubt = if rec.ends_with_known_tag(line) {
+                None
+            } else if line.len() >= TRUNCATED_AT {
+                Some(&mut self.counts.truncated)
+            } else if second_frame(rec, line, f) {
+                Some(&mut self.counts.glued)
+            } else {
+                None
+            };
+            match doubt {
+                Some(n) => {
+                    *n += 1;
+                    counted = true;
+                    r = forge(r, None);
+                }
+                None => opened = opener(line, f),
+            }
+        }
+        if !counted && matches!(r, Recognition::Forged { .. }) {
+            self.counts.forged += 1;
+            counted = true;
+        }
+        if let Some((fmt, _)) = self.doom {
+            // Inside an unfinished message, up to and including the line with its ending.
+            if fmt.ends(line) {
+                self.doom = None;
+            }
+            if !counted {
+                self.counts.forged += 1;
+            }
+            if let Some(f) = opened {
+                self.fmts |= f.bit();
+                self.last_start = start;
+            }
+            self.push(start, opened, r, true, out);
+            return;
+        }
+        if let Some(fmt) = opened {
+            if !self.busy() {
+                self.since = now;
+            }
+            self.fmts |= fmt.bit();
+            self.last_start = start;
+            let whole = fmt.whole(line);
+            if !whole {
+                self.doom = Some((fmt, start));
+                if !counted {
+                    self.counts.forged += 1;
+                }
+            }
+            self.held.push_back(Held {
+                at: start,
+                opener: opened,
+                r,
+                forged: !whole,
+                counted: counted || !whole,
+            });
+            return;
+        }
+        if self.busy() {
+            if self.is_fragment(rec, line, frame.is_some()) {
+                if !counted {
+                    self.counts.forged += 1;
+                }
+                self.forge_since(start, out);
+                return;
+            }
+            self.push(start, None, r, counted, out);
+            return;
+        }
+        if r.rule().is_some() {
+            out.push(r);
+        }
+    }
+
+    /// A frameless line that ends as a format started in the window ends: the rest of a message
+    /// that began at one of the window's starts.
+    fn is_fragment(&self, rec: &Recogniser, line: &[u8], framed: bool) -> bool {
+        if framed {
+            return false;
+        }
+        let ends = FMTS
+            .iter()
+            .any(|f| self.fmts & f.bit() != 0 && f.ends(line));
+        ends && rec.frame(line).is_none()
+    }
+
+    /// Hold a line of an open window (only failures and message starts need a place).
+    fn push(
+        &mut self,
+        at: u64,
+        opener: Option<Fmt>,
+        r: Recognition,
+        counted: bool,
+        out: &mut Vec<Recognition>,
+    ) {
+        let forged = self.doom.is_some() || counted;
+        if r.rule().is_none() && opener.is_none() {
+            return;
+        }
+        if !self.busy() {
+            out.push(if forged { forge(r, None) } else { r });
+            return;
+        }
+        self.held.push_back(Held {
+            at,
+            opener,
+            r,
+            forged,
+            counted,
+        });
+    }
+
+    /// A fragment at `at` ended a message: everything held since the earliest start that can
+    /// reach it is the sender's; what came before is released as read.
+    fn forge_since(&mut self, at: u64, out: &mut Vec<Recognition>) {
+        let first = self
+            .held
+            .iter()
+            .position(|h| h.opener.is_some() && at - h.at < WINDOW)
+            .unwrap_or(self.held.len());
+        for (i, h) in self.held.drain(..).enumerate() {
+            if i < first {
+                emit(h, out);
+            } else {
+                if !h.counted {
+                    self.counts.forged += 1;
+                }
+                emit(Held { forged: true, ..h }, out);
+            }
+        }
+        self.close();
+    }
+
+    fn close(&mut self) {
+        self.fmts = 0;
+        self.doom = None;
+    }
+
+    /// Release what can no longer belong to a message that ends at or after `at`.
+    fn expire(&mut self, at: u64, out: &mut Vec<Recognition>) {
+        while let Some(h) = self.held.front() {
+            if at - h.at < WINDOW {
+                break;
+            }
+            let h = self.held.pop_front().expect("front exists");
+            emit(h, out);
+        }
+        if self.doom.is_some_and(|(_, s)| at - s >= WINDOW) {
+            self.doom = None;
+        }
+        if self.doom.is_none() && at - self.last_start >= WINDOW {
+            self.flush(out);
+        }
+    }
+
+    /// Release everything held (end of input, or the file restarts).
+    pub fn flush(&mut self, out: &mut Vec<Recognition>) {
+        for h in self.held.drain(..) {
+            emit(h, out);
+        }
+        self.close();
+    }
+
+    /// A live reader's clock: a window open for [`HOLD_SECS`] has received its whole message.
+    pub fn flush_stale(&mut self, now: i64, out: &mut Vec<Recognition>) {
+        if self.busy() && now.saturating_sub(self.since) >= HOLD_SECS {
+            self.flush(out);
+        }
+    }
+}
+
+fn forge(r: Recognition, fallback: Option<Rule>) -> Recognition {
+    match r.rule().or(fallback) {
+        Some(rule) => Recognition::Forged {
+            rule,
+            time: r.time(),
+        },
+        None => Recognition::NotFailure,
+    }
+}
+
+fn emit(h: Held, out: &mut Vec<Recognition>) {
+    let r = if h.forged {
+        forge(h.r, h.opener.and_then(Fmt::rule))
+    } else {
+        h.r
+    };
+    if r.rule().is_some() {
+        out.push(r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logframe::TimeContext;
+    use crate::recognise::RecogniseOptions;
+    use std::net::IpAddr;
+
+    const TAG: &str = "00112233445566ff";
+
+    fn rec() -> Recogniser {
+        Recogniser::with_time_context(
+            RecogniseOptions {
+                known_tags: vec![TAG.parse().unwrap()],
+                ..Default::default()
+            },
+            TimeContext::utc(1_795_996_800),
+        )
+    }
+
+    /// Feed `lines` as one file; the verdicts in release order and the counts.
+    fn judge(lines: &[&str]) -> (Vec<Recognition>, Counts) {
+        let rec = rec();
+        let mut p = Provenance::default();
+        let mut out = vec![];
+        for l in lines {
+            let l = l.as_bytes();
+            let cand = rec.may_match(l);
+            let r = if cand {
+                rec.recognise_candidate(l)
+            } else {
+                Recognition::NotFailure
+            };
+            p.line(&rec, l, cand, r, 0, &mut out);
+        }
+        p.flush(&mut out);
+        (out, p.counts())
+    }
+
+    fn blamed(v: &[Recognition]) -> Vec<IpAddr> {
+        v.iter()
+            .filter_map(|r| match r {
+                Recognition::Failure { addr, .. } => Some(*addr),
+                _ => None,
+            })
+            .collect()
+    }
+
+    const REAL: &str = "[Nov 30 04:27:49] NOTICE[2515][C-00000003] chan_sip.c: ";
+    const END: &str = "' rejected because extension not found in context 'public'.";
+    const FORGED_CALL: &str = "[Nov 30 10:00:00] NOTICE[1234] chan_sip.c: Call from 'x' (192.0.2.1:5060) to extension '2' rejected because extension not found in context 'public'.";
+    const FORGED_AMI: &str =
+        "[Nov 30 10:00:00] NOTICE[1234] manager.c: 192.0.2.1 failed to authenticate as 'admin'";
+
+    fn filler(n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| format!("[Nov 30 04:28:{:02}] VERBOSE[1] pbx.c: -- line {i}", i % 60))
+            .collect()
+    }
+
+    #[test]
+    fn a_newline_in_the_extension_forges_nothing_and_blames_nobody() {
+        let first = format!("{REAL}Call from '' (10.96.0.2:5061) to extension '1");
+        let (v, c) = judge(&[&first, FORGED_CALL]);
+        assert_eq!(blamed(&v), Vec::<IpAddr>::new());
+        assert_eq!(c.forged, 2, "{v:?}");
+        assert!(
+            v.iter().all(|r| matches!(r, Recognition::Forged { .. })),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn many_forged_lines_in_one_message() {
+        let first = format!("{REAL}Call from '' (10.96.0.2:5061) to extension '1");
+        let mut lines = vec![first];
+        for _ in 0..10 {
+            lines.push(FORGED_AMI.to_owned());
+        }
+        lines.push(FORGED_CALL.to_owned());
+        lines.extend(filler(3));
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let (v, c) = judge(&refs);
+        assert_eq!(blamed(&v), Vec::<IpAddr>::new());
+        assert_eq!(c.forged, 12);
+    }
+
+    #[test]
+    fn a_first_half_ending_as_asterisk_would_is_undone_by_the_fragment() {
+        let first = format!("{REAL}Call from '' (10.96.0.2:5061) to extension '1{END}");
+        let frag = format!("2{END}");
+        let (v, c) = judge(&[&first, FORGED_AMI, FORGED_AMI, &frag]);
+        assert_eq!(blamed(&v), Vec::<IpAddr>::new());
+        assert_eq!(c.forged, 4, "{v:?}");
+        // Without the fragment the same lines are what they say (the window releases them).
+        let (v, c) = judge(&[&first, FORGED_AMI]);
+        assert_eq!(
+            blamed(&v),
+            vec![
+                "10.96.0.2".parse::<IpAddr>().unwrap(),
+                "192.0.2.1".parse().unwrap()
+            ]
+        );
+        assert_eq!(c, Counts::default());
+    }
+
+    #[test]
+    fn honest_lines_keep_their_order_and_are_released_after_a_window() {
+        let call = |a: &str| format!("{REAL}Call from '100' ({a}:5060) to extension '9{END}");
+        let mut lines = vec![call("203.0.113.1"), call("203.0.113.2")];
+        lines.extend(filler(200));
+        lines.push(call("203.0.113.3"));
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let (v, c) = judge(&refs);
+        let want: Vec<IpAddr> = ["203.0.113.1", "203.0.113.2", "203.0.113.3"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(blamed(&v), want);
+        assert_eq!(c, Counts::default());
+    }
+
+    #[test]
+    fn an_unfinished_message_ends_with_its_window() {
+        let first =
+            "[Nov 30 04:27:49] NOTICE[42] chan_iax2.c: No registration for peer 'x".to_owned();
+        let mut lines = vec![first, FORGED_AMI.to_owned()];
+        lines.extend(filler(200));
+        lines.push(
+            "[Nov 30 04:29:00] NOTICE[42] chan_iax2.c: No registration for peer 'y' (from 203.0.113.9)"
+                .to_owned(),
+        );
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let (v, c) = judge(&refs);
+        assert_eq!(blamed(&v), vec!["203.0.113.9".parse::<IpAddr>().unwrap()]);
+        // The open line and every line up to the window's end (filler included) is forged.
+        assert!(c.forged >= 2, "{c:?}");
+    }
+
+    #[test]
+    fn truncated_and_glued_lines_are_not_believed_unless_tagged() {
+        let pj = |a: &str| {
+            format!(
+                "[2026-11-30 04:27:49] NOTICE[6120] res_pjsip/pjsip_distributor.c: Request 'INVITE' from '<sip:x@y>' failed for '{a}:5060' (callid: c) - No matching endpoint found"
+            )
+        };
+        let long = format!(
+            "[2026-11-30 04:27:49] NOTICE[6120] res_pjsip/pjsip_distributor.c: Request 'INVITE' from '<sip:{}@y>' failed for '203.0.113.66:5060' (callid: c) - No matching endpoint found",
+            "A".repeat(TRUNCATED_AT)
+        );
+        let glued = format!(
+            "[2026-11-30 04:27:49] NOTICE[6120] res_pjsip/pjsip_distributor.c: Request 'INVITE' from '<sip:AAAA{}",
+            pj("198.51.100.7")
+        );
+        let (v, c) = judge(&[&long, &glued]);
+        assert_eq!(blamed(&v), Vec::<IpAddr>::new());
+        assert_eq!((c.truncated, c.glued, c.forged), (1, 1, 0));
+        let tagged = format!(
+            "[Nov 30 04:27:49] NOTICE[1] chan_sip.c: Failed to authenticate device <sip:{}[Nov 30 04:27:49] NOTICE[1] chan_sip.c: Failed to authenticate device <sip:1@h> (203.0.113.66:5060) [astpatch:{TAG}]",
+            "B".repeat(TRUNCATED_AT)
+        );
+        let (v, c) = judge(&[&tagged]);
+        assert_eq!(blamed(&v), vec!["203.0.113.66".parse::<IpAddr>().unwrap()]);
+        assert_eq!(c, Counts::default());
+    }
+
+    #[test]
+    fn stale_windows_are_released_on_the_clock() {
+        let rec = rec();
+        let mut p = Provenance::default();
+        let mut out = vec![];
+        let l = format!("{REAL}Call from '100' (203.0.113.1:5060) to extension '9{END}");
+        let r = rec.recognise(l.as_bytes());
+        p.line(&rec, l.as_bytes(), true, r, 100, &mut out);
+        assert!(out.is_empty() && p.busy());
+        p.flush_stale(101, &mut out);
+        assert!(out.is_empty());
+        p.flush_stale(100 + HOLD_SECS, &mut out);
+        assert_eq!(blamed(&out), vec!["203.0.113.1".parse::<IpAddr>().unwrap()]);
+        assert!(!p.busy());
+    }
+}
