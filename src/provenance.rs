@@ -29,9 +29,10 @@
 //!   15: `BUFSIZ`) and loses the newline of a message it cuts, so the next entry is glued onto
 //!   the cut one. An attacker who fills a header pushes Asterisk's own tail out of the line,
 //!   and the address left at the end is a forged one or the next, innocent entry's. A line of
-//!   [`TRUNCATED_AT`] bytes or more is *truncated*, one with a second frame in its message is
-//!   *glued*; neither is believed — unless it ends in the tag of a known patched build, which
-//!   only that build's chan_sip writes.
+//!   [`TRUNCATED_AT`] bytes or more is *truncated*, or *glued* when a second frame shows the
+//!   next entry; neither is believed — unless it ends in the tag of a known patched build,
+//!   which only that build's chan_sip writes. A second frame in a shorter line was written into
+//!   a field (`%0D` before it, or plain text): *forged*.
 //!
 //! What a log file alone cannot show: a newline whose forged lines all end with the format's
 //! ending *and* whose real ending is followed by another newline and a complete forged line
@@ -60,11 +61,12 @@ pub const WINDOW: u64 = TRUNCATED_AT as u64 + 256;
 /// Seconds a live reader holds a window's failures before it releases them.
 pub const HOLD_SECS: i64 = 2;
 
-/// Lines not believed, per log file.
+/// Lines not believed, per log file. Each line counts once.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Written by a remote party to pass for Asterisk's (inside an unfinished message, in a
-    /// window a fragment closed, a tag no build has, a foreign program or level).
+    /// window a fragment closed, a frame inside a short line, a tag no build has, a foreign
+    /// program or level).
     pub forged: u64,
     /// Holding a second frame: a cut message with the next entry glued on.
     pub glued: u64,
@@ -291,12 +293,18 @@ impl Provenance {
         // Each line counts once, under the first reason it is not believed.
         let mut counted = false;
         if let Some(f) = &frame {
+            // A cut message loses its newline, so a line past the cut holds the next entry
+            // (glued); a second frame in a shorter line was written into a field (forged).
             let doubt = if rec.ends_with_known_tag(line) {
                 None
             } else if line.len() >= TRUNCATED_AT {
-                Some(&mut self.counts.truncated)
+                Some(if second_frame(rec, line, f) {
+                    &mut self.counts.glued
+                } else {
+                    &mut self.counts.truncated
+                })
             } else if second_frame(rec, line, f) {
-                Some(&mut self.counts.glued)
+                Some(&mut self.counts.forged)
             } else {
                 None
             };
@@ -633,13 +641,15 @@ mod tests {
             "[2026-11-30 04:27:49] NOTICE[6120] res_pjsip/pjsip_distributor.c: Request 'INVITE' from '<sip:{}@y>' failed for '203.0.113.66:5060' (callid: c) - No matching endpoint found",
             "A".repeat(TRUNCATED_AT)
         );
-        let glued = format!(
-            "[2026-11-30 04:27:49] NOTICE[6120] res_pjsip/pjsip_distributor.c: Request 'INVITE' from '<sip:AAAA{}",
-            pj("198.51.100.7")
+        let cut = format!(
+            "[2026-11-30 04:27:49] NOTICE[6120] res_pjsip/pjsip_distributor.c: Request 'INVITE' from '<sip:{}",
+            "A".repeat(TRUNCATED_AT)
         );
-        let (v, c) = judge(&[&long, &glued]);
+        let glued = format!("{}{}", &cut[..TRUNCATED_AT], pj("198.51.100.7"));
+        let framed = format!("{}{}", &cut[..200], pj("198.51.100.7"));
+        let (v, c) = judge(&[&long, &glued, &framed]);
         assert_eq!(blamed(&v), Vec::<IpAddr>::new());
-        assert_eq!((c.truncated, c.glued, c.forged), (1, 1, 0));
+        assert_eq!((c.truncated, c.glued, c.forged), (1, 1, 1));
         let tagged = format!(
             "[Nov 30 04:27:49] NOTICE[1] chan_sip.c: Failed to authenticate device <sip:{}[Nov 30 04:27:49] NOTICE[1] chan_sip.c: Failed to authenticate device <sip:1@h> (203.0.113.66:5060) [astpatch:{TAG}]",
             "B".repeat(TRUNCATED_AT)
