@@ -13,7 +13,10 @@
 //!   PJSIP's `Call from` and AMI security events. A line that starts such a format but lacks
 //!   the ending Asterisk writes after the attacker's field opens an *unfinished* message:
 //!   it and every line after it up to the one that carries that ending are forged — neither
-//!   half is blamed on anyone. (The first half names the real sender, but the sender made it
+//!   half is blamed on anyone. Forged lines inside may end that way too, so the message is
+//!   taken to run to the *last* such line within one message's length (or to the logger's cut
+//!   when none has the ending): a genuine line of the same format right after an attack may be
+//!   taken with it, never the other way round. (The first half names the real sender, but the sender made it
 //!   too: counting it would let them spend their failures on an address of their choice.)
 //! * **Complete-looking first halves.** The attacker can end the first physical line with the
 //!   format's own ending (`…extension '1' rejected because extension not found in context
@@ -229,6 +232,16 @@ fn second_frame(rec: &Recogniser, line: &[u8], frame: &Frame) -> bool {
     false
 }
 
+/// An unfinished message: it runs to the *last* line within [`WINDOW`] that ends as its format
+/// ends (the attacker can end forged lines inside it that way too), or, when none does, to
+/// the logger's cut.
+#[derive(Debug, Clone, Copy)]
+struct Doom {
+    fmt: Fmt,
+    start: u64,
+    last_end: Option<u64>,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Held {
     at: u64,
@@ -237,6 +250,8 @@ struct Held {
     forged: bool,
     /// Already in `counts`.
     counted: bool,
+    /// Read while an unfinished message was open: judged when it is resolved.
+    doomed: bool,
 }
 
 /// The per-file judge. See the module documentation.
@@ -251,8 +266,8 @@ pub struct Provenance {
     fmts: u8,
     /// Where the last message start in the window was.
     last_start: u64,
-    /// An unfinished message: its format and where it started.
-    doom: Option<(Fmt, u64)>,
+    /// An unfinished message in progress.
+    doom: Option<Doom>,
     /// When (reader's clock) the window opened.
     since: i64,
 }
@@ -321,19 +336,23 @@ impl Provenance {
             self.counts.forged += 1;
             counted = true;
         }
-        if let Some((fmt, _)) = self.doom {
-            // Inside an unfinished message, up to and including the line with its ending.
-            if fmt.ends(line) {
-                self.doom = None;
-            }
-            if !counted {
-                self.counts.forged += 1;
+        if let Some(d) = self.doom.as_mut() {
+            // Inside an unfinished message, or after it: decided when it resolves.
+            if d.fmt.ends(line) {
+                d.last_end = Some(start);
             }
             if let Some(f) = opened {
                 self.fmts |= f.bit();
                 self.last_start = start;
             }
-            self.push(start, opened, r, true, out);
+            self.held.push_back(Held {
+                at: start,
+                opener: opened,
+                r,
+                forged: counted,
+                counted,
+                doomed: true,
+            });
             return;
         }
         if let Some(fmt) = opened {
@@ -344,17 +363,19 @@ impl Provenance {
             self.last_start = start;
             let whole = fmt.whole(line);
             if !whole {
-                self.doom = Some((fmt, start));
-                if !counted {
-                    self.counts.forged += 1;
-                }
+                self.doom = Some(Doom {
+                    fmt,
+                    start,
+                    last_end: None,
+                });
             }
             self.held.push_back(Held {
                 at: start,
                 opener: opened,
                 r,
-                forged: !whole,
-                counted: counted || !whole,
+                forged: counted,
+                counted,
+                doomed: !whole,
             });
             return;
         }
@@ -409,6 +430,7 @@ impl Provenance {
             r,
             forged,
             counted,
+            doomed: false,
         });
     }
 
@@ -434,21 +456,38 @@ impl Provenance {
     }
 
     fn close(&mut self) {
+        self.resolve();
         self.fmts = 0;
-        self.doom = None;
+    }
+
+    /// The unfinished message is over: every line read since it opened, up to its last line
+    /// with the format's ending (all of them when none had it: the logger cut it), is forged.
+    fn resolve(&mut self) {
+        let Some(d) = self.doom.take() else { return };
+        let limit = d.last_end.unwrap_or(u64::MAX);
+        for h in self.held.iter_mut().filter(|h| h.doomed) {
+            h.doomed = false;
+            if h.at <= limit {
+                h.forged = true;
+                if !h.counted {
+                    h.counted = true;
+                    self.counts.forged += 1;
+                }
+            }
+        }
     }
 
     /// Release what can no longer belong to a message that ends at or after `at`.
     fn expire(&mut self, at: u64, out: &mut Vec<Recognition>) {
+        if self.doom.is_some_and(|d| at - d.start >= WINDOW) {
+            self.resolve();
+        }
         while let Some(h) = self.held.front() {
             if at - h.at < WINDOW {
                 break;
             }
             let h = self.held.pop_front().expect("front exists");
             emit(h, out);
-        }
-        if self.doom.is_some_and(|(_, s)| at - s >= WINDOW) {
-            self.doom = None;
         }
         if self.doom.is_none() && at - self.last_start >= WINDOW {
             self.flush(out);
@@ -457,6 +496,7 @@ impl Provenance {
 
     /// Release everything held (end of input, or the file restarts).
     pub fn flush(&mut self, out: &mut Vec<Recognition>) {
+        self.resolve();
         for h in self.held.drain(..) {
             emit(h, out);
         }
