@@ -13,10 +13,11 @@
 //!   PJSIP's `Call from` and AMI security events. A line that starts such a format but lacks
 //!   the ending Asterisk writes after the attacker's field opens an *unfinished* message:
 //!   it and every line after it up to the one that carries that ending are forged — neither
-//!   half is blamed on anyone. Forged lines inside may end that way too, so the message is
-//!   taken to run to the *last* such line within one message's length (or to the logger's cut
-//!   when none has the ending): a genuine line of the same format right after an attack may be
-//!   taken with it, never the other way round. (The first half names the real sender, but the sender made it
+//!   half is blamed on anyone. Forged lines inside may end that way too, and a long message is
+//!   cut before Asterisk's ending, so where it ends cannot be told: every line within one
+//!   message's length ([`WINDOW`]) of its start is taken as part of it. A genuine failure right
+//!   after an attack may be taken with it (never blamed, counted as forged); never the other
+//!   way round. (The first half names the real sender, but the sender made it
 //!   too: counting it would let them spend their failures on an address of their choice.)
 //! * **Complete-looking first halves.** The attacker can end the first physical line with the
 //!   format's own ending (`…extension '1' rejected because extension not found in context
@@ -232,14 +233,12 @@ fn second_frame(rec: &Recogniser, line: &[u8], frame: &Frame) -> bool {
     false
 }
 
-/// An unfinished message: it runs to the *last* line within [`WINDOW`] that ends as its format
-/// ends (the attacker can end forged lines inside it that way too), or, when none does, to
-/// the logger's cut.
+/// An unfinished message. Forged lines inside it may end as its format ends, and a long one is
+/// cut by the logger before Asterisk's ending, so where it ends cannot be told: every line that
+/// starts within [`WINDOW`] bytes of its start is taken as part of it.
 #[derive(Debug, Clone, Copy)]
 struct Doom {
-    fmt: Fmt,
     start: u64,
-    last_end: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -336,10 +335,11 @@ impl Provenance {
             self.counts.forged += 1;
             counted = true;
         }
-        if let Some(d) = self.doom.as_mut() {
-            // Inside an unfinished message, or after it: decided when it resolves.
-            if d.fmt.ends(line) {
-                d.last_end = Some(start);
+        if self.doom.is_some() {
+            // Inside an unfinished message, or too close after it to tell. Asterisk's own
+            // chatter (framed, no failure text) is neither blamed nor counted.
+            if !cand && rec.frame(line).is_some() {
+                return;
             }
             if let Some(f) = opened {
                 self.fmts |= f.bit();
@@ -363,11 +363,7 @@ impl Provenance {
             self.last_start = start;
             let whole = fmt.whole(line);
             if !whole {
-                self.doom = Some(Doom {
-                    fmt,
-                    start,
-                    last_end: None,
-                });
+                self.doom = Some(Doom { start });
             }
             self.held.push_back(Held {
                 at: start,
@@ -460,19 +456,17 @@ impl Provenance {
         self.fmts = 0;
     }
 
-    /// The unfinished message is over: every line read since it opened, up to its last line
-    /// with the format's ending (all of them when none had it: the logger cut it), is forged.
+    /// The unfinished message's window is over: every line read in it is forged.
     fn resolve(&mut self) {
-        let Some(d) = self.doom.take() else { return };
-        let limit = d.last_end.unwrap_or(u64::MAX);
+        if self.doom.take().is_none() {
+            return;
+        }
         for h in self.held.iter_mut().filter(|h| h.doomed) {
             h.doomed = false;
-            if h.at <= limit {
-                h.forged = true;
-                if !h.counted {
-                    h.counted = true;
-                    self.counts.forged += 1;
-                }
+            h.forged = true;
+            if !h.counted {
+                h.counted = true;
+                self.counts.forged += 1;
             }
         }
     }
