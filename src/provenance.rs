@@ -210,27 +210,54 @@ fn opener(line: &[u8], frame: &Frame) -> Option<Fmt> {
     None
 }
 
-/// More `[` than this in one message is no Asterisk message but a flood: judged glued rather
-/// than parsed at each.
+/// More `[` than this in one message is no Asterisk message but a flood: judged to hold a
+/// frame rather than parsed at each.
 const MAX_BRACKETS: usize = 64;
 
-/// True when the message of `line` holds a second frame: Asterisk's logger glued the next
-/// entry onto a cut one, or someone wrote a frame into a field.
-fn second_frame(rec: &Recogniser, line: &[u8], frame: &Frame) -> bool {
-    let msg = &line[frame.msg_start..];
-    for (n, i) in memchr::memchr_iter(b'[', msg).enumerate() {
+/// What the frames in one line start.
+struct Found {
+    /// The format of the message the line's end belongs to: the first frame's, or on a line
+    /// the logger cut, the last glued entry's.
+    opened: Option<Fmt>,
+    /// Some frame in the line starts a format the line does not end as: an unfinished
+    /// message (a forged frame's included: judging it so only costs the sender). The offset of
+    /// the last such frame: the message's window is counted from there.
+    unfinished: Option<usize>,
+    /// The message holds a second frame.
+    framed_inside: bool,
+}
+
+fn openers(rec: &Recogniser, line: &[u8], frame: &Frame) -> Found {
+    let first = opener(line, frame);
+    let mut found = Found {
+        opened: first,
+        unfinished: first.filter(|f| !f.whole(line)).map(|_| 0),
+        framed_inside: false,
+    };
+    let mut last = first;
+    let msg = frame.msg_start;
+    for (n, i) in memchr::memchr_iter(b'[', &line[msg..]).enumerate() {
         if n >= MAX_BRACKETS {
-            return true;
+            found.framed_inside = true;
+            break;
         }
-        let s = &msg[i..];
-        if s.len() > 16
-            && (s[1].is_ascii_digit() || s[1].is_ascii_uppercase())
-            && rec.frame(s).is_some()
-        {
-            return true;
+        let s = &line[msg + i..];
+        if s.len() <= 16 || !(s[1].is_ascii_digit() || s[1].is_ascii_uppercase()) {
+            continue;
+        }
+        let Some(f) = rec.frame(s) else { continue };
+        found.framed_inside = true;
+        if let Some(fmt) = opener(s, &f) {
+            last = Some(fmt);
+            if !fmt.whole(line) {
+                found.unfinished = Some(msg + i);
+            }
         }
     }
-    false
+    if line.len() >= TRUNCATED_AT {
+        found.opened = last;
+    }
+    found
 }
 
 /// An unfinished message. Forged lines inside it may end as its format ends, and a long one is
@@ -304,46 +331,71 @@ impl Provenance {
         let frame = if cand { rec.frame(line) } else { None };
         let mut r = r;
         let mut opened = None;
+        let mut unfinished = None;
         // Each line counts once, under the first reason it is not believed.
         let mut counted = false;
         if let Some(f) = &frame {
+            let found = openers(rec, line, f);
+            opened = found.opened;
+            unfinished = found.unfinished;
             // A cut message loses its newline, so a line past the cut holds the next entry
             // (glued); a second frame in a shorter line was written into a field (forged).
-            let doubt = if rec.ends_with_known_tag(line) {
+            // The tag proves only the chan_sip tail before it, not the message the line
+            // starts with.
+            let tail_proven = matches!(
+                r,
+                Recognition::Failure {
+                    rule: Rule::ChanSipAuth | Rule::ChanSipFakeAuth,
+                    ..
+                }
+            ) && rec.ends_with_known_tag(line);
+            let doubt = if tail_proven {
                 None
             } else if line.len() >= TRUNCATED_AT {
-                Some(if second_frame(rec, line, f) {
+                Some(if found.framed_inside {
                     &mut self.counts.glued
                 } else {
                     &mut self.counts.truncated
                 })
-            } else if second_frame(rec, line, f) {
+            } else if found.framed_inside {
                 Some(&mut self.counts.forged)
             } else {
                 None
             };
-            match doubt {
-                Some(n) => {
-                    *n += 1;
-                    counted = true;
-                    r = forge(r, None);
-                }
-                None => opened = opener(line, f),
+            if let Some(n) = doubt {
+                *n += 1;
+                counted = true;
+                r = forge(r, None);
             }
         }
         if !counted && matches!(r, Recognition::Forged { .. }) {
             self.counts.forged += 1;
             counted = true;
         }
+        if let Some(fmt) = opened {
+            if !self.busy() {
+                self.since = now;
+            }
+            self.fmts |= fmt.bit();
+            self.last_start = start;
+        }
+        if let Some(at) = unfinished {
+            // A new unfinished message: the one before (if any) is over, this one starts.
+            self.resolve();
+            self.doom = Some(Doom {
+                start: start + at as u64,
+            });
+            if !self.busy() {
+                self.since = now;
+            }
+            self.fmts |= opened.map_or(1, Fmt::bit);
+            self.last_start = start;
+        }
         if self.doom.is_some() {
             // Inside an unfinished message, or too close after it to tell. Asterisk's own
             // chatter (framed, no failure text) is neither blamed nor counted.
             if !cand && rec.frame(line).is_some() {
                 return;
-            }
-            if let Some(f) = opened {
-                self.fmts |= f.bit();
-                self.last_start = start;
             }
             self.held.push_back(Held {
                 at: start,
@@ -355,23 +407,14 @@ impl Provenance {
             });
             return;
         }
-        if let Some(fmt) = opened {
-            if !self.busy() {
-                self.since = now;
-            }
-            self.fmts |= fmt.bit();
-            self.last_start = start;
-            let whole = fmt.whole(line);
-            if !whole {
-                self.doom = Some(Doom { start });
-            }
+        if opened.is_some() {
             self.held.push_back(Held {
                 at: start,
                 opener: opened,
                 r,
                 forged: counted,
                 counted,
-                doomed: !whole,
+                doomed: false,
             });
             return;
         }

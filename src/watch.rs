@@ -1292,6 +1292,8 @@ mod tests {
             e.on_log_line(p, forged.as_bytes(), 1000 + i);
             e.tick(1000 + i).unwrap();
         }
+        // The last message's window closes on the clock.
+        e.tick(1009 + crate::provenance::HOLD_SECS).unwrap();
         assert!(fw.list().unwrap().is_empty());
         assert_eq!(e.not_believed(p).forged, 20);
         let text = said.text();
