@@ -290,12 +290,26 @@ impl<'a> Scanner<'a> {
                 None => return None,
             }
         }
+        // Where the next prefilter hit is (text.len(): none), when known: lines before it
+        // need no prefilter run of their own.
+        let mut next_hit: Option<usize> = None;
         while pos < text.len() {
             // While line provenance holds a window every line is looked at; otherwise only
             // the lines around prefilter hits.
             let (start, end, cand) = if self.prov.busy() {
                 let end = memchr::memchr(b'\n', &text[pos..]).map_or(text.len(), |p| pos + p);
-                (pos, end, self.rec.may_match(&text[pos..end]))
+                let hit = match next_hit {
+                    Some(h) if h >= pos => h,
+                    _ => {
+                        let h = self
+                            .rec
+                            .find_candidate(&text[pos..])
+                            .map_or(text.len(), |h| pos + h);
+                        next_hit = Some(h);
+                        h
+                    }
+                };
+                (pos, end, hit <= end)
             } else {
                 let Some(hit) = self.rec.find_candidate(&text[pos..]) else {
                     break;

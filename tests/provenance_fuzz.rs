@@ -200,7 +200,7 @@ fn message(rng: &mut Rng, toks: &[Vec<u8>], f: &Format) -> Vec<u8> {
     let mut msg = Vec::new();
     let mut rest = tpl.as_str();
     while let Some(p) = rest.find('{') {
-        msg.extend(rest[..p].as_bytes());
+        msg.extend(&rest.as_bytes()[..p]);
         let lines = &rest[p..p + 3] == "{L}";
         msg.extend(field(rng, toks, lines));
         rest = &rest[p + 3..];
