@@ -47,6 +47,7 @@
 //! 13). Formats whose attacker field cannot hold a newline (PJSIP's headers, chan_sip's raw
 //! From/To headers, AMI over TCP) need none of this.
 use std::collections::VecDeque;
+use std::sync::LazyLock;
 
 use memchr::memmem;
 use serde::{Deserialize, Serialize};
@@ -139,8 +140,10 @@ impl Fmt {
         match self {
             Fmt::SipCall | Fmt::PjsipCall => call_ends(l),
             Fmt::Iax2NoPeer => l.strip_suffix(b")").is_some_and(|inner| {
-                memmem::rfind(inner, b"' (from ")
-                    .is_some_and(|p| parse_addr(&inner[p + 8..], Port::Optional).is_some())
+                // An address is at most 64 bytes (parse_addr).
+                let tail = &inner[inner.len().saturating_sub(72)..];
+                memmem::rfind(tail, b"' (from ")
+                    .is_some_and(|p| parse_addr(&tail[p + 8..], Port::Optional).is_some())
             }),
             Fmt::Iax2Md5 => l.ends_with(b")"),
             Fmt::Ami => l.ends_with(b"'"),
@@ -151,7 +154,7 @@ impl Fmt {
     /// Whether a line that starts this format is whole. A security event's attacker fields
     /// (AccountID, SessionID) come before the addresses Asterisk writes after them.
     fn whole(self, l: &[u8]) -> bool {
-        self.ends(l) && (self != Fmt::SecEvent || memmem::find(l, b",RemoteAddress=\"").is_some())
+        self.ends(l) && (self != Fmt::SecEvent || REMOTE_ADDRESS.find(l).is_some())
     }
 }
 
@@ -163,9 +166,16 @@ fn call_ends(l: &[u8]) -> bool {
     let Some(inner) = l.strip_suffix(b"'.") else {
         return false;
     };
-    memmem::rfind(inner, CTX)
-        .is_some_and(|p| memchr::memchr(b'\'', &inner[p + CTX.len()..]).is_none())
+    // The context holds no quote: the last one opens it.
+    memchr::memrchr(b'\'', inner).is_some_and(|q| inner[..=q].ends_with(CTX))
 }
+
+static REMOTE_ADDRESS: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b",RemoteAddress=\""));
+static SERVICE_AMI: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b",Service=\"AMI\""));
+static PJSIP_CALL: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b": Call ("));
 
 /// The format `line` starts, judged from its frame's file and its message's start.
 fn opener(line: &[u8], frame: &Frame) -> Option<Fmt> {
@@ -179,7 +189,7 @@ fn opener(line: &[u8], frame: &Frame) -> Option<Fmt> {
         return Some(Fmt::SipCall);
     }
     if file == Some(b"res_pjsip_session.c")
-        && (msg.starts_with(b"Call from '") || memmem::find(msg, b": Call (").is_some())
+        && (msg.starts_with(b"Call from '") || PJSIP_CALL.find(msg).is_some())
     {
         return Some(Fmt::PjsipCall);
     }
@@ -204,7 +214,12 @@ fn opener(line: &[u8], frame: &Frame) -> Option<Fmt> {
             }
         }
     }
-    if file == Some(b"res_security_log.c") && msg.starts_with(b"SecurityEvent=\"") {
+    // Only AMI's events have a field that can hold a newline (a user name given to the HTTP
+    // manager); an event cut before its addresses is unfinished whatever its service.
+    if file == Some(b"res_security_log.c")
+        && msg.starts_with(b"SecurityEvent=\"")
+        && (SERVICE_AMI.find(msg).is_some() || !Fmt::SecEvent.whole(msg))
+    {
         return Some(Fmt::SecEvent);
     }
     None
@@ -313,6 +328,7 @@ impl Provenance {
     /// Judge the next line of the file (without its newline). `cand`: the line passed the
     /// recogniser's prefilter, and `r` is its verdict (pass `NotFailure` otherwise). Verdicts
     /// come out in `out`, in line order, possibly lines later.
+    #[inline]
     pub fn line(
         &mut self,
         rec: &Recogniser,
@@ -325,9 +341,38 @@ impl Provenance {
         let start = self.pos;
         self.pos += line.len() as u64 + 1;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if self.busy() {
+        if self.busy() && self.expiring(start) {
             self.expire(start, out);
         }
+        // Most lines in a window: no failure text, no unfinished message, and an end no
+        // format's ending has (every ending ends in one of these).
+        if !cand && self.doom.is_none() && !matches!(line.last(), Some(b'.' | b')' | b'\'' | b'"'))
+        {
+            return;
+        }
+        self.judge(rec, line, start, cand, r, now, out);
+    }
+
+    /// Whether something held, the unfinished message or the window ends before `at`.
+    #[inline]
+    fn expiring(&self, at: u64) -> bool {
+        self.held.front().is_some_and(|h| at - h.at >= WINDOW)
+            || self.doom.is_some_and(|d| at - d.start >= WINDOW)
+            || at - self.last_start >= WINDOW
+    }
+
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn judge(
+        &mut self,
+        rec: &Recogniser,
+        line: &[u8],
+        start: u64,
+        cand: bool,
+        r: Recognition,
+        now: i64,
+        out: &mut Vec<Recognition>,
+    ) {
         let frame = if cand { rec.frame(line) } else { None };
         let mut r = r;
         let mut opened = None;

@@ -184,6 +184,20 @@ impl<'a> Scanner<'a> {
     /// carries failure text inside a frame astpatch does not know.
     #[inline]
     fn judge(&mut self, line: &[u8], cand: bool) -> bool {
+        if !cand {
+            if self.prov.busy() {
+                self.prov.line(
+                    self.rec,
+                    line,
+                    false,
+                    Recognition::NotFailure,
+                    0,
+                    &mut self.released,
+                );
+                self.record_released();
+            }
+            return false;
+        }
         let mut unframed = false;
         let r = if cand {
             let r = self.rec.recognise_candidate(line);
@@ -201,10 +215,14 @@ impl<'a> Scanner<'a> {
         unframed
     }
 
+    #[inline]
     fn record_released(&mut self) {
-        if self.released.is_empty() {
-            return;
+        if !self.released.is_empty() {
+            self.record_all_released();
         }
+    }
+
+    fn record_all_released(&mut self) {
         let mut rel = std::mem::take(&mut self.released);
         for r in rel.drain(..) {
             self.record(r);
