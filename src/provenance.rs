@@ -338,6 +338,28 @@ impl Provenance {
         now: i64,
         out: &mut Vec<Recognition>,
     ) {
+        let frame = if cand {
+            rec.frame(line.strip_suffix(b"\r").unwrap_or(line))
+        } else {
+            None
+        };
+        self.line_framed(rec, line, cand, r, frame, now, out);
+    }
+
+    /// [`Provenance::line`] with the frame the recogniser found in a candidate line
+    /// ([`Recogniser::recognise_framed`]), so it is not parsed twice.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn line_framed(
+        &mut self,
+        rec: &Recogniser,
+        line: &[u8],
+        cand: bool,
+        r: Recognition,
+        frame: Option<Frame>,
+        now: i64,
+        out: &mut Vec<Recognition>,
+    ) {
         let start = self.pos;
         self.pos += line.len() as u64 + 1;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -350,7 +372,7 @@ impl Provenance {
         {
             return;
         }
-        self.judge(rec, line, start, cand, r, now, out);
+        self.judge(rec, line, start, cand, r, frame, now, out);
     }
 
     /// Whether something held, the unfinished message or the window ends before `at`.
@@ -370,10 +392,11 @@ impl Provenance {
         start: u64,
         cand: bool,
         r: Recognition,
+        frame: Option<Frame>,
         now: i64,
         out: &mut Vec<Recognition>,
     ) {
-        let frame = if cand { rec.frame(line) } else { None };
+        let frame = if cand { frame } else { None };
         let mut r = r;
         let mut opened = None;
         let mut unfinished = None;

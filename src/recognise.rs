@@ -389,6 +389,12 @@ impl Recogniser {
 
     /// [`Recogniser::recognise`] for a line that already passed [`Recogniser::may_match`].
     pub fn recognise_candidate(&self, line: &[u8]) -> Recognition {
+        self.recognise_framed(line).0
+    }
+
+    /// [`Recogniser::recognise_candidate`], with the frame it found (line provenance looks
+    /// at it too: read once).
+    pub fn recognise_framed(&self, line: &[u8]) -> (Recognition, Option<logframe::Frame>) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let tc = if self.live {
             TimeContext {
@@ -399,11 +405,15 @@ impl Recogniser {
             self.tc
         };
         let Some(frame) = logframe::parse(line, &tc) else {
-            return Recognition::NotFailure;
+            return (Recognition::NotFailure, None);
         };
-        let r = self.classify(line, &frame);
+        (self.judge_framed(line, &frame), Some(frame))
+    }
+
+    fn judge_framed(&self, line: &[u8], frame: &logframe::Frame) -> Recognition {
+        let r = self.classify(line, frame);
         let Some(rule) = r.rule() else { return r };
-        if !self.frame_believed(line, &frame) {
+        if !self.frame_believed(line, frame) {
             return Recognition::Forged {
                 rule,
                 time: frame.time,

@@ -198,19 +198,10 @@ impl<'a> Scanner<'a> {
             }
             return false;
         }
-        let mut unframed = false;
-        let r = if cand {
-            let r = self.rec.recognise_candidate(line);
-            unframed = r == Recognition::NotFailure && !self.rec.has_frame(line);
-            r
-        } else {
-            Recognition::NotFailure
-        };
-        if !cand && !self.prov.busy() {
-            return false;
-        }
+        let (r, frame) = self.rec.recognise_framed(line);
+        let unframed = frame.is_none();
         self.prov
-            .line(self.rec, line, cand, r, 0, &mut self.released);
+            .line_framed(self.rec, line, true, r, frame, 0, &mut self.released);
         self.record_released();
         unframed
     }

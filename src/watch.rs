@@ -297,16 +297,23 @@ impl Engine {
         if !cand && !fs.prov.busy() {
             return None;
         }
-        let mut r = Recognition::NotFailure;
+        let (mut r, mut frame) = (Recognition::NotFailure, None);
         if cand {
-            r = self.recogniser.recognise_candidate(line);
+            (r, frame) = self.recogniser.recognise_framed(line);
             if matches!(r, Recognition::Forged { .. }) && self.relearn_tags(now) {
-                r = self.recogniser.recognise_candidate(line);
+                (r, frame) = self.recogniser.recognise_framed(line);
             }
         }
         let fs = self.files.get_mut(path).expect("inserted above");
-        fs.prov
-            .line(&self.recogniser, line, cand, r, now, &mut self.released);
+        fs.prov.line_framed(
+            &self.recogniser,
+            line,
+            cand,
+            r,
+            frame,
+            now,
+            &mut self.released,
+        );
         self.act_on_released(now)
     }
 
