@@ -124,6 +124,17 @@ impl Fmt {
         1 << self as u8
     }
 
+    /// Whether a whole line of this format opens a window for a later fragment: only where a
+    /// default configuration lets the sender write a newline (the extension, IAX2 elements).
+    /// AMI's user names hold one only through the HTTP manager, which is off by default; there
+    /// an unfinished line is still caught, a complete-looking first half is not (see above).
+    fn retro(self) -> bool {
+        matches!(
+            self,
+            Fmt::SipCall | Fmt::PjsipCall | Fmt::Iax2NoPeer | Fmt::Iax2Md5
+        )
+    }
+
     fn rule(self) -> Option<Rule> {
         match self {
             Fmt::SipCall => Some(Rule::ChanSipNoExtension),
@@ -404,8 +415,8 @@ impl Provenance {
         let mut counted = false;
         if let Some(f) = &frame {
             let found = openers(rec, line, f);
-            opened = found.opened;
             unfinished = found.unfinished;
+            opened = found.opened.filter(|f| f.retro() || unfinished.is_some());
             // A cut message loses its newline, so a line past the cut holds the next entry
             // (glued); a second frame in a shorter line was written into a field (forged).
             // The tag proves only the chan_sip tail before it, not the message the line
