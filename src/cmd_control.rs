@@ -166,6 +166,12 @@ pub struct Status {
     /// Only known while the watcher runs.
     pub currently_failing: Option<usize>,
     pub total_failed: Option<u64>,
+    /// Log lines not believed since the watcher started: written by a remote party to pass for
+    /// Asterisk's (forged), or cut by Asterisk's logger (glued, truncated). Only known while
+    /// the watcher runs.
+    pub forged_lines: Option<u64>,
+    pub glued_lines: Option<u64>,
+    pub truncated_lines: Option<u64>,
     pub currently_banned: usize,
     pub total_banned: u64,
     pub banned: Vec<BanInfo>,
@@ -201,6 +207,9 @@ pub fn status(settings: &Settings, fw: &dyn Firewall, now: i64) -> Result<Status
         hooked: fw.hooked().ok(),
         currently_failing: stats.as_ref().map(|s| s.currently_failing),
         total_failed: stats.as_ref().map(|s| s.total_failed),
+        forged_lines: stats.as_ref().map(|s| s.forged),
+        glued_lines: stats.as_ref().map(|s| s.glued),
+        truncated_lines: stats.as_ref().map(|s| s.truncated),
         currently_banned: banned.len(),
         total_banned: st.total_banned(),
         banned,
@@ -249,6 +258,14 @@ pub fn run_status(settings: &Settings, json: bool, style: Style) -> Result<u8> {
     println!(
         "Total failed:       {}",
         opt(s.total_failed.map(|v| v.to_string()))
+    );
+    println!(
+        "Not believed:       {}",
+        opt(s.forged_lines.map(|f| format!(
+            "{f} forged, {} glued, {} truncated log lines (never blamed on anyone)",
+            s.glued_lines.unwrap_or(0),
+            s.truncated_lines.unwrap_or(0)
+        )))
     );
     println!("Currently banned:   {}", s.currently_banned);
     println!("Total banned:       {}", s.total_banned);

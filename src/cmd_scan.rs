@@ -27,7 +27,8 @@ pub fn run(files: &[PathBuf], config: Option<&Path>, json: bool, style: Style) -
         inputs.push((src.name(), reader));
     }
     let trust = crate::tail_trust::decide_live(&settings);
-    let rec = Recogniser::new(trust.options.clone());
+    let mut rec = Recogniser::new(trust.options.clone());
+    rec.set_syslog_idents(&settings.syslog_ident);
     let mut scanner = Scanner::new(&rec, &settings).with_local(policy::local_addresses());
     for (name, reader) in inputs {
         scanner.read(reader, &name);
@@ -170,13 +171,56 @@ pub fn render_text(r: &ScanReport, trust: &TailTrust, style: Style) -> String {
             plural(chan_sip_blind, "chan_sip line")
         );
     }
-    if r.forged > 0 {
+    let tag_forged: u64 = r
+        .rules
+        .iter()
+        .filter(|rc| rc.rule == "chan-sip-auth" || rc.rule == "chan-sip-fake-auth")
+        .map(|rc| rc.forged)
+        .sum();
+    if tag_forged > 0 {
         let _ = writeln!(
             o,
             "note: {} carried a tag no known build has: someone shaped them to pass for the \
              patched module's (or they come from a build whose module is gone: add its tag to \
              tags = [...] in the settings). Never blamed on anyone.",
-            plural(r.forged, "chan_sip line")
+            plural(tag_forged, "chan_sip line")
+        );
+    }
+    if r.sources.iter().any(|s| s.counts.total() > 0) {
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "{:<40}{:>8}{:>8}{:>11}",
+            "LINES NOT BELIEVED IN", "FORGED", "GLUED", "TRUNCATED"
+        );
+        for s in r.sources.iter().filter(|s| s.counts.total() > 0) {
+            let _ = writeln!(
+                o,
+                "{:<40}{:>8}{:>8}{:>11}",
+                s.file, s.counts.forged, s.counts.glued, s.counts.truncated
+            );
+        }
+        let _ = writeln!(
+            o,
+            "note: forged lines were written by a remote party to pass for Asterisk's (a newline \
+             in a field Asterisk logs raw, a tag no build has, another program's syslog line); \
+             glued and truncated ones were cut by Asterisk's logger at 8 KiB, so their end is \
+             not Asterisk's. None of them is blamed on anyone."
+        );
+    }
+    let events_blind: u64 = r
+        .rules
+        .iter()
+        .filter(|rc| rc.rule == "security-event")
+        .map(|rc| rc.no_address)
+        .sum();
+    if events_blind > 0 {
+        let _ = writeln!(
+            o,
+            "note: {} name no address astpatch believes: chan_sip's (Service=\"SIP\") take \
+             RemoteAddress from the Via maddr= the sender chooses. The messages log names the \
+             real source of the same attempts.",
+            plural(events_blind, "security event")
         );
     }
     if r.ambiguous > 0 {

@@ -138,6 +138,18 @@ pub struct Settings {
     /// Where the watcher writes its counters in Prometheus' text format every few seconds
     /// (for node_exporter's textfile collector); none when unset.
     pub metrics_file: Option<PathBuf>,
+    /// Syslog / journald program names whose lines are Asterisk's: a line from any other
+    /// program (or `logger -t mallory`) that looks like Asterisk's is not believed.
+    #[serde(skip_serializing_if = "is_default_ident")]
+    pub syslog_ident: Vec<String>,
+}
+
+fn default_ident() -> Vec<String> {
+    vec!["asterisk".to_owned()]
+}
+
+fn is_default_ident(v: &[String]) -> bool {
+    v == default_ident()
 }
 
 impl Default for Settings {
@@ -159,6 +171,7 @@ impl Default for Settings {
             bantime_increment: None,
             ipv6_prefix: None,
             metrics_file: None,
+            syslog_ident: default_ident(),
         }
     }
 }

@@ -39,6 +39,7 @@ pub mod output;
 pub mod patch;
 pub mod policy;
 pub mod progress;
+pub mod provenance;
 pub mod recognise;
 pub mod revert;
 pub mod running;

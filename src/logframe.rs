@@ -27,6 +27,11 @@ pub struct Frame {
     pub file: Option<(usize, usize)>,
     /// Unix seconds, when the frame carries a date astpatch can read.
     pub time: Option<i64>,
+    /// Byte range of the level name (`NOTICE`, `VERBOSE`, `SECURITY`).
+    pub level: (usize, usize),
+    /// Byte range of the program name a syslog or journald header names (`asterisk` in
+    /// `pbx asterisk[99]:`), when the line has such a header.
+    pub ident: Option<(usize, usize)>,
 }
 
 /// What a frame's date is interpreted against.
@@ -107,6 +112,7 @@ fn local_offset(now: i64) -> i64 {
 pub fn parse(line: &[u8], tc: &TimeContext) -> Option<Frame> {
     let mut pos = 0;
     let mut time = None;
+    let mut ident = None;
     if line.first() == Some(&b'[') {
         // Asterisk's own date, in brackets.
         let close = memchr(b']', &line[..line.len().min(64)])?;
@@ -124,10 +130,20 @@ pub fn parse(line: &[u8], tc: &TimeContext) -> Option<Frame> {
             if line[ident_end - 1] != b':' {
                 return None;
             }
+            // `asterisk[99]:` or `asterisk:`: the name without pid and colon.
+            let tok = &line[pos..ident_end - 1];
+            let name_end = memchr(b'[', tok).unwrap_or(tok.len());
+            ident = Some((pos, pos + name_end));
             pos = skip_byte(line, ident_end, b' ')?;
         }
     }
+    let level_start = pos;
     pos = level_at(line, pos)?;
+    let level_end = level_start
+        + line[level_start..]
+            .iter()
+            .take_while(|c| c.is_ascii_uppercase())
+            .count();
     let (msg_start, file) = match line.get(pos) {
         // File channel: " FILE: MSG".
         Some(b' ') => {
@@ -154,6 +170,8 @@ pub fn parse(line: &[u8], tc: &TimeContext) -> Option<Frame> {
         msg_start,
         file,
         time,
+        level: (level_start, level_end),
+        ident,
     })
 }
 
@@ -421,6 +439,22 @@ mod tests {
         ] {
             assert_eq!(frame(line), (Some(T), "MSG x".into()), "{line}");
         }
+    }
+
+    #[test]
+    fn level_and_syslog_ident_are_located() {
+        let l = "Nov 24 10:11:12 pbx asterisk[99]: NOTICE[1234]: chan_sip.c:1 in f: MSG x";
+        let f = parse(l.as_bytes(), &tc()).unwrap();
+        assert_eq!(&l[f.level.0..f.level.1], "NOTICE");
+        let (a, b) = f.ident.unwrap();
+        assert_eq!(&l[a..b], "asterisk");
+        let l = "2026-11-24T10:11:12Z pbx mallory: VERBOSE[1]: x";
+        let f = parse(l.as_bytes(), &tc()).unwrap();
+        assert_eq!(&l[f.ident.unwrap().0..f.ident.unwrap().1], "mallory");
+        assert_eq!(&l[f.level.0..f.level.1], "VERBOSE");
+        let l = "[Nov 24 10:11:12] SECURITY[1][C-0000002a] res_security_log.c: m";
+        let f = parse(l.as_bytes(), &tc()).unwrap();
+        assert_eq!((&l[f.level.0..f.level.1], f.ident), ("SECURITY", None));
     }
 
     #[test]

@@ -88,6 +88,12 @@ pub const SETTINGS: &[SettingDoc] = &[
         text: "Ban the whole IPv6 prefix of this length rather than one address. Off unless set.",
     },
     SettingDoc {
+        key: "syslog_ident",
+        default: "[\"asterisk\"]",
+        text: "Syslog and journald program names whose lines are Asterisk's; a line from any \
+               other program that looks like Asterisk's is not believed.",
+    },
+    SettingDoc {
         key: "metrics_file",
         default: "\"/var/lib/prometheus/node-exporter/astpatch.prom\"",
         text: "The watcher writes its counters here in Prometheus' text format every 5 seconds, \
@@ -270,6 +276,8 @@ mod tests {
             ..crate::config::Settings::default()
         };
         s.tags = vec!["0123456789abcdef".parse().unwrap()];
+        // Keys left out of the file at their default are set, so every key is written.
+        s.syslog_ident = vec!["asterisk".into(), "asterisk20".into()];
         let v = toml::Value::try_from(&s).unwrap();
         let keys: Vec<&String> = v.as_table().unwrap().keys().collect();
         for k in &keys {

@@ -195,7 +195,16 @@ const PREFILTER: &[&str] = &[
     "SecurityEvent=\"",
     // Not a failure: the header of a packet pjproject dumps into the log (see `packet_dump`).
     " bytes packet from ",
+    // Not failures on their own: the starts of messages whose attacker-written field may hold
+    // a newline, which line provenance must see (crate::provenance). The other such formats
+    // start with a literal above.
+    "Call from '",
+    ") to extension '",
 ];
+
+/// Levels at which modules log without a file name in the frame (1.2's `NOTICE[1234]: …`).
+/// `Verbose()` and `Log()` in the dialplan write caller-chosen text at VERBOSE/DEBUG/DTMF.
+const FILELESS_LEVELS: &[&[u8]] = &[b"NOTICE", b"WARNING", b"ERROR"];
 
 /// Line-by-line readers' memory of a packet dump in progress (one per log file; reset it when
 /// the file is rotated or truncated).
@@ -240,6 +249,8 @@ const FAILURE_EVENTS: &[&[u8]] = &[
 
 pub struct Recogniser {
     opts: RecogniseOptions,
+    /// Syslog / journald program names whose lines are Asterisk's (`syslog_ident`).
+    idents: Vec<Vec<u8>>,
     tc: TimeContext,
     /// Read "now" from the system clock at each line (a watcher runs across New Year).
     live: bool,
@@ -270,6 +281,7 @@ impl Recogniser {
             .expect("static patterns build");
         Recogniser {
             opts,
+            idents: vec![b"asterisk".to_vec()],
             tc,
             live: false,
             prefilter,
@@ -284,6 +296,23 @@ impl Recogniser {
 
     pub fn options(&self) -> &RecogniseOptions {
         &self.opts
+    }
+
+    /// The syslog / journald program names (idents) whose lines are believed: any other
+    /// program, or a local user's `logger -t`, can write a line that looks like Asterisk's.
+    pub fn set_syslog_idents(&mut self, idents: &[String]) {
+        self.idents = idents.iter().map(|i| i.as_bytes().to_vec()).collect();
+    }
+
+    /// The frame of `line`, read against this recogniser's clock.
+    pub fn frame(&self, line: &[u8]) -> Option<logframe::Frame> {
+        logframe::parse(line, &self.tc)
+    }
+
+    /// True when `line` ends in the tag of a build this reader knows: only that build's
+    /// chan_sip wrote its end, whatever precedes it.
+    pub fn ends_with_known_tag(&self, line: &[u8]) -> bool {
+        module_tag::split_line(line).is_some_and(|(_, t)| self.opts.known_tags.contains(&t))
     }
 
     /// The builds whose tags are believed, learnt afresh (a new module installed and loaded
@@ -360,6 +389,12 @@ impl Recogniser {
 
     /// [`Recogniser::recognise`] for a line that already passed [`Recogniser::may_match`].
     pub fn recognise_candidate(&self, line: &[u8]) -> Recognition {
+        self.recognise_framed(line).0
+    }
+
+    /// [`Recogniser::recognise_candidate`], with the frame it found (line provenance looks
+    /// at it too: read once).
+    pub fn recognise_framed(&self, line: &[u8]) -> (Recognition, Option<logframe::Frame>) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let tc = if self.live {
             TimeContext {
@@ -370,8 +405,45 @@ impl Recogniser {
             self.tc
         };
         let Some(frame) = logframe::parse(line, &tc) else {
-            return Recognition::NotFailure;
+            return (Recognition::NotFailure, None);
         };
+        (self.judge_framed(line, &frame), Some(frame))
+    }
+
+    fn judge_framed(&self, line: &[u8], frame: &logframe::Frame) -> Recognition {
+        let r = self.classify(line, frame);
+        let Some(rule) = r.rule() else { return r };
+        if !self.frame_believed(line, frame) {
+            return Recognition::Forged {
+                rule,
+                time: frame.time,
+            };
+        }
+        // Asterisk writes no CR inside a message of its own: one there came in a remote
+        // party's field (`%0D` in a SIP extension), to hide a forged line after it from a
+        // terminal or from a reader that splits at CR. It stays one line here, so where the
+        // address sits is still Asterisk's; only a second candidate makes it an attempt.
+        if matches!(r, Recognition::Ambiguous { .. }) && memchr::memchr(b'\r', line).is_some() {
+            return Recognition::Forged {
+                rule,
+                time: frame.time,
+            };
+        }
+        r
+    }
+
+    /// Whether the frame can only be Asterisk's: a syslog/journald line from its program, a
+    /// frame without a file name at a level real modules log at there.
+    fn frame_believed(&self, line: &[u8], frame: &logframe::Frame) -> bool {
+        if let Some((a, b)) = frame.ident {
+            if !self.idents.iter().any(|i| i[..] == line[a..b]) {
+                return false;
+            }
+        }
+        frame.file.is_some() || FILELESS_LEVELS.contains(&&line[frame.level.0..frame.level.1])
+    }
+
+    fn classify(&self, line: &[u8], frame: &logframe::Frame) -> Recognition {
         let msg = &line[frame.msg_start..];
         let time = frame.time;
         // Where the frame names the source file, the message must come from the module that
@@ -564,10 +636,18 @@ impl Recogniser {
     /// `NAME",Field="…",…,RemoteAddress="IPV4/UDP/ADDR/PORT",…` in any field order. Values are
     /// not escaped by Asterisk, so attacker-written ones (AccountID, SessionID, Received*) may
     /// carry a forged `,RemoteAddress="…"`.
+    ///
+    /// chan_sip's events (`Service="SIP"`) never name an address: chan_sip fills RemoteAddress
+    /// from the dialog's `p->sa`, which `check_via()` sets from the top Via's `maddr=` — a
+    /// value the sender chooses (docs/provenance.md). A `Service="SIP"` written into an
+    /// attacker field of another service's event only hides the attacker's own address.
     fn security_event(&self, rest: &[u8]) -> Option<Found> {
         let q = memchr::memchr(b'"', rest)?;
         if !FAILURE_EVENTS.contains(&&rest[..q]) {
             return None;
+        }
+        if memmem::find(rest, b",Service=\"SIP\"").is_some() {
+            return Some(Found::NoAddr);
         }
         let mut cands = Candidates::default();
         for i in self.remote_address.find_iter(rest) {
@@ -1138,7 +1218,7 @@ mod tests {
         let r = rec(false);
         let f = "[2026-11-24 10:11:12] SECURITY[42] res_security_log.c: ";
         for msg in [
-            "SecurityEvent=\"InvalidPassword\",EventTV=\"2026-11-24T10:11:12.000+0000\",Severity=\"Error\",Service=\"SIP\",EventVersion=\"2\",AccountID=\"100\",SessionID=\"0x7f\",LocalAddress=\"IPV4/UDP/192.0.2.1/5060\",RemoteAddress=\"IPV4/UDP/203.0.113.7/5060\",Challenge=\"1\",ReceivedChallenge=\"1\",ReceivedHash=\"ab\"",
+            "SecurityEvent=\"InvalidPassword\",EventTV=\"2026-11-24T10:11:12.000+0000\",Severity=\"Error\",Service=\"PJSIP\",EventVersion=\"2\",AccountID=\"100\",SessionID=\"0x7f\",LocalAddress=\"IPV4/UDP/192.0.2.1/5060\",RemoteAddress=\"IPV4/UDP/203.0.113.7/5060\",Challenge=\"1\",ReceivedChallenge=\"1\",ReceivedHash=\"ab\"",
             "SecurityEvent=\"ChallengeResponseFailed\",RemoteAddress=\"IPV4/UDP/203.0.113.7/5060\",LocalAddress=\"IPV4/UDP/192.0.2.1/5060\"",
             "SecurityEvent=\"InvalidAccountID\",EventTV=\"x\",Severity=\"Error\",Service=\"PJSIP\",AccountID=\"99\",LocalAddress=\"IPV4/UDP/192.0.2.1/5060\",RemoteAddress=\"IPV4/203.0.113.7/5060\"",
         ] {

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::config::Settings;
 use crate::logread::{Block, LineReader};
 use crate::policy;
+use crate::provenance::{Counts, Provenance};
 use crate::recognise::{Recogniser, Recognition, Rule};
 use crate::tracker::{Tracker, Verdict};
 
@@ -41,6 +42,14 @@ pub struct AddressCount {
     pub rules: Vec<&'static str>,
 }
 
+/// Lines of one input that were not believed (crate::provenance): never blamed on anyone.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SourceCount {
+    pub file: String,
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Window {
     pub first: i64,
@@ -68,6 +77,12 @@ pub struct ScanReport {
     pub addresses: Vec<AddressCount>,
     /// Lines with failure text but no known frame: not counted, reported in `warnings`.
     pub unframed: u64,
+    /// Per input: lines a remote party wrote to pass for Asterisk's (forged), and lines the
+    /// logger cut (truncated) or glued to the next entry (glued). Totals below.
+    pub sources: Vec<SourceCount>,
+    pub forged_lines: u64,
+    pub glued: u64,
+    pub truncated: u64,
     pub warnings: Vec<String>,
 }
 
@@ -99,6 +114,11 @@ pub struct Scanner<'a> {
     in_packet: usize,
     /// The host's own addresses: never banned, as the watcher never bans them.
     local: Vec<IpAddr>,
+    /// Line provenance of the input being read (one per input).
+    prov: Provenance,
+    /// Verdicts the provenance layer released, waiting to be recorded.
+    released: Vec<Recognition>,
+    sources: Vec<SourceCount>,
 }
 
 impl<'a> Scanner<'a> {
@@ -125,6 +145,9 @@ impl<'a> Scanner<'a> {
             unframed_first: None,
             in_packet: 0,
             local: vec![],
+            prov: Provenance::default(),
+            released: Vec::new(),
+            sources: vec![],
         }
     }
 
@@ -138,7 +161,8 @@ impl<'a> Scanner<'a> {
         policy::ban_target(addr, self.settings, &self.local).is_none()
     }
 
-    /// One line, without its newline.
+    /// One line, without its newline (an input of its own: call [`Scanner::end_input`] after
+    /// the last).
     #[inline]
     pub fn line(&mut self, line: &[u8]) {
         self.lines += 1;
@@ -146,14 +170,68 @@ impl<'a> Scanner<'a> {
             self.in_packet = self.in_packet.saturating_sub(line.len() + 1);
             return;
         }
-        if self.rec.may_match(line) {
+        let cand = self.rec.may_match(line);
+        if cand {
             if let Some(n) = self.rec.packet_dump(line) {
                 self.in_packet = n;
                 return;
             }
-            let r = self.rec.recognise_candidate(line);
+        }
+        self.judge(line, cand);
+    }
+
+    /// Through the recogniser (prefilter hits only) and line provenance; true when the line
+    /// carries failure text inside a frame astpatch does not know.
+    #[inline]
+    fn judge(&mut self, line: &[u8], cand: bool) -> bool {
+        if !cand {
+            if self.prov.busy() {
+                self.prov.line(
+                    self.rec,
+                    line,
+                    false,
+                    Recognition::NotFailure,
+                    0,
+                    &mut self.released,
+                );
+                self.record_released();
+            }
+            return false;
+        }
+        let (r, frame) = self.rec.recognise_framed(line);
+        let unframed = frame.is_none();
+        self.prov
+            .line_framed(self.rec, line, true, r, frame, 0, &mut self.released);
+        self.record_released();
+        unframed
+    }
+
+    #[inline]
+    fn record_released(&mut self) {
+        if !self.released.is_empty() {
+            self.record_all_released();
+        }
+    }
+
+    fn record_all_released(&mut self) {
+        let mut rel = std::mem::take(&mut self.released);
+        for r in rel.drain(..) {
             self.record(r);
         }
+        self.released = rel;
+    }
+
+    /// The input read line by line with [`Scanner::line`] ended: release what line provenance
+    /// held and note its counts under `name`.
+    pub fn end_input(&mut self, name: &str) {
+        self.prov.flush(&mut self.released);
+        self.record_released();
+        let prov = std::mem::take(&mut self.prov);
+        self.sources.push(SourceCount {
+            file: name.to_owned(),
+            counts: prov.counts(),
+        });
+        self.in_packet = 0;
     }
 
     pub fn warn(&mut self, w: String) {
@@ -206,6 +284,7 @@ impl<'a> Scanner<'a> {
                 }
             }
         }
+        self.end_input(name);
     }
 
     /// Whole lines (the last one may lack its newline); counts nothing but failures. Returns
@@ -220,29 +299,51 @@ impl<'a> Scanner<'a> {
                 None => return None,
             }
         }
-        while let Some(hit) = self.rec.find_candidate(&text[pos..]) {
-            let hit = pos + hit;
-            let start = memchr::memrchr(b'\n', &text[..hit]).map_or(0, |p| p + 1);
-            let end = memchr::memchr(b'\n', &text[hit..]).map_or(text.len(), |p| hit + p);
+        // Where the next prefilter hit is (text.len(): none), when known: lines before it
+        // need no prefilter run of their own.
+        let mut next_hit: Option<usize> = None;
+        while pos < text.len() {
+            // While line provenance holds a window every line is looked at; otherwise only
+            // the lines around prefilter hits.
+            let (start, end, cand) = if self.prov.busy() {
+                let end = memchr::memchr(b'\n', &text[pos..]).map_or(text.len(), |p| pos + p);
+                let hit = match next_hit {
+                    Some(h) if h >= pos => h,
+                    _ => {
+                        let h = self
+                            .rec
+                            .find_candidate(&text[pos..])
+                            .map_or(text.len(), |h| pos + h);
+                        next_hit = Some(h);
+                        h
+                    }
+                };
+                (pos, end, hit <= end)
+            } else {
+                let Some(hit) = self.rec.find_candidate(&text[pos..]) else {
+                    break;
+                };
+                let hit = pos + hit;
+                let start = memchr::memrchr(b'\n', &text[..hit]).map_or(0, |p| p + 1);
+                let end = memchr::memchr(b'\n', &text[hit..]).map_or(text.len(), |p| hit + p);
+                (start, end, true)
+            };
             let line = &text[start..end];
-            if let Some(n) = self.rec.packet_dump(line) {
-                self.in_packet = n;
-                match self.skip_packet(text, end + 1) {
-                    Some(p) => pos = p,
-                    None => break,
+            if cand {
+                if let Some(n) = self.rec.packet_dump(line) {
+                    self.in_packet = n;
+                    match self.skip_packet(text, end + 1) {
+                        Some(p) => pos = p,
+                        None => break,
+                    }
+                    continue;
                 }
-                continue;
             }
-            let r = self.rec.recognise_candidate(line);
-            if r == Recognition::NotFailure && !self.rec.has_frame(line) {
+            if self.judge(line, cand) {
                 self.unframed += 1;
                 unframed.get_or_insert(start);
             }
-            self.record(r);
             pos = end + 1;
-            if pos >= text.len() {
-                break;
-            }
         }
         unframed
     }
@@ -303,6 +404,9 @@ impl<'a> Scanner<'a> {
     }
 
     pub fn finish(mut self) -> ScanReport {
+        if self.prov.busy() || self.prov.counts().total() > 0 {
+            self.end_input("(lines)");
+        }
         if let Some(first) = &self.unframed_first {
             self.warnings.push(format!(
                 "{} lines carry failure text but start with no Asterisk log frame astpatch knows \
@@ -346,6 +450,10 @@ impl<'a> Scanner<'a> {
             sum(|r| r.ambiguous),
             sum(|r| r.forged),
         );
+        let mut all = Counts::default();
+        for sc in &self.sources {
+            all.add(&sc.counts);
+        }
         ScanReport {
             files: self.files,
             lines: self.lines,
@@ -362,6 +470,10 @@ impl<'a> Scanner<'a> {
             rules,
             addresses,
             unframed: self.unframed,
+            sources: self.sources,
+            forged_lines: all.forged,
+            glued: all.glued,
+            truncated: all.truncated,
             warnings: self.warnings,
         }
     }

@@ -161,6 +161,14 @@ pub fn read_pid_file(dir: &Path) -> Option<PidFile> {
 pub struct Stats {
     pub currently_failing: usize,
     pub total_failed: u64,
+    /// Lines not believed since the watcher started (crate::provenance); absent in files
+    /// written by older watchers.
+    #[serde(default)]
+    pub forged: u64,
+    #[serde(default)]
+    pub glued: u64,
+    #[serde(default)]
+    pub truncated: u64,
     pub updated_at: i64,
 }
 

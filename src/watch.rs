@@ -13,6 +13,7 @@ use crate::firewall::Firewall;
 use crate::metrics::Metrics;
 use crate::module_tag::Tag;
 use crate::policy;
+use crate::provenance::{Counts, Provenance};
 use crate::recognise::{PacketDumpSkip, RecogniseOptions, Recogniser, Recognition};
 use crate::state::{self, Ban, State};
 use crate::tracker::{Tracker, Verdict};
@@ -48,6 +49,33 @@ pub const METRICS_EVERY: i64 = 5;
 /// Seconds between two looks for new tags prompted by unknown ones.
 pub const RELEARN_EVERY: i64 = 5;
 
+/// Seconds between two reports of a log file's forged, glued and truncated lines: an attack
+/// writes thousands, and one line a minute says as much.
+pub const REPORT_EVERY: i64 = 60;
+
+/// What the engine keeps per log file.
+#[derive(Default)]
+struct FileState {
+    /// A raw SIP packet pjproject is dumping into it. Its lines are written by the remote
+    /// party — whole forged log lines included — so none of them is read.
+    dump: PacketDumpSkip,
+    /// Line provenance of the current file (crate::provenance).
+    prov: Provenance,
+    /// Counts of the file's earlier incarnations (before a rotation or truncation).
+    base: Counts,
+    /// Counts last reported, and when.
+    said: Counts,
+    said_at: Option<i64>,
+}
+
+impl FileState {
+    fn counts(&self) -> Counts {
+        let mut c = self.base;
+        c.add(&self.prov.counts());
+        c
+    }
+}
+
 pub struct Engine {
     settings: Settings,
     recogniser: Recogniser,
@@ -57,9 +85,10 @@ pub struct Engine {
     metrics: Metrics,
     metrics_at: i64,
     metrics_failing: bool,
-    /// Per log file: a raw SIP packet pjproject is dumping into it. Its lines are written by
-    /// the remote party — whole forged log lines included — so none of them is read.
-    dumps: std::collections::HashMap<std::path::PathBuf, PacketDumpSkip>,
+    /// Per log file: packet dumps and line provenance.
+    files: std::collections::HashMap<std::path::PathBuf, FileState>,
+    /// Verdicts line provenance released, waiting to be acted on.
+    released: Vec<Recognition>,
     tracker: Tracker,
     /// None in report-only mode (no `--ban`): nothing is recorded or changed.
     state: Option<State>,
@@ -81,7 +110,7 @@ pub struct Engine {
     last_recheck: i64,
     evicted_said: u64,
     /// Counters last written to stats.json, and when.
-    published: Option<(usize, u64)>,
+    published: Option<(usize, u64, Counts)>,
     published_at: i64,
     out: Box<dyn Write + Send>,
 }
@@ -99,11 +128,12 @@ impl Engine {
         from_start: bool,
         out: Box<dyn Write + Send>,
     ) -> Engine {
-        let recogniser = Recogniser::new(RecogniseOptions {
+        let mut recogniser = Recogniser::new(RecogniseOptions {
             known_tags: settings.tags.clone(),
             trust_untagged: settings.patched == crate::config::Patched::True,
             tails_off: settings.patched == crate::config::Patched::False,
         });
+        recogniser.set_syslog_idents(&settings.syslog_ident);
         let tracker = Tracker::new(
             settings.maxretry,
             settings.findtime.as_secs() as i64,
@@ -118,7 +148,8 @@ impl Engine {
             metrics: Metrics::default(),
             metrics_at: i64::MIN,
             metrics_failing: false,
-            dumps: std::collections::HashMap::new(),
+            files: std::collections::HashMap::new(),
+            released: Vec::new(),
             tracker,
             state,
             ipv6: fw.as_ref().is_none_or(|f| f.ipv6()),
@@ -184,6 +215,8 @@ impl Engine {
     /// Which chan_sip tails are believed from now on.
     pub fn set_tail_trust(&mut self, opts: RecogniseOptions) {
         self.recogniser = Recogniser::new(opts);
+        self.recogniser
+            .set_syslog_idents(&self.settings.syslog_ident);
     }
 
     /// Where to learn the tags again when a line carries one we do not know: a module built
@@ -337,33 +370,97 @@ impl Engine {
     }
 
     /// One line of the log at `path`, in file order: skips pjproject's packet dumps, then
-    /// [`Engine::on_line`]. Call [`Engine::file_restarted`] when the file is rotated or truncated.
+    /// judges the line through the recogniser and the file's line provenance. Call
+    /// [`Engine::file_restarted`] when the file is rotated or truncated. Returns the network
+    /// banned (or that would be banned) on this call, if any: a failure held in a provenance
+    /// window is acted on when the window closes (a later line, or [`Engine::tick`]).
     pub fn on_log_line(&mut self, path: &std::path::Path, line: &[u8], now: i64) -> Option<IpNet> {
         // Looked up by reference: no allocation per line once the file is known.
-        if !self.dumps.contains_key(path) {
-            self.dumps
-                .insert(path.to_path_buf(), PacketDumpSkip::default());
+        if !self.files.contains_key(path) {
+            self.files.insert(path.to_path_buf(), FileState::default());
         }
         self.metrics.lines_read += 1;
         self.metrics.last_line_at = Some(now);
-        let skip = self.dumps.get_mut(path).expect("inserted above");
-        if skip.skip(&self.recogniser, line) {
+        let fs = self.files.get_mut(path).expect("inserted above");
+        if fs.dump.skip(&self.recogniser, line) {
             return None;
         }
-        self.on_line(line, now)
-    }
-
-    /// The file at `path` starts afresh (opened, rotated, truncated): no dump is in progress.
-    pub fn file_restarted(&mut self, path: &std::path::Path) {
-        self.dumps.remove(path);
-    }
-
-    /// One log line. Returns the network banned (or that would be banned), if any.
-    pub fn on_line(&mut self, line: &[u8], now: i64) -> Option<IpNet> {
-        let mut r = self.recogniser.recognise(line);
-        if matches!(r, Recognition::Forged { .. }) && self.relearn_tags(now) {
-            r = self.recogniser.recognise(line);
+        let cand = self.recogniser.may_match(line);
+        if !cand && !fs.prov.busy() {
+            return None;
         }
+        let (mut r, mut frame) = (Recognition::NotFailure, None);
+        if cand {
+            (r, frame) = self.recogniser.recognise_framed(line);
+            if matches!(r, Recognition::Forged { .. }) && self.relearn_tags(now) {
+                (r, frame) = self.recogniser.recognise_framed(line);
+            }
+        }
+        let fs = self.files.get_mut(path).expect("inserted above");
+        fs.prov.line_framed(
+            &self.recogniser,
+            line,
+            cand,
+            r,
+            frame,
+            now,
+            &mut self.released,
+        );
+        self.act_on_released(now)
+    }
+
+    fn act_on_released(&mut self, now: i64) -> Option<IpNet> {
+        if self.released.is_empty() {
+            return None;
+        }
+        let mut rel = std::mem::take(&mut self.released);
+        let mut banned = None;
+        for r in rel.drain(..) {
+            if let Some(n) = self.on_recognition(r, now) {
+                banned = Some(n);
+            }
+        }
+        self.released = rel;
+        banned
+    }
+
+    /// The file at `path` starts afresh (opened, rotated, truncated): no dump is in progress,
+    /// and what its line provenance held is acted on as read.
+    pub fn file_restarted(&mut self, path: &std::path::Path) {
+        if let Some(fs) = self.files.get_mut(path) {
+            fs.prov.flush(&mut self.released);
+            fs.base = fs.counts();
+            fs.prov = Provenance::default();
+            fs.dump = PacketDumpSkip::default();
+        }
+        let now = crate::logframe::now();
+        self.act_on_released(now);
+    }
+
+    /// Lines of `path` not believed so far.
+    pub fn not_believed(&self, path: &std::path::Path) -> Counts {
+        self.files
+            .get(path)
+            .map(FileState::counts)
+            .unwrap_or_default()
+    }
+
+    /// Lines not believed, all files.
+    pub fn not_believed_total(&self) -> Counts {
+        let mut c = Counts::default();
+        for fs in self.files.values() {
+            c.add(&fs.counts());
+        }
+        c
+    }
+
+    /// One log line of an unnamed file (tests, replays).
+    pub fn on_line(&mut self, line: &[u8], now: i64) -> Option<IpNet> {
+        self.on_log_line(std::path::Path::new(""), line, now)
+    }
+
+    /// One verdict, in line order. Returns the network banned (or that would be), if any.
+    fn on_recognition(&mut self, r: Recognition, now: i64) -> Option<IpNet> {
         let (rule, addr, time) = match r {
             Recognition::Failure { rule, addr, time } => (rule, addr, time),
             Recognition::Forged { rule, .. } => {
@@ -463,6 +560,11 @@ impl Engine {
             return Ok(());
         }
         self.last_second = now;
+        for fs in self.files.values_mut() {
+            fs.prov.flush_stale(now, &mut self.released);
+        }
+        self.act_on_released(now);
+        self.report_not_believed(now);
         if let (Some(st), Some(fw)) = (self.state.as_mut(), self.fw.as_mut()) {
             // Others' `astpatch ban`/`unban`: they applied the firewall change themselves;
             // taking the records in is what makes expiry and reconciliation respect them.
@@ -503,13 +605,23 @@ impl Engine {
             }
             // Published when it changed (or once a minute), not every second: each write is
             // a temp file, two fsyncs and a rename.
-            let counts = (self.tracker.len(), self.total_failed);
+            let nb = {
+                let mut c = Counts::default();
+                for fs in self.files.values() {
+                    c.add(&fs.counts());
+                }
+                c
+            };
+            let counts = (self.tracker.len(), self.total_failed, nb);
             if self.published != Some(counts) || now.saturating_sub(self.published_at) >= 60 {
                 state::write_stats(
                     st.dir(),
                     &state::Stats {
                         currently_failing: counts.0,
                         total_failed: counts.1,
+                        forged: nb.forged,
+                        glued: nb.glued,
+                        truncated: nb.truncated,
                         updated_at: now,
                     },
                 )?;
@@ -533,6 +645,50 @@ impl Engine {
             ));
         }
         Ok(())
+    }
+
+    /// Say, per log file and at most once every [`REPORT_EVERY`] seconds, how many lines
+    /// were not believed since the last time.
+    fn report_not_believed(&mut self, now: i64) {
+        let mut msgs = vec![];
+        for (path, fs) in self.files.iter_mut() {
+            let c = fs.counts();
+            if c == fs.said
+                || fs
+                    .said_at
+                    .is_some_and(|t| now.saturating_sub(t) < REPORT_EVERY)
+            {
+                continue;
+            }
+            let d = Counts {
+                forged: c.forged - fs.said.forged,
+                glued: c.glued - fs.said.glued,
+                truncated: c.truncated - fs.said.truncated,
+            };
+            let since = match fs.said_at {
+                Some(t) => format!(
+                    " in the last {}",
+                    crate::duration::format(std::time::Duration::from_secs(
+                        now.saturating_sub(t).max(0) as u64
+                    ))
+                ),
+                None => String::new(),
+            };
+            msgs.push(format!(
+                "warning: {}: {} forged, {} glued, {} truncated lines not believed{since} \
+                 (never blamed on anyone; `astpatch scan` shows them)",
+                path.display(),
+                d.forged,
+                d.glued,
+                d.truncated,
+            ));
+            fs.said = c;
+            fs.said_at = Some(now);
+        }
+        msgs.sort();
+        for m in msgs {
+            self.say(format_args!("{m}"));
+        }
     }
 
     pub fn currently_failing(&self) -> usize {
@@ -1210,6 +1366,74 @@ mod tests {
             ),
             "{}",
             said.text()
+        );
+    }
+
+    const REAL_CALL: &str = "[Nov 30 04:27:49] NOTICE[2515][C-00000003] chan_sip.c: Call from '' (ADDR:5061) to extension '1";
+    const CALL_END: &str = "' rejected because extension not found in context 'public'.";
+
+    #[test]
+    fn newline_forgeries_ban_nobody_and_are_reported_once_a_window() {
+        let d = tempfile::tempdir().unwrap();
+        let fw = MemFw::default();
+        let said = Said::default();
+        let mut e = Engine::new(
+            settings(),
+            Some(State::open(d.path()).unwrap()),
+            Some(Box::new(fw.clone())),
+            vec![],
+            false,
+            Box::new(said.clone()),
+        );
+        let p = std::path::Path::new("/var/log/asterisk/messages");
+        let first = REAL_CALL.replace("ADDR", "10.96.0.2");
+        let forged = format!(
+            "[Nov 30 10:00:00] NOTICE[1234] chan_sip.c: Call from 'x' (192.0.2.1:5060) to extension '2{CALL_END}"
+        );
+        for i in 0..10 {
+            e.on_log_line(p, first.as_bytes(), 1000 + i);
+            e.on_log_line(p, forged.as_bytes(), 1000 + i);
+            e.tick(1000 + i).unwrap();
+        }
+        // The last message's window closes on the clock.
+        e.tick(1009 + crate::provenance::HOLD_SECS).unwrap();
+        assert!(fw.list().unwrap().is_empty());
+        assert_eq!(e.not_believed(p).forged, 20);
+        let text = said.text();
+        assert_eq!(text.matches("lines not believed").count(), 1, "{text}");
+        assert!(
+            text.contains("messages: 2 forged, 0 glued, 0 truncated"),
+            "{text}"
+        );
+        let stats = state::read_stats(d.path()).unwrap();
+        assert_eq!((stats.forged, stats.glued, stats.truncated), (20, 0, 0));
+        e.tick(1000 + REPORT_EVERY + 5).unwrap();
+        let text = said.text();
+        assert_eq!(text.matches("lines not believed").count(), 2, "{text}");
+        assert!(text.contains("messages: 18 forged"), "{text}");
+        // Nothing new: nothing said.
+        e.tick(1000 + 3 * REPORT_EVERY).unwrap();
+        assert_eq!(said.text().matches("lines not believed").count(), 2);
+    }
+
+    #[test]
+    fn a_held_failure_is_acted_on_when_its_window_closes() {
+        let d = tempfile::tempdir().unwrap();
+        let fw = MemFw::default();
+        let mut e = engine(d.path(), &fw, settings());
+        let p = std::path::Path::new("/var/log/asterisk/messages");
+        let honest = format!(
+            "[Nov 30 04:27:49] NOTICE[2515] chan_sip.c: Call from '100' (203.0.113.7:5060) to extension '9{CALL_END}"
+        );
+        for _ in 0..3 {
+            assert_eq!(e.on_log_line(p, honest.as_bytes(), 1000), None);
+        }
+        e.tick(1001).unwrap();
+        assert!(fw.list().unwrap().is_empty());
+        e.tick(1000 + crate::provenance::HOLD_SECS).unwrap();
+        assert_eq!(
+            fw.list().unwrap(),
+            vec!["203.0.113.7/32".parse::<IpNet>().unwrap()]
         );
     }
 }

@@ -2,8 +2,11 @@
 //! described at the top of each file), modelled on sshguard's attack corpus.
 use std::net::IpAddr;
 
+use astpatch::config::Settings;
 use astpatch::logframe::TimeContext;
+use astpatch::provenance::{Counts, Provenance};
 use astpatch::recognise::{RecogniseOptions, Recogniser, Recognition, Rule};
+use astpatch::scan::Scanner;
 
 /// 2026-11-30 00:00 UTC, so the corpus's yearless dates fall in 2026.
 const NOW: i64 = 1_795_996_800;
@@ -65,8 +68,27 @@ fn recogniser(mode: Mode) -> Recogniser {
     )
 }
 
-/// `\xNN` escapes stand for bytes a text file cannot show.
+/// `\xNN` escapes stand for bytes a text file cannot show; `{{N*c}}` for N times `c`.
 fn unescape(s: &str) -> Vec<u8> {
+    let mut expanded = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(p) = rest.find("{{") {
+        let Some(q) = rest[p..].find("}}") else { break };
+        let inner = &rest[p + 2..p + q];
+        match inner.split_once('*') {
+            Some((n, c)) if n.parse::<usize>().is_ok() => {
+                expanded.push_str(&rest[..p]);
+                expanded.push_str(&c.repeat(n.parse().unwrap()));
+            }
+            _ => expanded.push_str(&rest[..p + q + 2]),
+        }
+        rest = &rest[p + q + 2..];
+    }
+    expanded.push_str(rest);
+    unescape_bytes(&expanded)
+}
+
+fn unescape_bytes(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -89,7 +111,17 @@ fn load(name: &str) -> Vec<Case> {
     let text = std::fs::read_to_string(&path).unwrap();
     let mut cases = vec![];
     let (mut expect, mut stock) = (None, false);
+    let mut in_block = false;
     for (i, line) in text.lines().enumerate() {
+        // Blocks are read by `load_blocks`.
+        if line.starts_with("# block") {
+            in_block = true;
+            continue;
+        }
+        if in_block {
+            in_block = line != "# end";
+            continue;
+        }
         if let Some(e) = line.strip_prefix("# expect ") {
             let mut parts = e.split_whitespace();
             let what = parts.next().unwrap();
@@ -289,4 +321,121 @@ fn truncated_and_mangled_lines_never_panic() {
             }
         }
     }
+}
+
+/// A `# block` of adversarial.txt: physical lines read in order as one log file.
+struct Block {
+    lineno: usize,
+    lines: Vec<Vec<u8>>,
+    blamed: Vec<IpAddr>,
+    counts: Counts,
+}
+
+fn load_blocks(name: &str) -> Vec<Block> {
+    let path = format!("{}/tests/corpus/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut blocks = vec![];
+    let mut cur: Option<Block> = None;
+    for (i, line) in text.lines().enumerate() {
+        if line.starts_with("# block") {
+            cur = Some(Block {
+                lineno: i + 1,
+                lines: vec![],
+                blamed: vec![],
+                counts: Counts::default(),
+            });
+            continue;
+        }
+        let Some(b) = cur.as_mut() else { continue };
+        if line == "# end" {
+            blocks.push(cur.take().unwrap());
+        } else if let Some(w) = line.strip_prefix("# want ") {
+            for kv in w.split_whitespace() {
+                let (k, v) = kv.split_once('=').unwrap();
+                match k {
+                    "blamed" if v == "-" => {}
+                    "blamed" => b.blamed = v.split(',').map(|a| a.parse().unwrap()).collect(),
+                    "forged" => b.counts.forged = v.parse().unwrap(),
+                    "glued" => b.counts.glued = v.parse().unwrap(),
+                    "truncated" => b.counts.truncated = v.parse().unwrap(),
+                    _ => panic!("{name}:{}: unknown want {k}", i + 1),
+                }
+            }
+        } else if !line.starts_with('#') {
+            b.lines.push(unescape(line));
+        }
+    }
+    assert!(cur.is_none(), "{name}: block without # end");
+    blocks
+}
+
+/// Read like the watcher: line by line through one file's provenance.
+fn by_lines(rec: &Recogniser, lines: &[Vec<u8>]) -> (Vec<IpAddr>, Counts) {
+    let mut p = Provenance::default();
+    let mut out = vec![];
+    for l in lines {
+        let cand = rec.may_match(l);
+        let r = if cand {
+            rec.recognise_candidate(l)
+        } else {
+            Recognition::NotFailure
+        };
+        p.line(rec, l, cand, r, 0, &mut out);
+    }
+    p.flush(&mut out);
+    let blamed = out
+        .iter()
+        .filter_map(|r| match r {
+            Recognition::Failure { addr, .. } => Some(*addr),
+            _ => None,
+        })
+        .collect();
+    (blamed, p.counts())
+}
+
+/// Read like `astpatch scan`: the block reader, as one file.
+fn by_scan(rec: &Recogniser, lines: &[Vec<u8>]) -> (Vec<IpAddr>, Counts) {
+    let mut text = lines.join(&b'\n');
+    text.push(b'\n');
+    let settings = Settings::default();
+    let mut s = Scanner::new(rec, &settings);
+    s.read(&text[..], "block");
+    let r = s.finish();
+    let mut blamed = vec![];
+    for a in &r.addresses {
+        for _ in 0..a.failures {
+            blamed.push(a.address.parse().unwrap());
+        }
+    }
+    (blamed, r.sources[0].counts)
+}
+
+#[test]
+fn adversarial_blocks_blame_only_what_they_say_in_every_reader() {
+    let mut failures = vec![];
+    let blocks = load_blocks("adversarial.txt");
+    assert!(blocks.len() >= 10, "{}", blocks.len());
+    for b in &blocks {
+        for mode in [Mode::Auto, Mode::Stock] {
+            let rec = recogniser(mode);
+            let (blamed, counts) = by_lines(&rec, &b.lines);
+            if blamed != b.blamed || counts != b.counts {
+                failures.push(format!(
+                    "adversarial.txt:{} ({mode:?}, line by line): want {:?} {:?}, got {blamed:?} {counts:?}",
+                    b.lineno, b.blamed, b.counts
+                ));
+            }
+            let (mut scanned, scounts) = by_scan(&rec, &b.lines);
+            let mut want = b.blamed.clone();
+            scanned.sort();
+            want.sort();
+            if scanned != want || scounts != b.counts {
+                failures.push(format!(
+                    "adversarial.txt:{} ({mode:?}, scan): want {want:?} {:?}, got {scanned:?} {scounts:?}",
+                    b.lineno, b.counts
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

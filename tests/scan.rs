@@ -343,3 +343,77 @@ fn auto_trust_follows_the_installed_module() {
     // An explicit setting is obeyed whatever is installed.
     assert!(!decide(Patched::False, &[], root).trusted());
 }
+
+/// A newline forged through a chan_sip extension, a line cut at 8 KiB with the next entry
+/// glued on, and one cut at the end of the file (real 20.20.1 shapes): each reader-visible
+/// count per file, in the text table and in JSON, and nobody blamed.
+#[test]
+fn forged_glued_and_truncated_lines_are_shown_per_file() {
+    let d = tempfile::tempdir().unwrap();
+    let a = d.path().join("messages");
+    let b = d.path().join("security");
+    let pj = |addr: &str| {
+        format!(
+            "[Nov 30 05:43:13] NOTICE[31160] res_pjsip/pjsip_distributor.c: Request 'REGISTER' from '\"x\" <sip:200@203.0.113.1>' failed for '{addr}:5062' (callid: c) - Failed to authenticate"
+        )
+    };
+    let cut = format!(
+        "[Nov 30 05:41:47] NOTICE[31195] chan_sip.c: Registration from '<sip:{}",
+        "A".repeat(9000)
+    );
+    let log_a = format!(
+        "[Nov 30 05:40:52] NOTICE[31195][C-0000000c] chan_sip.c: Call from '' (10.96.0.2:5071) to extension '1\n\
+         [Nov 30 10:00:00] NOTICE[1234][C-00000099] chan_sip.c: Call from 'x' (192.0.2.1:5060) to extension '2' rejected because extension not found in context 'public'.\n\
+         {}{}\n",
+        &cut[..8191],
+        pj("10.96.0.3")
+    );
+    std::fs::write(&a, log_a).unwrap();
+    // The logger cut the last entry and wrote nothing after it yet.
+    let tail = format!(
+        "[Nov 30 05:41:47] NOTICE[31195] chan_sip.c: Failed to authenticate device <sip:{}",
+        "A".repeat(9000)
+    );
+    std::fs::write(&b, format!("{}\n{}", pj("203.0.113.66"), &tail[..8191])).unwrap();
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let out = scan(&["--config", SETTINGS, a, b], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    assert!(t.contains("LINES NOT BELIEVED IN"), "{t}");
+    let row = |f: &str| {
+        t.lines()
+            .find(|l| l.starts_with(f))
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(row(a), "2 1 0", "{t}");
+    assert_eq!(row(b), "0 0 1", "{t}");
+    let v = json(&scan(&["--config", SETTINGS, "--json", a, b], None));
+    assert_eq!(v["sources"][0]["file"], a);
+    assert_eq!(
+        (
+            v["sources"][0]["forged"].as_u64(),
+            v["sources"][0]["glued"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
+    assert_eq!(v["sources"][1]["truncated"], 1);
+    assert_eq!(
+        (
+            v["forged_lines"].as_u64(),
+            v["glued"].as_u64(),
+            v["truncated"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1))
+    );
+    let blamed: Vec<&str> = v["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(blamed, ["203.0.113.66"], "{v}");
+}
