@@ -9,7 +9,7 @@ use crate::recognise::Rule;
 pub struct Metrics {
     /// Failures with an address, per rule.
     pub failures: [u64; Rule::ALL.len()],
-    /// Lines shaped to pass for the patched module's, per rule: attempts, never banned.
+    /// Lines an attacker shaped to pass for Asterisk's own, per rule: attempts, never banned.
     pub forged: [u64; Rule::ALL.len()],
     /// Bans made, by origin (`log`: the watcher from log lines).
     pub bans: Vec<(&'static str, u64)>,
@@ -32,26 +32,19 @@ impl Metrics {
     /// The text-format exposition at `now` (unix seconds).
     pub fn render(&self, now: i64) -> String {
         let mut o = String::new();
-        head(
+        per_rule(
             &mut o,
             "astpatch_failures_total",
-            "counter",
             "Failed logins with a trusted source address, per rule.",
+            &self.failures,
         );
-        for r in Rule::ALL {
-            let n = self.failures[r as usize];
-            let _ = writeln!(o, "astpatch_failures_total{{rule=\"{r}\"}} {n}");
-        }
-        head(
+        per_rule(
             &mut o,
             "astpatch_forged_lines_total",
-            "counter",
-            "Lines shaped to pass for Asterisk's own (an unknown astpatch tag), per rule.",
+            "Lines an attacker shaped to pass for Asterisk's own (an unknown astpatch tag, a \
+             line forged through a newline), per rule: never banned.",
+            &self.forged,
         );
-        for r in Rule::ALL {
-            let n = self.forged[r as usize];
-            let _ = writeln!(o, "astpatch_forged_lines_total{{rule=\"{r}\"}} {n}");
-        }
         head(
             &mut o,
             "astpatch_bans_total",
@@ -104,6 +97,13 @@ impl Metrics {
             );
         }
         o
+    }
+}
+
+fn per_rule(o: &mut String, name: &str, help: &str, counts: &[u64; Rule::ALL.len()]) {
+    head(o, name, "counter", help);
+    for r in Rule::ALL {
+        let _ = writeln!(o, "{name}{{rule=\"{r}\"}} {}", counts[r as usize]);
     }
 }
 

@@ -85,6 +85,31 @@ pub enum Running<'a> {
     Instance(&'a Instance),
 }
 
+/// A row only when `patched` overrides the default: both overrides deserve a look.
+fn check_trust_setting(patched: crate::config::Patched) -> Option<Check> {
+    use crate::config::Patched;
+    const NAME: &str = "trust";
+    match patched {
+        Patched::Auto => None,
+        Patched::True => Some(
+            Check::new(
+                NAME,
+                Status::Warn,
+                "patched = true: untagged chan_sip tails are believed; on a stock module they end in the attacker's From header",
+            )
+            .fix("tag the module (astpatch apply --rebuild --install --reload SRC), then remove patched = true"),
+        ),
+        Patched::False => Some(
+            Check::new(
+                NAME,
+                Status::Warn,
+                "patched = false: chan_sip failure lines never ban, tagged or not",
+            )
+            .fix("remove patched = false once the module is patched: tagged lines are then believed"),
+        ),
+    }
+}
+
 /// Run every check. `firewall` opens the backend the watcher uses (argv runner inside).
 pub fn verify(inp: &Inputs, firewall: &dyn Fn(Backend) -> Box<dyn Firewall>) -> VerifyReport {
     // The running instance's directories are the ones that matter; else its asterisk.conf.
@@ -112,6 +137,7 @@ pub fn verify(inp: &Inputs, firewall: &dyn Fn(Backend) -> Box<dyn Firewall>) -> 
     let state_dir = under(inp.root, &inp.settings.state_dir);
     checks.push(check_watcher(inp.root, &state_dir, &notice_files));
     checks.push(check_firewall(&state_dir, inp.settings, firewall));
+    checks.extend(check_trust_setting(inp.settings.patched));
     VerifyReport {
         ok: checks.iter().all(|c| c.status != Status::Fail),
         checks,
@@ -1094,6 +1120,19 @@ fn check_firewall(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_overridden_patched_setting_gets_a_trust_row() {
+        use crate::config::Patched;
+        assert!(check_trust_setting(Patched::Auto).is_none());
+        let t = check_trust_setting(Patched::True).unwrap();
+        assert_eq!(t.status, Status::Warn);
+        assert!(t.detail.contains("From header") && t.fix.unwrap().contains("--reload"));
+        assert_eq!(
+            check_trust_setting(Patched::False).unwrap().status,
+            Status::Warn
+        );
+    }
 
     #[test]
     fn format_strings_come_out_of_statements_as_compiled() {

@@ -104,7 +104,10 @@ fn real_captures_blame_only_real_senders() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(blamed_attacker > 20, "the attacker was blamed only {blamed_attacker} times");
+    assert!(
+        blamed_attacker > 20,
+        "the attacker was blamed only {blamed_attacker} times"
+    );
 }
 
 /// Every chan_sip failure line a patched build wrote carries its tag at the very end and, read
@@ -112,7 +115,10 @@ fn real_captures_blame_only_real_senders() {
 #[test]
 fn patched_captures_tagged_lines_name_the_sender() {
     let mut seen = 0;
-    for f in captures().iter().filter(|f| f.to_string_lossy().contains("/patched/")) {
+    for f in captures()
+        .iter()
+        .filter(|f| f.to_string_lossy().contains("/patched/"))
+    {
         let (tags, body) = split(f);
         if tags.is_empty() {
             continue; // a whole session, its phases' tags in its own notes
@@ -145,5 +151,8 @@ fn patched_captures_tagged_lines_name_the_sender() {
             }
         }
     }
-    assert!(seen >= 10, "only {seen} tagged lines in the patched captures");
+    assert!(
+        seen >= 10,
+        "only {seen} tagged lines in the patched captures"
+    );
 }

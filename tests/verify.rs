@@ -321,7 +321,9 @@ fn without_a_watcher_its_checks_are_skipped_and_dateformat_only_warns() {
             ("loaded-module", "skipped"),
             ("logging", "warn"),
             ("watcher", "skipped"),
-            ("firewall", "skipped")
+            ("firewall", "skipped"),
+            // The settings here say patched = true: flagged, never failed.
+            ("trust", "warn")
         ]
     );
 }
