@@ -486,9 +486,10 @@ impl Engine {
         }
         self.total_failed += 1;
         self.metrics.failures[rule as usize] += 1;
-        // Replaying old lines (--from-start) counts them at their own time.
+        // Replaying old lines (--from-start) counts them at their own time; a date ahead of
+        // the clock counts as now.
         let t = if self.from_start {
-            time.unwrap_or(now)
+            time.unwrap_or(now).min(now)
         } else {
             now
         };
@@ -506,6 +507,23 @@ impl Engine {
             .copied()
             .collect();
         let net = policy::ban_target(addr, &self.settings, &local)?;
+        // A replayed ban lasts from its last failure, as it would have live: one that would
+        // already have ended is not made.
+        if self.from_start && t < now {
+            let len = policy::ban_length(
+                &self.settings,
+                self.state.as_ref().map_or(0, |st| st.previous_bans(&net)),
+            );
+            let ended = t.saturating_add(len.as_secs() as i64);
+            if ended <= now {
+                self.say(format_args!(
+                    "not banning {net}: {failures} failures ({rule}) up to {}, but that ban would have ended at {}",
+                    crate::logframe::format_utc(t),
+                    crate::logframe::format_utc(ended)
+                ));
+                return None;
+            }
+        }
         let Some(st) = self.state.as_mut() else {
             self.say(format_args!(
                 "would ban {net}: {failures} failures ({rule}); run with --ban to ban"
@@ -522,13 +540,14 @@ impl Engine {
             return None; // already banned (e.g. another address of the same /64)
         }
         let len = policy::ban_length(&self.settings, st.previous_bans(&net));
-        let until = now + len.as_secs() as i64;
+        // Stamped with the failure's own time: a backlog replayed late does not lengthen it.
+        let until = t + len.as_secs() as i64;
         let ban = Ban {
             net,
             until: Some(until),
             reason: rule.to_string(),
             failures,
-            banned_at: now,
+            banned_at: t,
         };
         // Durable first: once this returns, a crash cannot lose the ban.
         if let Err(e) = st.record_ban(ban) {
@@ -916,6 +935,60 @@ mod tests {
             vec!["203.0.113.9/32".parse::<IpNet>().unwrap()]
         );
         assert_eq!(*looks.lock().unwrap(), 2);
+    }
+
+    /// Issue 12, item 4: a replay (--from-start) judges each failure at its own time. A ban
+    /// whose time would be over is not made; one still running lasts from its last failure;
+    /// a date ahead of the clock counts as now.
+    #[test]
+    fn replayed_failures_ban_only_while_their_ban_would_still_run() {
+        let d = tempfile::tempdir().unwrap();
+        let fw = MemFw::default();
+        let st = State::open(d.path()).unwrap();
+        let mut e = Engine::new(
+            settings(),
+            Some(st),
+            Some(Box::new(fw.clone())),
+            vec![],
+            true,
+            Box::new(std::io::sink()),
+        );
+        let at = |date: &str, addr: &str| {
+            LINE.replace("2026-11-24 10:11:12", date)
+                .replace("ADDR", addr)
+                .into_bytes()
+        };
+        // now = 2026-11-24 12:00:00 UTC; bantime 1h.
+        let now = 1_795_521_600;
+        for _ in 0..3 {
+            assert_eq!(
+                e.on_line(&at("2001-01-01 00:00:00", "203.0.113.1"), now),
+                None
+            );
+            assert_eq!(
+                e.on_line(&at("2026-11-24 10:30:00", "203.0.113.2"), now),
+                None
+            );
+        }
+        for _ in 0..3 {
+            e.on_line(&at("2026-11-24 11:30:00", "203.0.113.3"), now);
+            e.on_line(&at("2036-01-01 00:00:00", "203.0.113.4"), now);
+        }
+        let mut banned = fw.list().unwrap();
+        banned.sort();
+        assert_eq!(
+            banned,
+            vec![
+                "203.0.113.3/32".parse::<IpNet>().unwrap(),
+                "203.0.113.4/32".parse().unwrap()
+            ]
+        );
+        let st = State::open(d.path()).unwrap();
+        let b3 = st.get(&"203.0.113.3/32".parse().unwrap()).unwrap();
+        assert_eq!(b3.banned_at, now - 1800, "stamped with its last failure");
+        assert_eq!(b3.until, Some(now - 1800 + 3600));
+        let b4 = st.get(&"203.0.113.4/32".parse().unwrap()).unwrap();
+        assert_eq!((b4.banned_at, b4.until), (now, Some(now + 3600)));
     }
 
     /// Issue 10, item 7: after `astpatch unban` by another process, the next maxretry failures
