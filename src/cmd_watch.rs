@@ -108,7 +108,8 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
     let mut _lock = None;
     let mut engine = if args.ban {
         let lock = state::lock_watcher(&settings.state_dir)?;
-        _lock = Some(lock);
+        let fw_lock = state::lock_firewall(&settings.state_dir)?;
+        _lock = Some((lock, fw_lock));
         let st = State::open(&settings.state_dir)?;
         let mut fw =
             firewall::for_backend_with(settings.backend, Box::new(SystemRunner::host()), ipv6);

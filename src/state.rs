@@ -131,6 +131,49 @@ pub fn lock_watcher(dir: &Path) -> Result<FileLock> {
     }
 }
 
+/// Where banning watchers of one network namespace (its firewall: its chain, sets and table)
+/// meet: a lock per namespace, so watchers in different namespaces (containers, tests) do not
+/// see each other.
+pub const FIREWALL_LOCK_DIR: &str = "/run/astpatch";
+
+/// Held by the banning watcher for its whole life: astpatch's firewall objects have one owner
+/// per network namespace. A second watcher with another state dir would remove the first one's
+/// bans as "unknown" at every check, and each would put back its own.
+pub fn lock_firewall(state_dir: &Path) -> Result<FileLock> {
+    use std::io::{Seek, Write};
+    use std::os::unix::fs::MetadataExt;
+    let ns = std::fs::metadata("/proc/self/ns/net")
+        .map(|m| m.ino())
+        .map_err(|e| Error::io(Path::new("/proc/self/ns/net"), e))?;
+    let dir = Path::new(FIREWALL_LOCK_DIR);
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let path = dir.join(format!("firewall-net{ns}.lock"));
+    match FileLock::take(&path, false)? {
+        Some(mut l) => {
+            // The owner's state dir, for the refusal message a second watcher prints.
+            let owner = format!("{}\n", state_dir.display());
+            let _ = l.file.set_len(0);
+            let _ = l.file.rewind();
+            let _ = l.file.write_all(owner.as_bytes());
+            Ok(l)
+        }
+        None => {
+            let owner = std::fs::read_to_string(&path).unwrap_or_default();
+            let owner = owner.trim();
+            Err(Error::environment(
+                format!(
+                    "another astpatch watcher already bans in this network namespace (state dir {}); \
+                     two would remove each other's bans",
+                    if owner.is_empty() { "unknown" } else { owner }
+                ),
+                Some(
+                    "run one banning watcher per host: stop the other first (systemctl stop astpatch)",
+                ),
+            ))
+        }
+    }
+}
+
 /// True when a watcher holds the lock on `dir` right now.
 pub fn watcher_running(dir: &Path) -> bool {
     match FileLock::take(&dir.join(WATCH_LOCK), false) {

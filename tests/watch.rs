@@ -703,3 +703,67 @@ fn only_tagged_chan_sip_lines_get_real_packets_dropped() {
         w.output()
     );
 }
+
+/// Issue 12, item 7: astpatch's firewall objects have one owner per network namespace. A second
+/// banning watcher with another state dir refuses to start (it would remove the first one's
+/// bans at every check), and names the owner's state dir.
+#[test]
+fn a_second_banning_watcher_in_the_same_namespace_refuses() {
+    if !common::require_root("a_second_banning_watcher_in_the_same_namespace_refuses") {
+        return;
+    }
+    let pair = Pair::new();
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("messages");
+    std::fs::write(&log, "").unwrap();
+    let cfg = |name: &str| {
+        let p = d.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &p,
+            format!(
+                "backend = \"nftables\"\nstate_dir = \"{}\"\nlogs = [\"{}\"]\n",
+                d.path().join(name).display(),
+                log.display()
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let (a, b) = (cfg("a"), cfg("b"));
+    let w = Watcher::start(&pair, &a, d.path().join("out-a"), &d.path().join("a"));
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &pair.pbx,
+            common::bin(),
+            "watch",
+            "--ban",
+            "--config",
+        ])
+        .arg(&b)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if child.try_wait().unwrap().is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("a second banning watcher started beside the first");
+    }
+    let second = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("already bans in this network namespace")
+            && err.contains(&d.path().join("a").display().to_string()),
+        "{err}"
+    );
+    // The first one is unharmed and still bans.
+    append_failures(&log, pair.peer4, 5);
+    wait_for(|| !pair.peer_reaches(false), "the first watcher's ban", &w);
+}
