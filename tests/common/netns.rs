@@ -148,6 +148,14 @@ impl Pair {
 impl Drop for Pair {
     fn drop(&mut self) {
         for ns in [&self.pbx, &self.peer] {
+            // A banning watcher's lock for this namespace (`state::lock_firewall`), named by
+            // the namespace's inode, which /run/netns/NAME shows while the namespace exists.
+            if let Ok(m) = std::fs::metadata(format!("/run/netns/{ns}")) {
+                use std::os::unix::fs::MetadataExt;
+                let lock = std::path::Path::new(astpatch::state::FIREWALL_LOCK_DIR)
+                    .join(format!("firewall-net{}.lock", m.ino()));
+                let _ = std::fs::remove_file(lock);
+            }
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
