@@ -104,21 +104,6 @@ fn wait_for(mut cond: impl FnMut() -> bool, what: &str, w: &Watcher) {
     );
 }
 
-/// Bans the watcher's periodic checks put back, over all its "firewall repaired" lines.
-fn readded(output: &str) -> u32 {
-    output
-        .lines()
-        .filter_map(|l| {
-            l.split("re-added ")
-                .nth(1)?
-                .split(' ')
-                .next()?
-                .parse::<u32>()
-                .ok()
-        })
-        .sum()
-}
-
 fn scenario(backend: &str) {
     let pair = Pair::new();
     let d = tempfile::tempdir().unwrap();
@@ -183,13 +168,9 @@ fn scenario(backend: &str) {
         &format!("{backend}: packets dropped again after the flush"),
         &w,
     );
-    // iptables and ip6tables are flushed one after the other, so a check may fall between
-    // them and repair the two bans in two rounds: what counts is that both came back.
-    wait_for(
-        || readded(&w.output()) >= 2,
-        &format!("{backend}: both bans re-added"),
-        &w,
-    );
+    // How many bans a repair line counts is not asserted: iptables and ip6tables are flushed
+    // one after the other, and a check falling between them may count one missing ban yet
+    // restore both. The dropped packets above are what matters.
 
     // A tool inserts an ACCEPT for the peer above our INPUT hook (a firewalld reload, docker):
     // the periodic check moves the hook back to the top.
