@@ -6,9 +6,9 @@ mod fixtures;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use astpatch::module_tag::Tag;
-use astpatch::patch::{self, Direction, Tagging};
-use astpatch::sites;
+use astpatch::patch::engine::{self, Direction, Tagging};
+use astpatch::patch::sites;
+use astpatch::patch::tag::Tag;
 
 fn big_chan_sip() -> Vec<u8> {
     let spec = fixtures::spec("7", "11.23.1");
@@ -42,7 +42,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn main() {
     let src = big_chan_sip();
-    let patches = patch::embedded();
+    let patches = engine::embedded();
     // `cargo test --all-targets` runs this too: one quick pass there, full runs under `cargo bench`.
     let runs = if std::env::args().any(|a| a == "--bench") {
         50
@@ -55,9 +55,9 @@ fn main() {
     for _ in 0..runs {
         let start = Instant::now();
         let scan = sites::scan(&src);
-        let p = patch::select(patches, &scan).unwrap();
-        let plan = patch::plan(&src, &scan, p, Direction::Forward, tag);
-        let out = patch::execute(&src, &plan, p, Direction::Forward);
+        let p = engine::select(patches, &scan).unwrap();
+        let plan = engine::plan(&src, &scan, p, Direction::Forward, tag);
+        let out = engine::execute(&src, &plan, p, Direction::Forward);
         t.push(start.elapsed());
         assert_eq!(plan.changes(), 5);
         std::hint::black_box(out);
@@ -72,11 +72,11 @@ fn main() {
         std::fs::write(d.path().join(".version"), "11.23.1\n").unwrap();
         std::fs::write(d.path().join("channels/chan_sip.c"), &src).unwrap();
         let start = Instant::now();
-        astpatch::apply::apply(d.path(), false).unwrap();
+        astpatch::patch::apply::apply(d.path(), false).unwrap();
         t.push(start.elapsed());
         std::fs::write(d.path().join("channels/chan_sip.c"), &src).unwrap();
         std::fs::remove_file(d.path().join("channels/chan_sip.c.astpatch.json")).unwrap();
-        diff = astpatch::apply::apply(d.path(), true).unwrap().diff;
+        diff = astpatch::patch::apply::apply(d.path(), true).unwrap().diff;
     }
     let whole = median(t);
     // Peer: GNU patch applying the same unified diff (its process start included, as a user

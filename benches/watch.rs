@@ -20,8 +20,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use astpatch::config::Backend;
 use astpatch::firewall::{self, SystemRunner};
+use astpatch::settings::Backend;
 use ipnet::IpNet;
 
 const BIN: &str = env!("CARGO_BIN_EXE_astpatch");
@@ -147,7 +147,7 @@ fn cpu_of_children() -> f64 {
 
 fn restore(backend: &str, n: u32) {
     let pair = netns::Pair::new();
-    let now = astpatch::firewall::now_secs();
+    let now = astpatch::clock::now_secs();
     let bans: Vec<(IpNet, Option<i64>)> = (0..n)
         .map(|i| (IpNet::from(std::net::IpAddr::V4(addr(i))), Some(now + 3600)))
         .collect();

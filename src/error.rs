@@ -33,7 +33,7 @@ pub enum Error {
         hint: Option<String>,
     },
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] crate::settings::ConfigError),
 }
 
 impl Error {

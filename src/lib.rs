@@ -1,57 +1,38 @@
-//! astpatch: make Asterisk's chan_sip log the real source address of failed authentications,
-//! and ban the offenders through the firewall.
+//! astpatch: make Asterisk's chan_sip log the real source address of failed logins, prove the
+//! chain, and ban the offenders through the firewall.
 //!
-//! Pure logic (version parsing, patch matching, log recognition, ban decisions) lives in
-//! side-effect-free modules; files, `make`, the firewall and the clock sit behind small traits.
+//! The tree is the pipeline, one folder per stage; dependencies point down this list, never up:
+//!
+//! | stage | what it knows | effects |
+//! |---|---|---|
+//! | [`asterisk`] | versions, source trees, `makeopts`, `asterisk.conf`, `logger.conf`, the running process | reads files and `/proc` |
+//! | [`patch`] | every inbound failed-auth site of every chan_sip shape; apply, revert, manifest, the build tag | rewrites `chan_sip.c` atomically |
+//! | [`module`] | build chan_sip.so only, install it by rename | runs `make`, writes the modules dir |
+//! | [`logs`] | read and follow log files, line frames, which lines are failures and whom they blame, line provenance | reads files |
+//! | [`firewall`] | iptables, ipset, nftables backends behind one trait | runs firewall commands |
+//! | [`ban`] | counting failures, ban policy, trust in a line's tail, durable state, the watcher engine, scan | journal and state files |
+//! | [`verify`] | the whole chain, link by link | reads everything, changes nothing |
+//! | [`cli`] | arguments, output, one file per command: parse, call, print | terminal |
+//!
+//! Beneath them all: [`settings`] (the one settings file, every command's overrides),
+//! [`error`] and [`exit_codes`], [`atomic`] (crash-safe file replacement), [`clock`] and
+//! [`duration`].
+//!
+//! Pure logic (version parsing, patch matching, log recognition, provenance, trust, ban decisions)
+//! is free of side effects; files, `make`, the firewall and the clock sit behind small traits so
+//! the logic is unit-tested fast and the effects are integration-tested for real.
 
-pub mod apply;
-pub mod asterisk_conf;
+pub mod asterisk;
 pub mod atomic;
-pub mod build;
+pub mod ban;
 pub mod cli;
-pub mod cmd_apply;
-pub mod cmd_build;
-pub mod cmd_control;
-pub mod cmd_detect;
-pub mod cmd_import_fail2ban;
-pub mod cmd_install_watcher;
-pub mod cmd_scan;
-pub mod cmd_verify;
-pub mod cmd_watch;
-pub mod config;
-pub mod detect;
+pub mod clock;
 pub mod duration;
 pub mod error;
 pub mod exit_codes;
 pub mod firewall;
-pub mod follow;
-pub mod install;
-pub mod jail;
-pub mod logframe;
-pub mod logger_conf;
-pub mod logread;
-pub mod makeopts;
-pub mod manifest;
-pub mod manual;
-pub mod metrics;
-pub mod module_tag;
-pub mod output;
+pub mod logs;
+pub mod module;
 pub mod patch;
-pub mod policy;
-pub mod progress;
-pub mod provenance;
-pub mod recognise;
-pub mod revert;
-pub mod running;
-pub mod scan;
-pub mod sites;
-pub mod state;
-pub mod tail_trust;
-pub mod tracker;
-pub mod tree;
+pub mod settings;
 pub mod verify;
-pub mod version;
-pub mod version_source;
-pub mod versions_table;
-pub mod watch;
-pub mod watcher_unit;

@@ -7,5 +7,5 @@ fn main() -> std::process::ExitCode {
         // SAFETY: restoring the default disposition before any thread is started.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
-    astpatch::cli::main()
+    astpatch::cli::args::main()
 }

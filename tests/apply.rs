@@ -5,9 +5,9 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use astpatch::apply::apply;
-use astpatch::revert::{RevertOutcome, revert};
-use astpatch::sites::{self, PatchState};
+use astpatch::patch::apply::apply;
+use astpatch::patch::revert::{RevertOutcome, revert};
+use astpatch::patch::sites::{self, PatchState};
 use common::fixtures::{self, SHAPES};
 
 fn chan_sip(dir: &Path) -> Vec<u8> {
@@ -97,7 +97,7 @@ fn dry_run_writes_nothing() {
         "+\t\tast_log(LOG_NOTICE, \"Failed to authenticate device %s (%s) [astpatch:{}]\\n\"",
         r.tag
     )));
-    assert_eq!(r.tag_origin, astpatch::apply::TagOrigin::New);
+    assert_eq!(r.tag_origin, astpatch::patch::apply::TagOrigin::New);
     assert_eq!(chan_sip(d.path()), before);
     assert_eq!(fs::read_dir(d.path().join("channels")).unwrap().count(), 1);
 }
@@ -125,7 +125,7 @@ fn seed_hand_patch_is_completed_not_doubled() {
     assert_eq!(
         r.sites
             .iter()
-            .filter(|s| s.action == astpatch::patch::Action::Upgrade)
+            .filter(|s| s.action == astpatch::patch::engine::Action::Upgrade)
             .count(),
         1
     );
@@ -171,7 +171,11 @@ fn fresh_apply_tags_every_site_and_records_the_tag_and_reapply_keeps_it() {
         fixtures::write_tree(d.path(), spec);
         let r = apply(d.path(), false).unwrap();
         let what = format!("shape {} {}", spec.id, spec.version);
-        assert_eq!(r.tag_origin, astpatch::apply::TagOrigin::New, "{what}");
+        assert_eq!(
+            r.tag_origin,
+            astpatch::patch::apply::TagOrigin::New,
+            "{what}"
+        );
         let tag = r.tag.to_string();
         let after = chan_sip(d.path());
         assert_eq!(
@@ -180,7 +184,7 @@ fn fresh_apply_tags_every_site_and_records_the_tag_and_reapply_keeps_it() {
             "{what}"
         );
         assert_eq!(
-            astpatch::module_tag::in_module(&after),
+            astpatch::patch::tag::in_module(&after),
             vec![r.tag],
             "{what}: one tag, no other"
         );
@@ -195,7 +199,10 @@ fn fresh_apply_tags_every_site_and_records_the_tag_and_reapply_keeps_it() {
         let again = apply(d.path(), false).unwrap();
         assert_eq!(again.changed, 0, "{what}");
         assert_eq!(again.tag, r.tag, "{what}");
-        assert_eq!(again.tag_origin, astpatch::apply::TagOrigin::Manifest);
+        assert_eq!(
+            again.tag_origin,
+            astpatch::patch::apply::TagOrigin::Manifest
+        );
         assert_eq!(chan_sip(d.path()), after);
         assert_eq!(manifest(d.path()), m, "{what}: the record is untouched");
         // Put back by hand (git checkout) with the record still there: the same tag returns,
@@ -228,10 +235,10 @@ fn a_tree_patched_before_tags_is_upgraded_in_place_and_reverts_exactly() {
             let pristine = chan_sip(d.path());
             let legacy = fixtures::patch_like_before_tags(d.path());
             assert_eq!(manifest(d.path())["format"], 1);
-            let old_tagless = astpatch::detect::detect(d.path()).unwrap();
+            let old_tagless = astpatch::patch::detect::detect(d.path()).unwrap();
             assert_eq!(
                 old_tagless.tag_state,
-                astpatch::detect::TagState::Untagged,
+                astpatch::patch::detect::TagState::Untagged,
                 "{what}"
             );
             let r = apply(d.path(), false).unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -239,10 +246,10 @@ fn a_tree_patched_before_tags_is_upgraded_in_place_and_reverts_exactly() {
             assert!(
                 r.sites
                     .iter()
-                    .all(|s| s.action == astpatch::patch::Action::Upgrade),
+                    .all(|s| s.action == astpatch::patch::engine::Action::Upgrade),
                 "{what}"
             );
-            assert_eq!(r.tag_origin, astpatch::apply::TagOrigin::New);
+            assert_eq!(r.tag_origin, astpatch::patch::apply::TagOrigin::New);
             let after = chan_sip(d.path());
             assert_eq!(
                 fixtures::untag(&after),
@@ -258,7 +265,7 @@ fn a_tree_patched_before_tags_is_upgraded_in_place_and_reverts_exactly() {
             assert_eq!(m["tag"], r.tag.as_str());
             assert_eq!(
                 m["original_sha256"],
-                astpatch::manifest::sha256_hex(&pristine).as_str(),
+                astpatch::patch::manifest::sha256_hex(&pristine).as_str(),
                 "{what}: the pristine file stays the original"
             );
             assert_eq!(
@@ -330,7 +337,7 @@ fn a_hand_patch_in_other_words_is_rewritten_with_the_tag_and_reverts_to_the_hand
         assert_eq!(
             r.sites
                 .iter()
-                .filter(|s| s.action == astpatch::patch::Action::RewriteHandPatch)
+                .filter(|s| s.action == astpatch::patch::engine::Action::RewriteHandPatch)
                 .count(),
             1
         );
@@ -524,7 +531,7 @@ fn random_edits_outside_log_statements_round_trip() {
             .iter()
             .map(|s| s.span.clone())
             .chain(
-                astpatch::sites::function_definitions(&src)
+                astpatch::patch::sites::function_definitions(&src)
                     .into_iter()
                     .map(|(o, _)| o..o + 200),
             )
@@ -666,7 +673,7 @@ fn cli_dry_run_diff_is_pinned() {
         let again = apply(d.path(), false).unwrap();
         assert_eq!(again.changed, 0, "shape {id}");
         assert_eq!(again.tag.to_string(), tag);
-        assert_eq!(again.tag_origin, astpatch::apply::TagOrigin::File);
+        assert_eq!(again.tag_origin, astpatch::patch::apply::TagOrigin::File);
     }
 }
 

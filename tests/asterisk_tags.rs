@@ -4,9 +4,9 @@
 //! Without the variable the test says so and passes: it needs a checkout we must not ship.
 use std::collections::BTreeMap;
 
-use astpatch::module_tag::Tag;
-use astpatch::patch::{self, Action, Direction, Tagging};
-use astpatch::sites;
+use astpatch::patch::engine::{self, Action, Direction, Tagging};
+use astpatch::patch::sites;
+use astpatch::patch::tag::Tag;
 
 /// An independent census: lines whose format string starts an inbound failure message.
 fn census(src: &[u8]) -> usize {
@@ -39,7 +39,7 @@ fn every_tag_applies_and_reverts() {
         true
     })
     .unwrap();
-    let patches = patch::embedded();
+    let patches = engine::embedded();
     let (mut seen, mut applied, mut no_sites, mut upgraded) = (0, 0, 0, 0);
     let mut refused: Vec<String> = Vec::new();
     let mut by_patch: BTreeMap<String, usize> = BTreeMap::new();
@@ -64,7 +64,7 @@ fn every_tag_applies_and_reverts() {
             no_sites += 1;
             continue;
         }
-        let Some(p) = patch::select(patches, &scan) else {
+        let Some(p) = engine::select(patches, &scan) else {
             refused.push(format!(
                 "{tag}: no patch for shape {:?} api {:?}",
                 scan.shape(),
@@ -74,7 +74,7 @@ fn every_tag_applies_and_reverts() {
         };
         let t = Tag::generate().unwrap();
         let tagged = Tagging::Tag(t);
-        let plan = patch::plan(src, &scan, p, Direction::Forward, tagged);
+        let plan = engine::plan(src, &scan, p, Direction::Forward, tagged);
         if plan.unknown().count() > 0 {
             refused.push(format!(
                 "{tag}: {} unknown sites with {}",
@@ -83,7 +83,7 @@ fn every_tag_applies_and_reverts() {
             ));
             continue;
         }
-        let out = patch::execute(src, &plan, p, Direction::Forward);
+        let out = engine::execute(src, &plan, p, Direction::Forward);
         let rescan = sites::scan(&out);
         assert_eq!(rescan.sites.len(), scan.sites.len(), "{tag}");
         let suffix = format!("{}\\n\"", t.suffix());
@@ -111,7 +111,7 @@ fn every_tag_applies_and_reverts() {
             );
         }
         // Idempotent, with the same tag.
-        let again = patch::plan(&out, &rescan, p, Direction::Forward, tagged);
+        let again = engine::plan(&out, &rescan, p, Direction::Forward, tagged);
         assert_eq!(
             again.changes(),
             0,
@@ -124,13 +124,13 @@ fn every_tag_applies_and_reverts() {
                 .all(|s| s.action == Action::AlreadyPatched)
         );
         // Exact revert, by the hunks and by the recorded statements.
-        let back = patch::plan(&out, &rescan, p, Direction::Reverse, tagged);
+        let back = engine::plan(&out, &rescan, p, Direction::Reverse, tagged);
         assert_eq!(
-            patch::execute(&out, &back, p, Direction::Reverse),
+            engine::execute(&out, &back, p, Direction::Reverse),
             src,
             "{tag}: revert is not exact"
         );
-        let by_statements = patch::replace_sites(
+        let by_statements = engine::replace_sites(
             &out,
             rescan
                 .sites
@@ -140,22 +140,22 @@ fn every_tag_applies_and_reverts() {
         );
         assert_eq!(by_statements, src, "{tag}: statement revert is not exact");
         // The wording before tags is upgraded in place to exactly the same file, and reverts.
-        let legacy_plan = patch::plan(src, &scan, p, Direction::Forward, Tagging::Legacy);
-        let legacy = patch::execute(src, &legacy_plan, p, Direction::Forward);
+        let legacy_plan = engine::plan(src, &scan, p, Direction::Forward, Tagging::Legacy);
+        let legacy = engine::execute(src, &legacy_plan, p, Direction::Forward);
         let lscan = sites::scan(&legacy);
-        let up = patch::plan(&legacy, &lscan, p, Direction::Forward, tagged);
+        let up = engine::plan(&legacy, &lscan, p, Direction::Forward, tagged);
         assert!(
             up.sites.iter().all(|s| s.action == Action::Upgrade),
             "{tag}: pre-tag wording not recognised"
         );
         assert_eq!(
-            patch::execute(&legacy, &up, p, Direction::Forward),
+            engine::execute(&legacy, &up, p, Direction::Forward),
             out,
             "{tag}: upgrade differs from a fresh apply"
         );
-        let lback = patch::plan(&legacy, &lscan, p, Direction::Reverse, Tagging::Legacy);
+        let lback = engine::plan(&legacy, &lscan, p, Direction::Reverse, Tagging::Legacy);
         assert_eq!(
-            patch::execute(&legacy, &lback, p, Direction::Reverse),
+            engine::execute(&legacy, &lback, p, Direction::Reverse),
             src,
             "{tag}: pre-tag revert is not exact"
         );
@@ -268,7 +268,7 @@ fn every_tag_detects_its_shape() {
         };
         std::fs::write(dir.path().join(".version"), &version).unwrap();
         std::fs::write(dir.path().join("channels/chan_sip.c"), src.content()).unwrap();
-        let report = match astpatch::detect::detect(dir.path()) {
+        let report = match astpatch::patch::detect::detect(dir.path()) {
             Ok(r) => r,
             Err(e) => {
                 disagree.push(format!("{tag}: detect failed: {e}"));

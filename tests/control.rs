@@ -292,7 +292,7 @@ fn purge_removes_every_backends_objects() {
     }
     // A running watcher would put them back: refused while one holds the state's lock.
     let state = d.path().join("0/state");
-    let lock = astpatch::state::lock_watcher(&state).unwrap();
+    let lock = astpatch::ban::state::lock_watcher(&state).unwrap();
     let cfg0 = cfgs[0].to_str().unwrap();
     let out = astpatch(ns, &["unban", "--all", "--purge", "--config", cfg0]);
     assert_eq!(

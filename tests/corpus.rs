@@ -2,11 +2,11 @@
 //! described at the top of each file), modelled on sshguard's attack corpus.
 use std::net::IpAddr;
 
-use astpatch::config::Settings;
-use astpatch::logframe::TimeContext;
-use astpatch::provenance::{Counts, Provenance};
-use astpatch::recognise::{RecogniseOptions, Recogniser, Recognition, Rule};
-use astpatch::scan::Scanner;
+use astpatch::ban::scan::Scanner;
+use astpatch::logs::frame::TimeContext;
+use astpatch::logs::provenance::{Counts, Provenance};
+use astpatch::logs::recognise::{RecogniseOptions, Recogniser, Recognition, Rule};
+use astpatch::settings::Settings;
 
 /// 2026-11-30 00:00 UTC, so the corpus's yearless dates fall in 2026.
 const NOW: i64 = 1_795_996_800;
@@ -182,7 +182,7 @@ fn expected_in(mode: Mode, expect: &Expect, line: &[u8]) -> Expect {
     let Some(rule) = chan_sip_tail_rule(expect) else {
         return expect.clone();
     };
-    let tagged = astpatch::module_tag::split_line(line).is_some();
+    let tagged = astpatch::patch::tag::split_line(line).is_some();
     match (mode, tagged) {
         (Mode::PatchedTrue, _) => expect.clone(),
         (Mode::Auto, true) => expect.clone(),

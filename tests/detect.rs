@@ -5,8 +5,8 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use astpatch::detect::detect;
-use astpatch::sites::PatchState;
+use astpatch::patch::detect::detect;
+use astpatch::patch::sites::PatchState;
 use common::fixtures::{self, SHAPES};
 
 fn run(cwd: &Path, args: &[&str]) -> Output {
@@ -37,7 +37,7 @@ fn every_shape_is_detected_from_content_and_matches_the_table() {
         assert!(r.patch.is_some(), "{what}: no patch");
         assert!(r.warnings.is_empty(), "{what}: {:?}", r.warnings);
         // After apply the same tree reads as patched.
-        astpatch::apply::apply(d.path(), false).unwrap();
+        astpatch::patch::apply::apply(d.path(), false).unwrap();
         let r = detect(d.path()).unwrap();
         assert_eq!(r.state, PatchState::Patched, "{what}");
         assert!(r.sites.iter().all(|s| s.patched), "{what}");
@@ -69,7 +69,7 @@ fn text_and_json_output() {
 fn the_tag_state_is_shown_in_text_and_json() {
     let d = tree("7", "11.23.1", "11.23.1");
     let root = d.path().join("tree");
-    let applied = astpatch::apply::apply(&root, false).unwrap();
+    let applied = astpatch::patch::apply::apply(&root, false).unwrap();
     let tag = applied.tag.to_string();
     let out = run(d.path(), &["detect", "tree"]);
     assert_eq!(out.status.code(), Some(0));
@@ -96,7 +96,7 @@ fn the_tag_state_is_shown_in_text_and_json() {
     );
 
     // An astpatch from before tags: patched, but nothing the watcher trusts by default.
-    astpatch::revert::revert(&root).unwrap();
+    astpatch::patch::revert::revert(&root).unwrap();
     fixtures::patch_like_before_tags(&root);
     let out = run(d.path(), &["detect", "tree"]);
     assert_eq!(out.status.code(), Some(0));
@@ -143,7 +143,7 @@ fn content_wins_when_the_version_disagrees() {
 #[test]
 fn patched_tree_reads_as_patched() {
     let d = tree("8", "16.30.0", "20.20.1");
-    astpatch::apply::apply(&d.path().join("tree"), false).unwrap();
+    astpatch::patch::apply::apply(&d.path().join("tree"), false).unwrap();
     let out = run(d.path(), &["detect", "--json", "tree"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["state"], "patched");
@@ -156,7 +156,7 @@ fn partly_patched_tree_reports_each_site() {
     let d = tree("7", "11.23.1", "11.23.1");
     let p = d.path().join("tree/channels/chan_sip.c");
     let before = fs::read(&p).unwrap();
-    astpatch::apply::apply(&d.path().join("tree"), false).unwrap();
+    astpatch::patch::apply::apply(&d.path().join("tree"), false).unwrap();
     let after = fs::read(&p).unwrap();
     // Keep astpatch's change on the first site only, as a hand patch would.
     let mut done = false;

@@ -1,7 +1,7 @@
 //! The example tree the README's first command runs on stays a faithful shape-7 fixture.
 mod common;
 
-use astpatch::sites::{self, PatchState};
+use astpatch::patch::sites::{self, PatchState};
 
 #[test]
 fn example_tree_is_an_unpatched_shape_7_tree() {

@@ -90,7 +90,7 @@ fn apply_rebuild_install_then_revert_install_round_trip() {
         installed,
         fs::read(sys.tree.join("channels/chan_sip.so")).unwrap()
     );
-    assert!(astpatch::install::module_is_patched(&installed));
+    assert!(astpatch::module::install::module_is_patched(&installed));
     assert_eq!(
         fs::read(sys.moddir.join("chan_sip.so.astpatch-bak")).unwrap(),
         sys.stock
@@ -112,8 +112,8 @@ fn apply_rebuild_install_then_revert_install_round_trip() {
     assert!(!sys.moddir.join("chan_sip.so.astpatch-bak").exists());
     let src = fs::read(sys.tree.join("channels/chan_sip.c")).unwrap();
     assert_eq!(
-        astpatch::sites::scan(&src).state(),
-        astpatch::sites::PatchState::Unpatched
+        astpatch::patch::sites::scan(&src).state(),
+        astpatch::patch::sites::PatchState::Unpatched
     );
 }
 
@@ -394,15 +394,15 @@ fn a_module_built_before_the_tag_is_refused_until_rebuilt() {
     let sys = installed_system();
     common::fixtures::patch_like_before_tags(&sys.tree);
     mini_asterisk::run(&sys.tree, "make", &["-j2", "channels"]);
-    astpatch::install::install_module(&sys.tree, &sys.moddir).unwrap();
+    astpatch::module::install::install_module(&sys.tree, &sys.moddir).unwrap();
     let untagged = fs::read(sys.moddir.join("chan_sip.so")).unwrap();
     assert_eq!(
-        astpatch::module_tag::ModuleKind::of(&untagged),
-        astpatch::module_tag::ModuleKind::Untagged
+        astpatch::patch::tag::ModuleKind::of(&untagged),
+        astpatch::patch::tag::ModuleKind::Untagged
     );
-    let settings = astpatch::config::Settings::default();
+    let settings = astpatch::settings::Settings::default();
     // No state dir under this root: verify never opens a firewall here, and must not.
-    let open = |_: astpatch::config::Backend| -> Box<dyn astpatch::firewall::Firewall> {
+    let open = |_: astpatch::settings::Backend| -> Box<dyn astpatch::firewall::Firewall> {
         panic!("the host's firewall is not consulted by this test")
     };
     let checks = |src: Option<&Path>| {
@@ -430,7 +430,7 @@ fn a_module_built_before_the_tag_is_refused_until_rebuilt() {
     assert_eq!(inst.status, astpatch::verify::Status::Fail, "{inst:?}");
     assert!(inst.detail.contains("carries no tag"), "{inst:?}");
 
-    let applied = astpatch::apply::apply(&sys.tree, false).unwrap();
+    let applied = astpatch::patch::apply::apply(&sys.tree, false).unwrap();
     assert_eq!(applied.changed, 5);
     // A module newer than chan_sip.c but built before the tag (copied in, clock skew): the
     // mtime check passes, the tag check does not.
@@ -487,8 +487,8 @@ fn a_module_built_before_the_tag_is_refused_until_rebuilt() {
     assert!(o.status.success(), "{}", text(&o));
     let installed = fs::read(sys.moddir.join("chan_sip.so")).unwrap();
     assert_eq!(
-        astpatch::module_tag::ModuleKind::of(&installed),
-        astpatch::module_tag::ModuleKind::Tagged(vec![applied.tag])
+        astpatch::patch::tag::ModuleKind::of(&installed),
+        astpatch::patch::tag::ModuleKind::Tagged(vec![applied.tag])
     );
     let cs = checks(Some(&sys.tree));
     for name in ["source", "built-module", "installed-module"] {

@@ -37,7 +37,7 @@ fn every_fixture_shape_compiles_patched_and_unpatched() {
             )
         };
         compile();
-        let r = astpatch::apply::apply(d.path(), false).unwrap();
+        let r = astpatch::patch::apply::apply(d.path(), false).unwrap();
         compile();
         let obj = fs::read(d.path().join("channels/chan_sip.o")).unwrap();
         assert!(
@@ -47,8 +47,8 @@ fn every_fixture_shape_compiles_patched_and_unpatched() {
             spec.version
         );
         assert_eq!(
-            astpatch::module_tag::ModuleKind::of(&obj),
-            astpatch::module_tag::ModuleKind::Tagged(vec![r.tag]),
+            astpatch::patch::tag::ModuleKind::of(&obj),
+            astpatch::patch::tag::ModuleKind::Tagged(vec![r.tag]),
             "shape {} {}: the object carries the tree's tag",
             spec.id,
             spec.version

@@ -7,7 +7,7 @@ use std::path::Path;
 fn packaging_files_are_what_the_sources_generate() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging");
     let mut stale = vec![];
-    for (rel, want) in astpatch::manual::packaged_files() {
+    for (rel, want) in astpatch::cli::manual::packaged_files() {
         match std::fs::read(dir.join(&rel)) {
             Ok(have) if have == want => {}
             Ok(_) => stale.push(format!("{rel} differs")),
@@ -20,7 +20,7 @@ fn packaging_files_are_what_the_sources_generate() {
         stale.join(", ")
     );
     // Nothing generated is left over from a command or setting that no longer exists.
-    let known: Vec<String> = astpatch::manual::packaged_files()
+    let known: Vec<String> = astpatch::cli::manual::packaged_files()
         .into_iter()
         .map(|(r, _)| r)
         .collect();

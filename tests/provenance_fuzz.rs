@@ -12,11 +12,11 @@
 //! whole — a log file alone cannot show that cut (the tag closes it for chan_sip failures).
 use std::net::IpAddr;
 
-use astpatch::config::Settings;
-use astpatch::logframe::TimeContext;
-use astpatch::provenance::Provenance;
-use astpatch::recognise::{RecogniseOptions, Recogniser, Recognition};
-use astpatch::scan::Scanner;
+use astpatch::ban::scan::Scanner;
+use astpatch::logs::frame::TimeContext;
+use astpatch::logs::provenance::Provenance;
+use astpatch::logs::recognise::{RecogniseOptions, Recogniser, Recognition};
+use astpatch::settings::Settings;
 
 const NOW: i64 = 1_795_996_800;
 const SEED: u64 = 0x0a0d_00ff_5eed_1100;

@@ -6,11 +6,11 @@
 //! build's tag, and their tagged lines must name the attacker.
 use std::path::{Path, PathBuf};
 
-use astpatch::config::Settings;
-use astpatch::logframe::TimeContext;
-use astpatch::module_tag::Tag;
-use astpatch::recognise::{RecogniseOptions, Recogniser};
-use astpatch::scan::Scanner;
+use astpatch::ban::scan::Scanner;
+use astpatch::logs::frame::TimeContext;
+use astpatch::logs::recognise::{RecogniseOptions, Recogniser};
+use astpatch::patch::tag::Tag;
+use astpatch::settings::Settings;
 
 const MAY_BE_BLAMED: &[&str] = &["10.96.0.2", "10.96.0.3", "fd00:96::2", "fd00:96::3"];
 
@@ -131,9 +131,9 @@ fn patched_captures_tagged_lines_name_the_sender() {
             TimeContext::utc(1_796_000_000),
         );
         for line in body.split(|&b| b == b'\n') {
-            if astpatch::module_tag::split_line(line).is_some_and(|(_, t)| tags.contains(&t)) {
+            if astpatch::patch::tag::split_line(line).is_some_and(|(_, t)| tags.contains(&t)) {
                 match rec.recognise(line) {
-                    astpatch::recognise::Recognition::Failure { addr, .. } => {
+                    astpatch::logs::recognise::Recognition::Failure { addr, .. } => {
                         assert!(
                             MAY_BE_BLAMED.contains(&addr.to_string().as_str()),
                             "{}: {addr}: {}",

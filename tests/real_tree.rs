@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime};
 
-use astpatch::sites::{self, PatchState};
+use astpatch::patch::sites::{self, PatchState};
 use serde_json::Value;
 
 const VAR: &str = "ASTPATCH_ASTERISK_TREE";
@@ -156,7 +156,7 @@ fn run_one(given: &Path) -> Figures {
     // astpatch had already patched and built, it does (and only the mtimes prove the rebuild).
     let module_before = fs::read(&so).unwrap();
     assert!(
-        already_patched || !astpatch::install::module_is_patched(&module_before),
+        already_patched || !astpatch::module::install::module_is_patched(&module_before),
         "{} carries patched strings though chan_sip.c is unpatched: rebuild the tree (make) first",
         given_so.display()
     );
@@ -253,7 +253,7 @@ fn run_one(given: &Path) -> Figures {
             so.display()
         );
     }
-    assert!(astpatch::install::module_is_patched(&module));
+    assert!(astpatch::module::install::module_is_patched(&module));
     assert!(
         !already_patched || mtime(&so) > given_so_mtime,
         "the module must be the one just built"

@@ -5,7 +5,8 @@ use std::fs;
 use std::path::Path;
 use std::time::SystemTime;
 
-use astpatch::build::{self, PlainProgress, RebuildOptions, TreeState};
+use astpatch::cli::progress::PlainProgress;
+use astpatch::module::build::{self, RebuildOptions, TreeState};
 use common::mini_asterisk::{self, MiniTree};
 
 fn mtimes(tree: &Path) -> Vec<(String, SystemTime)> {
@@ -48,7 +49,7 @@ fn a_built_tree_recompiles_only_chan_sip_and_the_module_carries_the_new_strings(
     let before = mtimes(&tree);
     assert_eq!(build::tree_state(&tree), TreeState::Built);
 
-    let applied = astpatch::apply::apply(&tree, false).unwrap();
+    let applied = astpatch::patch::apply::apply(&tree, false).unwrap();
     let (report, shown) = rebuild(&tree);
     let report = report.unwrap();
     assert_eq!(report.commands, ["make -j2 channels"]);
@@ -96,7 +97,7 @@ fn an_unconfigured_tree_gets_configure_and_a_full_build_with_a_notice() {
     let tree = d.path().join("tree");
     mini_asterisk::write(&tree, &MiniTree::default());
     assert_eq!(build::tree_state(&tree), TreeState::Unconfigured);
-    astpatch::apply::apply(&tree, false).unwrap();
+    astpatch::patch::apply::apply(&tree, false).unwrap();
     let (report, shown) = rebuild(&tree);
     let report = report.unwrap();
     assert_eq!(report.commands, ["./configure", "make -j2"]);

@@ -4,8 +4,8 @@
 //! who is not written in it.
 use std::net::IpAddr;
 
-use astpatch::logframe::{self, TimeContext};
-use astpatch::recognise::{RecogniseOptions, Recogniser, Recognition};
+use astpatch::logs::frame::{self, TimeContext};
+use astpatch::logs::recognise::{RecogniseOptions, Recogniser, Recognition};
 
 const NOW: i64 = 1_795_996_800;
 const SEED: u64 = 0x5eed_a57a_7c4e;
@@ -153,8 +153,8 @@ fn mutated_corpus_lines_never_panic_or_blame_an_address_they_do_not_name() {
                     );
                 }
             }
-            let _ = logframe::parse(&m, &TimeContext::utc(NOW));
-            let _ = logframe::parse_date(&m, &TimeContext::utc(NOW));
+            let _ = frame::parse(&m, &TimeContext::utc(NOW));
+            let _ = frame::parse_date(&m, &TimeContext::utc(NOW));
         }
     }
 }
@@ -179,8 +179,8 @@ fn noise_never_panics() {
             v.splice(at..at, t.iter().copied());
         }
         rec.recognise(&v);
-        let _ = logframe::parse(&v, &TimeContext::utc(NOW));
-        let _ = logframe::parse_date(&v, &TimeContext::utc(i64::MAX / 4));
-        let _ = logframe::parse_date(&v, &TimeContext::utc(i64::MIN / 4));
+        let _ = frame::parse(&v, &TimeContext::utc(NOW));
+        let _ = frame::parse_date(&v, &TimeContext::utc(i64::MAX / 4));
+        let _ = frame::parse_date(&v, &TimeContext::utc(i64::MIN / 4));
     }
 }

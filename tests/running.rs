@@ -9,8 +9,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use astpatch::module_tag::{ModuleKind, Tag};
-use astpatch::running::{self, Instance};
+use astpatch::asterisk::running::{self, Instance};
+use astpatch::patch::tag::{ModuleKind, Tag};
 use common::live_asterisk::{self, Module, Running};
 
 const TAG: &str = "0123456789abcdef";
@@ -388,7 +388,7 @@ fn two_installs_apply_verify_and_revert_with_reload_act_on_the_running_one() {
         .chan_sip
         .unwrap();
     // apply writes the tree's tag into every site, so the module it built carries it.
-    let tree_tag = astpatch::module_tag::in_module(&fs::read(&so).unwrap());
+    let tree_tag = astpatch::patch::tag::in_module(&fs::read(&so).unwrap());
     assert_eq!(tree_tag.len(), 1);
     assert_eq!(
         (m.inode, m.deleted, m.kind),
@@ -776,7 +776,7 @@ fn scan_blames_only_what_the_loaded_patched_module_wrote_through_install_reload_
     );
     assert_eq!(v["forged"], 8, "the unknown tag is counted as forged: {v}");
     fs::create_dir_all(&state).unwrap();
-    astpatch::tail_trust::record(&state, &[TAG.parse().unwrap()]).unwrap();
+    astpatch::ban::trust::record(&state, &[TAG.parse().unwrap()]).unwrap();
     let v = scan(&auto);
     assert_eq!(
         banned(&v),

@@ -287,8 +287,8 @@ fn lines_inside_a_packet_pjproject_dumps_are_never_read_as_failures() {
 /// astmoddir, else the usual directories) and believes the lines tagged by its build only.
 #[test]
 fn auto_trust_follows_the_installed_module() {
-    use astpatch::config::Patched;
-    use astpatch::tail_trust::decide;
+    use astpatch::ban::trust::decide;
+    use astpatch::settings::Patched;
     let d = tempfile::tempdir().unwrap();
     let root = d.path();
     let stock: &[u8] = b"\x7fELF\0Failed to authenticate device %s\0";

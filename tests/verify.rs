@@ -7,10 +7,11 @@ use std::fs;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 
-use astpatch::build::{self, PlainProgress, RebuildOptions};
-use astpatch::config::Backend;
+use astpatch::ban::state::{self, Ban, PidFile, State};
+use astpatch::cli::progress::PlainProgress;
 use astpatch::firewall::{self, SystemRunner};
-use astpatch::state::{self, Ban, PidFile, State};
+use astpatch::module::build::{self, RebuildOptions};
+use astpatch::settings::Backend;
 use common::mini_asterisk::{self, MiniTree};
 use ipnet::IpNet;
 
@@ -69,10 +70,10 @@ fn system(logger: &str) -> System {
 }
 
 fn patch_rebuild_install(s: &System) {
-    astpatch::apply::apply(&s.tree, false).unwrap();
+    astpatch::patch::apply::apply(&s.tree, false).unwrap();
     let mut p = PlainProgress::new(Vec::new());
     build::rebuild(&s.tree, &RebuildOptions { jobs: 2, log: None }, &mut p).unwrap();
-    astpatch::install::install_module(&s.tree, &s.moddir).unwrap();
+    astpatch::module::install::install_module(&s.tree, &s.moddir).unwrap();
 }
 
 /// A process whose command line reads `astpatch watch [--ban]`, standing in for the watcher
@@ -115,7 +116,7 @@ fn pid_file(s: &System, pid: u32) {
 }
 
 fn record_ban(s: &System, net: &str) {
-    let now = firewall::now_secs();
+    let now = astpatch::clock::now_secs();
     let mut st = State::open(&s.state_dir()).unwrap();
     st.record_ban(Ban {
         net: net.parse().unwrap(),
@@ -276,7 +277,7 @@ fn a_half_done_system_fails_with_one_fix_per_link() {
     }
     let s = system(LOGGER_BAD);
     // Patched but never rebuilt; the stock module stays installed.
-    astpatch::apply::apply(&s.tree, false).unwrap();
+    astpatch::patch::apply::apply(&s.tree, false).unwrap();
     // The watcher died and left its pid file; the firewall was never set up.
     let mut gone = Command::new("true").spawn().unwrap();
     let dead = gone.id();
@@ -426,11 +427,11 @@ fn firewall_check_reads_every_backend_from_the_kernel() {
         let root = dir.path();
         let state_dir = root.join("var/lib/astpatch");
         fs::create_dir_all(&state_dir).unwrap();
-        let settings = astpatch::config::Settings {
+        let settings = astpatch::settings::Settings {
             backend,
             ..Default::default()
         };
-        let now = firewall::now_secs();
+        let now = astpatch::clock::now_secs();
         let mut st = State::open(&state_dir).unwrap();
         for net in ["203.0.113.7/32", "2001:db8:7::/64"] {
             st.record_ban(Ban {
@@ -531,13 +532,13 @@ fn an_installed_unit_without_systemd_is_reported_and_one_without_ban_gets_its_fi
     let s = system(LOGGER_GOOD);
     let unit_dir = s.root.join("etc/systemd/system");
     fs::create_dir_all(&unit_dir).unwrap();
-    let settings = astpatch::config::Settings::default();
-    let unit = astpatch::cmd_install_watcher::unit_text(
+    let settings = astpatch::settings::Settings::default();
+    let unit = astpatch::ban::unit_file::unit_text(
         std::path::Path::new("/usr/local/bin/astpatch"),
         std::path::Path::new("/etc/astpatch/astpatch.toml"),
         &settings,
     );
-    let path = unit_dir.join(astpatch::cmd_install_watcher::UNIT_NAME);
+    let path = unit_dir.join(astpatch::ban::unit_file::UNIT_NAME);
     let watcher = |unit: &str| {
         fs::write(&path, unit).unwrap();
         let v: serde_json::Value =

@@ -293,14 +293,14 @@ fn scenario(backend: &str) {
 }
 
 trait ParseBackend {
-    fn parse_backend(&self) -> astpatch::config::Backend;
+    fn parse_backend(&self) -> astpatch::settings::Backend;
 }
 impl ParseBackend for &str {
-    fn parse_backend(&self) -> astpatch::config::Backend {
+    fn parse_backend(&self) -> astpatch::settings::Backend {
         match *self {
-            "iptables" => astpatch::config::Backend::Iptables,
-            "ipset" => astpatch::config::Backend::Ipset,
-            _ => astpatch::config::Backend::Nftables,
+            "iptables" => astpatch::settings::Backend::Iptables,
+            "ipset" => astpatch::settings::Backend::Ipset,
+            _ => astpatch::settings::Backend::Nftables,
         }
     }
 }

@@ -4,8 +4,8 @@
 use ipnet::IpNet;
 
 use super::{CommandRunner, Firewall, command_failed, ipv6, must, parse_net, raise_hook};
-use crate::config::Backend;
 use crate::error::Result;
+use crate::settings::Backend;
 
 pub const CHAIN: &str = "ASTPATCH";
 const MODULES: &str = "ip_tables ip6_tables iptable_filter ip6table_filter (or nf_tables)";

@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 
 use ipnet::IpNet;
 
-use crate::config::Backend;
 use crate::error::{Error, Result};
+use crate::settings::Backend;
 
 pub mod ipset;
 pub mod iptables;
@@ -299,15 +299,7 @@ pub(crate) fn timeout_secs(until: Option<i64>, now: i64) -> Option<i64> {
 }
 
 pub(crate) fn now() -> i64 {
-    now_secs()
-}
-
-/// The wall clock in unix seconds.
-pub fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    crate::clock::now_secs()
 }
 
 /// Parse an address or network as printed by the tools (`1.2.3.4`, `1.2.3.4/32`, `fd00::/64`).

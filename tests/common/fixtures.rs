@@ -299,7 +299,7 @@ pub fn untag(bytes: &[u8]) -> Vec<u8> {
 /// Make `dir` look like a tree an astpatch from before tags patched: untagged statements and a
 /// format 1 manifest whose hashes match. Returns the patched bytes.
 pub fn patch_like_before_tags(dir: &Path) -> Vec<u8> {
-    astpatch::apply::apply(dir, false).unwrap();
+    astpatch::patch::apply::apply(dir, false).unwrap();
     let path = dir.join("channels/chan_sip.c");
     let legacy = untag(&std::fs::read(&path).unwrap());
     std::fs::write(&path, &legacy).unwrap();
@@ -311,7 +311,7 @@ pub fn patch_like_before_tags(dir: &Path) -> Vec<u8> {
     o.remove("original_statements");
     o.insert(
         "patched_sha256".into(),
-        astpatch::manifest::sha256_hex(&legacy).into(),
+        astpatch::patch::manifest::sha256_hex(&legacy).into(),
     );
     std::fs::write(&mpath, serde_json::to_string_pretty(&m).unwrap()).unwrap();
     legacy

@@ -152,7 +152,7 @@ impl Drop for Pair {
             // the namespace's inode, which /run/netns/NAME shows while the namespace exists.
             if let Ok(m) = std::fs::metadata(format!("/run/netns/{ns}")) {
                 use std::os::unix::fs::MetadataExt;
-                let lock = std::path::Path::new(astpatch::state::FIREWALL_LOCK_DIR)
+                let lock = std::path::Path::new(astpatch::ban::state::FIREWALL_LOCK_DIR)
                     .join(format!("firewall-net{}.lock", m.ino()));
                 let _ = std::fs::remove_file(lock);
             }
