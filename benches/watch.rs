@@ -20,8 +20,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use astpatch::firewall::Backend;
 use astpatch::firewall::{self, SystemRunner};
-use astpatch::settings::Backend;
 use ipnet::IpNet;
 
 const BIN: &str = env!("CARGO_BIN_EXE_astpatch");

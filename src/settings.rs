@@ -9,24 +9,7 @@ use serde::{Deserialize, Serialize};
 
 pub const DEFAULT_PATH: &str = "/etc/astpatch/astpatch.toml";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    #[default]
-    Iptables,
-    Ipset,
-    Nftables,
-}
-
-impl std::fmt::Display for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Backend::Iptables => "iptables",
-            Backend::Ipset => "ipset",
-            Backend::Nftables => "nftables",
-        })
-    }
-}
+use crate::firewall::Backend;
 
 /// The `patched` setting: `true`, `false`, or `"auto"` (decide from the installed module).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -138,6 +121,10 @@ pub struct Settings {
     /// Where the watcher writes its counters in Prometheus' text format every few seconds
     /// (for node_exporter's textfile collector); none when unset.
     pub metrics_file: Option<PathBuf>,
+    /// How often the watcher checks that the firewall still holds every ban (an outside
+    /// `iptables -F`, a firewall reload) and puts back what is missing.
+    #[serde(with = "duration_serde")]
+    pub firewall_check: Duration,
     /// Syslog / journald program names whose lines are Asterisk's: a line from any other
     /// program (or `logger -t mallory`) that looks like Asterisk's is not believed.
     #[serde(skip_serializing_if = "is_default_ident")]
@@ -171,9 +158,19 @@ impl Default for Settings {
             bantime_increment: None,
             ipv6_prefix: None,
             metrics_file: None,
+            firewall_check: Duration::from_secs(60),
             syslog_ident: default_ident(),
         }
     }
+}
+
+/// What the command line may put over the settings file, the same for every command that uses
+/// the setting (and again after a SIGHUP re-read).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub logs: Vec<PathBuf>,
+    pub backend: Option<Backend>,
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -245,6 +242,20 @@ impl Settings {
             }
             Err(source) => Err(ConfigError::Read { path, source }),
         }
+    }
+
+    /// The settings with the command line's overrides on top.
+    pub fn overridden(mut self, o: &Overrides) -> Settings {
+        if !o.logs.is_empty() {
+            self.logs = o.logs.clone();
+        }
+        if let Some(b) = o.backend {
+            self.backend = b;
+        }
+        if let Some(d) = &o.state_dir {
+            self.state_dir = d.clone();
+        }
+        self
     }
 
     fn validate(&self) -> Result<(), String> {

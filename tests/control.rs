@@ -323,3 +323,116 @@ fn purge_removes_every_backends_objects() {
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["currently_banned"], 0, "{s}");
 }
+
+/// One control surface: what `watch --state-dir X --backend B` uses, `ban`, `status` and
+/// `unban` take the same way (and `--config` anywhere on the line), so they see the bans that
+/// watcher made. An `unban` that finds nothing leaves no state directory behind.
+#[test]
+fn every_command_takes_the_same_state_dir_and_backend_overrides() {
+    if !common::require_root("every_command_takes_the_same_state_dir_and_backend_overrides") {
+        return;
+    }
+    let pair = Pair::new();
+    let d = tempfile::tempdir().unwrap();
+    // The settings file says iptables and another state dir; the overrides win everywhere.
+    let cfg = config(d.path(), "iptables");
+    let cfg = cfg.to_str().unwrap();
+    let other = d.path().join("other-state");
+    let other_s = other.to_str().unwrap();
+    let ns = Some(pair.pbx.as_str());
+    let peer = pair.peer_addr(false);
+
+    let missing = d.path().join("never-made");
+    let out = astpatch(
+        ns,
+        &[
+            "--config",
+            cfg,
+            "unban",
+            peer,
+            "--state-dir",
+            missing.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !missing.exists(),
+        "an unban that found nothing made {}",
+        missing.display()
+    );
+
+    let out = astpatch(
+        ns,
+        &[
+            "--config",
+            cfg,
+            "ban",
+            peer,
+            "--state-dir",
+            other_s,
+            "--backend",
+            "nftables",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !pair.peer_reaches(false),
+        "dropped after ban --backend nftables"
+    );
+    assert!(other.join("bans.journal").exists());
+    assert!(
+        !d.path().join("state").exists(),
+        "the settings' state dir was used"
+    );
+
+    let status = |extra: &[&str]| {
+        let mut args = vec!["status", "--json", "--config", cfg];
+        args.extend_from_slice(extra);
+        let out = astpatch(ns, &args);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let s = status(&["--state-dir", other_s, "--backend", "nftables"]);
+    assert_eq!(s["currently_banned"], 1, "{s}");
+    assert_eq!(s["backend"], "nftables", "{s}");
+    assert_eq!(s["banned"][0]["in_kernel"], true, "{s}");
+    let s = status(&[]);
+    assert_eq!(
+        s["currently_banned"], 0,
+        "without the override: the settings' state dir"
+    );
+
+    let out = astpatch(
+        ns,
+        &[
+            "unban",
+            peer,
+            "--state-dir",
+            other_s,
+            "--backend",
+            "nftables",
+            "--config",
+            cfg,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(pair.peer_reaches(false), "passes again after unban");
+    let out = astpatch(ns, &["--config", cfg, "unban", "--all", "--purge"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -3,8 +3,8 @@
 //! IPv6. Needs root; skips visibly otherwise.
 mod common;
 
+use astpatch::firewall::Backend;
 use astpatch::firewall::{self, Firewall, SystemRunner};
-use astpatch::settings::Backend;
 use common::netns::Pair;
 use ipnet::IpNet;
 

@@ -402,7 +402,7 @@ fn a_module_built_before_the_tag_is_refused_until_rebuilt() {
     );
     let settings = astpatch::settings::Settings::default();
     // No state dir under this root: verify never opens a firewall here, and must not.
-    let open = |_: astpatch::settings::Backend| -> Box<dyn astpatch::firewall::Firewall> {
+    let open = |_: astpatch::firewall::Backend| -> Box<dyn astpatch::firewall::Firewall> {
         panic!("the host's firewall is not consulted by this test")
     };
     let checks = |src: Option<&Path>| {

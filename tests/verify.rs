@@ -9,9 +9,9 @@ use std::process::{Child, Command, Output, Stdio};
 
 use astpatch::ban::state::{self, Ban, PidFile, State};
 use astpatch::cli::progress::PlainProgress;
+use astpatch::firewall::Backend;
 use astpatch::firewall::{self, SystemRunner};
 use astpatch::module::build::{self, RebuildOptions};
-use astpatch::settings::Backend;
 use common::mini_asterisk::{self, MiniTree};
 use ipnet::IpNet;
 
@@ -537,6 +537,7 @@ fn an_installed_unit_without_systemd_is_reported_and_one_without_ban_gets_its_fi
         std::path::Path::new("/usr/local/bin/astpatch"),
         std::path::Path::new("/etc/astpatch/astpatch.toml"),
         &settings,
+        &astpatch::settings::Overrides::default(),
     );
     let path = unit_dir.join(astpatch::ban::unit_file::UNIT_NAME);
     let watcher = |unit: &str| {

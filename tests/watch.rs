@@ -62,13 +62,16 @@ impl Watcher {
 
     fn start_in(pair: &Pair, run: &[&str], cfg: &Path, out: PathBuf, state: &Path) -> Watcher {
         let _ = std::fs::remove_file(state.join("watch.pid"));
+        // Check the firewall every second, not every minute.
+        let text = std::fs::read_to_string(cfg).unwrap();
+        if !text.contains("firewall_check") {
+            std::fs::write(cfg, format!("{text}\nfirewall_check = \"1s\"\n")).unwrap();
+        }
         let child = Command::new("ip")
             .args(["netns", "exec", &pair.pbx])
             .args(run)
             .args(["watch", "--ban", "--config"])
             .arg(cfg)
-            // Check the firewall every second, not every minute.
-            .env("ASTPATCH_RECHECK_SECS", "1")
             .stdout(std::fs::File::create(&out).unwrap())
             .stderr(Stdio::inherit())
             .spawn()
@@ -293,14 +296,14 @@ fn scenario(backend: &str) {
 }
 
 trait ParseBackend {
-    fn parse_backend(&self) -> astpatch::settings::Backend;
+    fn parse_backend(&self) -> astpatch::firewall::Backend;
 }
 impl ParseBackend for &str {
-    fn parse_backend(&self) -> astpatch::settings::Backend {
+    fn parse_backend(&self) -> astpatch::firewall::Backend {
         match *self {
-            "iptables" => astpatch::settings::Backend::Iptables,
-            "ipset" => astpatch::settings::Backend::Ipset,
-            _ => astpatch::settings::Backend::Nftables,
+            "iptables" => astpatch::firewall::Backend::Iptables,
+            "ipset" => astpatch::firewall::Backend::Ipset,
+            _ => astpatch::firewall::Backend::Nftables,
         }
     }
 }

@@ -113,12 +113,16 @@ _astpatch() {
 
     case "${cmd}" in
         astpatch)
-            opts="-h -V --help --version detect apply revert scan verify show-config watch import-fail2ban install-watcher ban unban status completions generate help"
+            opts="-h -V --config --help --version detect apply revert scan verify show-config watch import-fail2ban install-watcher ban unban status completions generate help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -127,7 +131,7 @@ _astpatch() {
             return 0
             ;;
         astpatch__subcmd__apply)
-            opts="-j -h --dry-run --json --rebuild --install --moddir --reload --asterisk-conf --root --jobs --help"
+            opts="-j -h --dry-run --json --rebuild --install --moddir --reload --asterisk-conf --root --jobs --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -153,6 +157,10 @@ _astpatch() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -161,7 +169,7 @@ _astpatch() {
             return 0
             ;;
         astpatch__subcmd__ban)
-            opts="-h --for --config --help"
+            opts="-h --for --state-dir --backend --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -169,6 +177,14 @@ _astpatch() {
             case "${prev}" in
                 --for)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backend)
+                    COMPREPLY=($(compgen -W "iptables ipset nftables" -- "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -183,12 +199,16 @@ _astpatch() {
             return 0
             ;;
         astpatch__subcmd__completions)
-            opts="-h --help bash elvish fish powershell zsh"
+            opts="-h --config --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -197,12 +217,16 @@ _astpatch() {
             return 0
             ;;
         astpatch__subcmd__detect)
-            opts="-h --json --help"
+            opts="-h --json --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -211,12 +235,16 @@ _astpatch() {
             return 0
             ;;
         astpatch__subcmd__generate)
-            opts="-h --help"
+            opts="-h --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -449,7 +477,7 @@ _astpatch() {
             return 0
             ;;
         astpatch__subcmd__import__subcmd__fail2ban)
-            opts="-h --jail --output --force --help"
+            opts="-h --jail --output --force --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -463,6 +491,10 @@ _astpatch() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -471,17 +503,25 @@ _astpatch() {
             return 0
             ;;
         astpatch__subcmd__install__subcmd__watcher)
-            opts="-h --config --dry-run --unit-dir --help"
+            opts="-h --dry-run --unit-dir --state-dir --backend --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --config)
+                --unit-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --unit-dir)
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backend)
+                    COMPREPLY=($(compgen -W "iptables ipset nftables" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -493,7 +533,7 @@ _astpatch() {
             return 0
             ;;
         astpatch__subcmd__revert)
-            opts="-h --json --install --moddir --reload --asterisk-conf --root --help"
+            opts="-h --json --install --moddir --reload --asterisk-conf --root --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -511,6 +551,10 @@ _astpatch() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -519,12 +563,16 @@ _astpatch() {
             return 0
             ;;
         astpatch__subcmd__scan)
-            opts="-h --config --json --help"
+            opts="-h --json --state-dir --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -537,12 +585,20 @@ _astpatch() {
             return 0
             ;;
         astpatch__subcmd__show__subcmd__config)
-            opts="-h --config --json --help"
+            opts="-h --json --state-dir --backend --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backend)
+                    COMPREPLY=($(compgen -W "iptables ipset nftables" -- "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -555,12 +611,20 @@ _astpatch() {
             return 0
             ;;
         astpatch__subcmd__status)
-            opts="-h --config --json --help"
+            opts="-h --json --state-dir --backend --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backend)
+                    COMPREPLY=($(compgen -W "iptables ipset nftables" -- "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -573,12 +637,20 @@ _astpatch() {
             return 0
             ;;
         astpatch__subcmd__unban)
-            opts="-h --all --purge --config --help"
+            opts="-h --all --purge --state-dir --backend --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backend)
+                    COMPREPLY=($(compgen -W "iptables ipset nftables" -- "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -591,7 +663,7 @@ _astpatch() {
             return 0
             ;;
         astpatch__subcmd__verify)
-            opts="-h --root --moddir --asterisk-conf --config --json --help"
+            opts="-h --root --moddir --asterisk-conf --json --state-dir --backend --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -607,6 +679,14 @@ _astpatch() {
                     ;;
                 --asterisk-conf)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backend)
+                    COMPREPLY=($(compgen -W "iptables ipset nftables" -- "${cur}"))
                     return 0
                     ;;
                 --config)
@@ -621,25 +701,25 @@ _astpatch() {
             return 0
             ;;
         astpatch__subcmd__watch)
-            opts="-h --ban --config --log --backend --state-dir --from-start --help"
+            opts="-h --ban --log --backend --state-dir --from-start --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --config)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --log)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --backend)
-                    COMPREPLY=($(compgen -f "${cur}"))
+                    COMPREPLY=($(compgen -W "iptables ipset nftables" -- "${cur}"))
                     return 0
                     ;;
                 --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

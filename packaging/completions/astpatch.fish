@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_astpatch_global_optspecs
-    string join \n h/help V/version
+    string join \n config= h/help V/version
 end
 
 function __fish_astpatch_needs_command
@@ -24,6 +24,7 @@ function __fish_astpatch_using_subcommand
     contains -- $cmd[1] $argv
 end
 
+complete -c astpatch -n "__fish_astpatch_needs_command" -l config -d 'Settings file, for every command [default: /etc/astpatch/astpatch.toml; the built-in defaults when that does not exist]' -r -F
 complete -c astpatch -n "__fish_astpatch_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c astpatch -n "__fish_astpatch_needs_command" -s V -l version -d 'Print version'
 complete -c astpatch -n "__fish_astpatch_needs_command" -f -a "detect" -d 'Tell which Asterisk a source tree is and what its chan_sip.c holds'
@@ -41,12 +42,14 @@ complete -c astpatch -n "__fish_astpatch_needs_command" -f -a "status" -d 'Show 
 complete -c astpatch -n "__fish_astpatch_needs_command" -f -a "completions" -d 'Print the shell completion script for bash, zsh, fish, elvish or powershell'
 complete -c astpatch -n "__fish_astpatch_needs_command" -f -a "generate" -d 'Write the files a package installs: man pages, completions, the commented default settings file and the systemd unit (for packagers; `packaging/` holds them)'
 complete -c astpatch -n "__fish_astpatch_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c astpatch -n "__fish_astpatch_using_subcommand detect" -l config -d 'Settings file, for every command [default: /etc/astpatch/astpatch.toml; the built-in defaults when that does not exist]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand detect" -l json -d 'Print a JSON report instead of text'
 complete -c astpatch -n "__fish_astpatch_using_subcommand detect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c astpatch -n "__fish_astpatch_using_subcommand apply" -l moddir -d 'Module directory [default: astmoddir from asterisk.conf, else the tree\'s makeopts]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand apply" -l asterisk-conf -d 'The asterisk.conf of the Asterisk to install into and reload (the `-C` it runs with); needed when several run [default: the running one, else /etc/asterisk/asterisk.conf]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand apply" -l root -d 'Root of the system Asterisk runs on: asterisk.conf, module and run directories are read inside it' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand apply" -s j -l jobs -d 'Parallel make jobs [default: number of CPUs]' -r
+complete -c astpatch -n "__fish_astpatch_using_subcommand apply" -l config -d 'Settings file, for every command [default: /etc/astpatch/astpatch.toml; the built-in defaults when that does not exist]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand apply" -l dry-run -d 'Print the unified diff (applies with `patch -p1`) and write nothing'
 complete -c astpatch -n "__fish_astpatch_using_subcommand apply" -l json -d 'Print a JSON report instead of text'
 complete -c astpatch -n "__fish_astpatch_using_subcommand apply" -l rebuild -d 'Rebuild chan_sip after patching: in a built tree only chan_sip is compiled (`make channels`); an unconfigured tree gets ./configure and a full make. make\'s output goes to SRC/astpatch-build.log'
@@ -56,48 +59,79 @@ complete -c astpatch -n "__fish_astpatch_using_subcommand apply" -s h -l help -d
 complete -c astpatch -n "__fish_astpatch_using_subcommand revert" -l moddir -d 'Module directory [default: astmoddir from asterisk.conf, else the tree\'s makeopts]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand revert" -l asterisk-conf -d 'The asterisk.conf of the Asterisk to restore and reload (the `-C` it runs with); needed when several run [default: the running one, else /etc/asterisk/asterisk.conf]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand revert" -l root -d 'Root of the system Asterisk runs on' -r -F
+complete -c astpatch -n "__fish_astpatch_using_subcommand revert" -l config -d 'Settings file, for every command [default: /etc/astpatch/astpatch.toml; the built-in defaults when that does not exist]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand revert" -l json -d 'Print a JSON report instead of text'
 complete -c astpatch -n "__fish_astpatch_using_subcommand revert" -l install -d 'Also put back the chan_sip.so that `apply --install` replaced (chan_sip.so.astpatch-bak)'
 complete -c astpatch -n "__fish_astpatch_using_subcommand revert" -l reload -d 'After putting the module back, unload and load chan_sip in the running Asterisk and confirm in /proc that it maps the restored file (as `apply --reload`)'
 complete -c astpatch -n "__fish_astpatch_using_subcommand revert" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c astpatch -n "__fish_astpatch_using_subcommand scan" -l config -d 'Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]' -r -F
+complete -c astpatch -n "__fish_astpatch_using_subcommand scan" -l state-dir -d 'Where bans are kept [default: state_dir from the settings, /var/lib/astpatch]' -r -F
+complete -c astpatch -n "__fish_astpatch_using_subcommand scan" -l config -d 'Settings file, for every command [default: /etc/astpatch/astpatch.toml; the built-in defaults when that does not exist]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand scan" -l json -d 'Print a JSON report instead of text'
 complete -c astpatch -n "__fish_astpatch_using_subcommand scan" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c astpatch -n "__fish_astpatch_using_subcommand verify" -l root -d 'Root of the system Asterisk and the watcher run on' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand verify" -l moddir -d 'Module directory [default: the running Asterisk\'s, else astmoddir from asterisk.conf, else the tree\'s makeopts]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand verify" -l asterisk-conf -d 'The asterisk.conf of the Asterisk to check (the `-C` it runs with); needed when several run [default: asterisk_conf from the settings, else the running one]' -r -F
-complete -c astpatch -n "__fish_astpatch_using_subcommand verify" -l config -d 'Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]' -r -F
+complete -c astpatch -n "__fish_astpatch_using_subcommand verify" -l state-dir -d 'Where bans are kept [default: state_dir from the settings, /var/lib/astpatch]' -r -F
+complete -c astpatch -n "__fish_astpatch_using_subcommand verify" -l backend -d 'Firewall backend [default: the running watcher\'s, else backend from the settings, iptables]' -r -f -a "iptables\t''
+ipset\t''
+nftables\t''"
+complete -c astpatch -n "__fish_astpatch_using_subcommand verify" -l config -d 'Settings file, for every command [default: /etc/astpatch/astpatch.toml; the built-in defaults when that does not exist]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand verify" -l json -d 'Print JSON instead of text'
 complete -c astpatch -n "__fish_astpatch_using_subcommand verify" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c astpatch -n "__fish_astpatch_using_subcommand show-config" -l config -d 'Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]' -r -F
+complete -c astpatch -n "__fish_astpatch_using_subcommand show-config" -l state-dir -d 'Where bans are kept [default: state_dir from the settings, /var/lib/astpatch]' -r -F
+complete -c astpatch -n "__fish_astpatch_using_subcommand show-config" -l backend -d 'Firewall backend [default: the running watcher\'s, else backend from the settings, iptables]' -r -f -a "iptables\t''
+ipset\t''
+nftables\t''"
+complete -c astpatch -n "__fish_astpatch_using_subcommand show-config" -l config -d 'Settings file, for every command [default: /etc/astpatch/astpatch.toml; the built-in defaults when that does not exist]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand show-config" -l json -d 'Print JSON instead of TOML'
 complete -c astpatch -n "__fish_astpatch_using_subcommand show-config" -s h -l help -d 'Print help'
-complete -c astpatch -n "__fish_astpatch_using_subcommand watch" -l config -d 'Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand watch" -l log -d 'A log to follow (repeatable) [default: logs from the settings]' -r -F
-complete -c astpatch -n "__fish_astpatch_using_subcommand watch" -l backend -d 'Firewall backend [default: backend from the settings, iptables]' -r
+complete -c astpatch -n "__fish_astpatch_using_subcommand watch" -l backend -d 'Firewall backend [default: the running watcher\'s, else backend from the settings, iptables]' -r -f -a "iptables\t''
+ipset\t''
+nftables\t''"
 complete -c astpatch -n "__fish_astpatch_using_subcommand watch" -l state-dir -d 'Where bans are kept [default: state_dir from the settings, /var/lib/astpatch]' -r -F
+complete -c astpatch -n "__fish_astpatch_using_subcommand watch" -l config -d 'Settings file, for every command [default: /etc/astpatch/astpatch.toml; the built-in defaults when that does not exist]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand watch" -l ban -d 'Ban through the firewall (without it, only report)'
 complete -c astpatch -n "__fish_astpatch_using_subcommand watch" -l from-start -d 'Read the logs from their beginning (default: only lines written from now on)'
 complete -c astpatch -n "__fish_astpatch_using_subcommand watch" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c astpatch -n "__fish_astpatch_using_subcommand import-fail2ban" -l jail -d 'Jail section to import' -r
 complete -c astpatch -n "__fish_astpatch_using_subcommand import-fail2ban" -l output -d 'Write the settings here instead of printing them' -r -F
+complete -c astpatch -n "__fish_astpatch_using_subcommand import-fail2ban" -l config -d 'Settings file, for every command [default: /etc/astpatch/astpatch.toml; the built-in defaults when that does not exist]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand import-fail2ban" -l force -d 'Replace --output if it exists'
 complete -c astpatch -n "__fish_astpatch_using_subcommand import-fail2ban" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c astpatch -n "__fish_astpatch_using_subcommand install-watcher" -l config -d 'Settings file the service uses [default: /etc/astpatch/astpatch.toml]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand install-watcher" -l unit-dir -d 'Where the unit goes' -r -F
+complete -c astpatch -n "__fish_astpatch_using_subcommand install-watcher" -l state-dir -d 'Where bans are kept [default: state_dir from the settings, /var/lib/astpatch]' -r -F
+complete -c astpatch -n "__fish_astpatch_using_subcommand install-watcher" -l backend -d 'Firewall backend [default: the running watcher\'s, else backend from the settings, iptables]' -r -f -a "iptables\t''
+ipset\t''
+nftables\t''"
+complete -c astpatch -n "__fish_astpatch_using_subcommand install-watcher" -l config -d 'Settings file, for every command [default: /etc/astpatch/astpatch.toml; the built-in defaults when that does not exist]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand install-watcher" -l dry-run -d 'Print the unit and the commands; change nothing'
 complete -c astpatch -n "__fish_astpatch_using_subcommand install-watcher" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c astpatch -n "__fish_astpatch_using_subcommand ban" -l for -d 'How long [default: bantime from the settings, grown by bantime_increment]' -r
-complete -c astpatch -n "__fish_astpatch_using_subcommand ban" -l config -d 'Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]' -r -F
+complete -c astpatch -n "__fish_astpatch_using_subcommand ban" -l state-dir -d 'Where bans are kept [default: state_dir from the settings, /var/lib/astpatch]' -r -F
+complete -c astpatch -n "__fish_astpatch_using_subcommand ban" -l backend -d 'Firewall backend [default: the running watcher\'s, else backend from the settings, iptables]' -r -f -a "iptables\t''
+ipset\t''
+nftables\t''"
+complete -c astpatch -n "__fish_astpatch_using_subcommand ban" -l config -d 'Settings file, for every command [default: /etc/astpatch/astpatch.toml; the built-in defaults when that does not exist]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand ban" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c astpatch -n "__fish_astpatch_using_subcommand unban" -l config -d 'Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]' -r -F
+complete -c astpatch -n "__fish_astpatch_using_subcommand unban" -l state-dir -d 'Where bans are kept [default: state_dir from the settings, /var/lib/astpatch]' -r -F
+complete -c astpatch -n "__fish_astpatch_using_subcommand unban" -l backend -d 'Firewall backend [default: the running watcher\'s, else backend from the settings, iptables]' -r -f -a "iptables\t''
+ipset\t''
+nftables\t''"
+complete -c astpatch -n "__fish_astpatch_using_subcommand unban" -l config -d 'Settings file, for every command [default: /etc/astpatch/astpatch.toml; the built-in defaults when that does not exist]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand unban" -l all -d 'Lift every ban astpatch holds'
 complete -c astpatch -n "__fish_astpatch_using_subcommand unban" -l purge -d 'With --all: also remove astpatch\'s firewall objects of every backend'
 complete -c astpatch -n "__fish_astpatch_using_subcommand unban" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c astpatch -n "__fish_astpatch_using_subcommand status" -l config -d 'Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]' -r -F
+complete -c astpatch -n "__fish_astpatch_using_subcommand status" -l state-dir -d 'Where bans are kept [default: state_dir from the settings, /var/lib/astpatch]' -r -F
+complete -c astpatch -n "__fish_astpatch_using_subcommand status" -l backend -d 'Firewall backend [default: the running watcher\'s, else backend from the settings, iptables]' -r -f -a "iptables\t''
+ipset\t''
+nftables\t''"
+complete -c astpatch -n "__fish_astpatch_using_subcommand status" -l config -d 'Settings file, for every command [default: /etc/astpatch/astpatch.toml; the built-in defaults when that does not exist]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand status" -l json -d 'Print JSON instead of text'
 complete -c astpatch -n "__fish_astpatch_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c astpatch -n "__fish_astpatch_using_subcommand completions" -l config -d 'Settings file, for every command [default: /etc/astpatch/astpatch.toml; the built-in defaults when that does not exist]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand completions" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c astpatch -n "__fish_astpatch_using_subcommand generate" -l config -d 'Settings file, for every command [default: /etc/astpatch/astpatch.toml; the built-in defaults when that does not exist]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand generate" -s h -l help -d 'Print help'
 complete -c astpatch -n "__fish_astpatch_using_subcommand help; and not __fish_seen_subcommand_from detect apply revert scan verify show-config watch import-fail2ban install-watcher ban unban status completions generate help" -f -a "detect" -d 'Tell which Asterisk a source tree is and what its chan_sip.c holds'
 complete -c astpatch -n "__fish_astpatch_using_subcommand help; and not __fish_seen_subcommand_from detect apply revert scan verify show-config watch import-fail2ban install-watcher ban unban status completions generate help" -f -a "apply" -d 'Patch chan_sip.c so every inbound failed-auth line ends with the real source address'

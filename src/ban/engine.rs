@@ -22,11 +22,6 @@ use crate::settings::Settings;
 /// costs about 36 bytes per slot plus table overhead).
 pub const MAX_TRACKED: usize = 500_000;
 
-/// How often the kernel is compared with the state while running: an outside `iptables -F`,
-/// `nft flush ruleset`, `ipset flush` or a deleted INPUT hook would otherwise leave bans
-/// missing until a restart.
-pub const RECHECK_EVERY: i64 = 60;
-
 /// True when the periodic firewall check is due. A clock that went backwards makes it due
 /// at once (and restarts the count) rather than stalling the check until it catches up.
 pub fn recheck_due(last: i64, now: i64, every: i64) -> bool {
@@ -139,6 +134,10 @@ impl Engine {
             settings.findtime.as_secs() as i64,
             MAX_TRACKED,
         );
+        // The kernel is compared with the state while running: an outside `iptables -F`, `nft
+        // flush ruleset`, `ipset flush` or a deleted INPUT hook would otherwise leave bans
+        // missing until a restart.
+        let recheck_every = (settings.firewall_check.as_secs() as i64).max(1);
         Engine {
             settings,
             recogniser,
@@ -155,14 +154,14 @@ impl Engine {
             ipv6: fw.as_ref().is_none_or(|f| f.ipv6()),
             fw,
             local,
-            local_now: policy::local_addresses,
+            local_now: crate::firewall::host::local_addresses,
             local_seen: (i64::MIN, vec![]),
             from_start,
             total_failed: 0,
             retry: vec![],
             last_second: i64::MIN,
             last_expire: i64::MIN,
-            recheck_every: RECHECK_EVERY,
+            recheck_every,
             last_recheck: i64::MIN,
             evicted_said: 0,
             published: None,
@@ -208,6 +207,7 @@ impl Engine {
             ));
             self.tracker = Tracker::new(new.maxretry, new.findtime.as_secs() as i64, MAX_TRACKED);
         }
+        self.recheck_every = (new.firewall_check.as_secs() as i64).max(1);
         self.settings = new;
         notes
     }
@@ -775,7 +775,7 @@ fn repair(st: &mut State, fw: &mut dyn Firewall, now: i64) -> Result<Option<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::Backend;
+    use crate::firewall::Backend;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
 

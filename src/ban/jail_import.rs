@@ -7,7 +7,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::error::{Error, Result};
-use crate::settings::{Backend, BantimeIncrement, Settings};
+use crate::firewall::Backend;
+use crate::settings::{BantimeIncrement, Settings};
 
 /// Sections in file order; each maps lower-case keys to values (continuation lines joined).
 pub fn parse_ini(text: &str) -> Result<Vec<(String, HashMap<String, String>)>> {

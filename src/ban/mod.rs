@@ -4,6 +4,7 @@
 //! clock (the loop is `cli::watch`); [`scan`] replays a log through the same pieces. Also here:
 //! importing a fail2ban jail, the metrics file and what systemd knows of the watcher's unit.
 
+pub mod control;
 pub mod engine;
 pub mod jail_import;
 pub mod metrics;

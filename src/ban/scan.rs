@@ -151,7 +151,7 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// The host's own addresses ([`crate::ban::policy::local_addresses`] on a live system).
+    /// The host's own addresses ([`crate::firewall::host::local_addresses`] on a live system).
     pub fn with_local(mut self, local: Vec<IpAddr>) -> Self {
         self.local = local;
         self

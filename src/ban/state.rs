@@ -187,7 +187,7 @@ pub fn watcher_running(dir: &Path) -> bool {
 pub struct PidFile {
     pub pid: u32,
     pub logs: Vec<PathBuf>,
-    pub backend: crate::settings::Backend,
+    pub backend: crate::firewall::Backend,
     pub started_at: i64,
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::asterisk::conf::under;
-use crate::settings::Settings;
+use crate::settings::{Overrides, Settings};
 
 /// Where `astpatch install-watcher` writes the unit by default.
 pub const UNIT_DIR: &str = "/etc/systemd/system";
@@ -139,8 +139,17 @@ pub const UNIT_NAME: &str = "astpatch.service";
 
 /// The unit text. Root, but with only the capabilities the watcher needs: NET_ADMIN/NET_RAW
 /// for the firewall, DAC_READ_SEARCH to read logs owned by the asterisk user.
-pub fn unit_text(exe: &Path, config: &Path, settings: &Settings) -> String {
+/// `overrides` are the command line's (`install-watcher --state-dir …`), passed on to the
+/// watcher so it runs with what the unit was made for.
+pub fn unit_text(exe: &Path, config: &Path, settings: &Settings, overrides: &Overrides) -> String {
     let state = unit_word(&settings.state_dir);
+    let mut extra = String::new();
+    if let Some(d) = &overrides.state_dir {
+        extra.push_str(&format!(" --state-dir {}", unit_word(d)));
+    }
+    if let Some(b) = overrides.backend {
+        extra.push_str(&format!(" --backend {b}"));
+    }
     format!(
         "[Unit]
 Description=astpatch watcher: ban Asterisk attackers through the firewall
@@ -149,7 +158,7 @@ Wants=network-online.target
 
 [Service]
 Type=simple
-ExecStart={exe} watch --ban --config {config}
+ExecStart={exe} watch --ban --config {config}{extra}
 # Re-reads the settings (systemctl reload astpatch); logs, backend and state_dir need a restart.
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
@@ -294,6 +303,7 @@ mod unit_text_tests {
             Path::new("/opt/my tools/astpatch"),
             Path::new("/etc/astpatch/100%.toml"),
             &s,
+            &Overrides::default(),
         );
         assert!(
             unit.contains(
@@ -311,6 +321,7 @@ mod unit_text_tests {
             Path::new("/usr/bin/astpatch"),
             Path::new("/etc/a.toml"),
             &Settings::default(),
+            &Overrides::default(),
         );
         assert!(plain.contains("ExecStart=/usr/bin/astpatch watch --ban --config /etc/a.toml\n"));
         assert_eq!(unit_word(Path::new("/x/a\"b\\c")), "\"/x/a\\\"b\\\\c\"");

@@ -3,11 +3,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::cli::output::Style;
 use crate::error::Error;
 use crate::exit_codes;
+use crate::firewall::Backend;
+use crate::settings::{Overrides, Settings};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -25,8 +27,29 @@ Exit codes: 0 ok, 1 a check failed or nothing to do, 2 usage or input error, 3 e
 command takes --json."
 )]
 pub struct Cli {
+    /// Settings file, for every command [default: /etc/astpatch/astpatch.toml; the built-in
+    /// defaults when that does not exist]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--state-dir`, taken by every command that reads or writes the bans.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StateDirArg {
+    /// Where bans are kept [default: state_dir from the settings, /var/lib/astpatch]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// `--backend`, taken by every command that touches the firewall.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BackendArg {
+    /// Firewall backend [default: the running watcher's, else backend from the settings,
+    /// iptables]
+    #[arg(long, value_name = "BACKEND")]
+    pub backend: Option<Backend>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,12 +124,11 @@ pub enum Command {
         /// Log files to read, oldest first; `-` reads stdin; .gz files are unpacked.
         #[arg(value_name = "FILE", required = true)]
         files: Vec<PathBuf>,
-        /// Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
         /// Print a JSON report instead of text.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        state: StateDirArg,
     },
     /// Prove the whole chain works: patched source, built and installed module, logging,
     /// watcher, firewall.
@@ -133,21 +155,23 @@ pub enum Command {
         /// several run [default: asterisk_conf from the settings, else the running one].
         #[arg(long, value_name = "FILE")]
         asterisk_conf: Option<PathBuf>,
-        /// Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        state: StateDirArg,
+        #[command(flatten)]
+        backend: BackendArg,
     },
     /// Print the effective watcher settings (defaults merged with the settings file).
     ShowConfig {
-        /// Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
         /// Print JSON instead of TOML.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        state: StateDirArg,
+        #[command(flatten)]
+        backend: BackendArg,
     },
     /// Follow Asterisk's logs and ban addresses that fail too often (like fail2ban).
     ///
@@ -163,18 +187,13 @@ pub enum Command {
         /// Ban through the firewall (without it, only report).
         #[arg(long)]
         ban: bool,
-        /// Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
         /// A log to follow (repeatable) [default: logs from the settings]
         #[arg(long = "log", value_name = "FILE")]
         logs: Vec<PathBuf>,
-        /// Firewall backend [default: backend from the settings, iptables]
-        #[arg(long, value_name = "BACKEND", value_parser = parse_backend)]
-        backend: Option<crate::settings::Backend>,
-        /// Where bans are kept [default: state_dir from the settings, /var/lib/astpatch]
-        #[arg(long, value_name = "DIR")]
-        state_dir: Option<PathBuf>,
+        #[command(flatten)]
+        backend: BackendArg,
+        #[command(flatten)]
+        state: StateDirArg,
         /// Read the logs from their beginning (default: only lines written from now on).
         #[arg(long)]
         from_start: bool,
@@ -208,15 +227,16 @@ pub enum Command {
         after_help = "Examples:\n  astpatch install-watcher --dry-run\n  astpatch install-watcher --config /etc/astpatch/astpatch.toml"
     )]
     InstallWatcher {
-        /// Settings file the service uses [default: /etc/astpatch/astpatch.toml]
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
         /// Print the unit and the commands; change nothing.
         #[arg(long)]
         dry_run: bool,
         /// Where the unit goes.
         #[arg(long, value_name = "DIR", default_value = "/etc/systemd/system")]
         unit_dir: PathBuf,
+        #[command(flatten)]
+        state: StateDirArg,
+        #[command(flatten)]
+        backend: BackendArg,
     },
     /// Ban an address or network now, through the firewall, recorded durably.
     ///
@@ -233,9 +253,10 @@ pub enum Command {
         /// How long [default: bantime from the settings, grown by bantime_increment].
         #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
         ban_for: Option<std::time::Duration>,
-        /// Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateDirArg,
+        #[command(flatten)]
+        backend: BackendArg,
     },
     /// Lift a ban (or every ban with --all), from the state store and the firewall.
     ///
@@ -259,9 +280,10 @@ pub enum Command {
         /// With --all: also remove astpatch's firewall objects of every backend.
         #[arg(long, requires = "all")]
         purge: bool,
-        /// Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateDirArg,
+        #[command(flatten)]
+        backend: BackendArg,
     },
     /// Show the watcher, failure counters and current bans (like fail2ban-client status).
     ///
@@ -270,12 +292,13 @@ pub enum Command {
         after_help = "Examples:\n  astpatch status\n  astpatch status --json | jq '.banned[].net'"
     )]
     Status {
-        /// Settings file [default: /etc/astpatch/astpatch.toml, defaults if absent]
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        state: StateDirArg,
+        #[command(flatten)]
+        backend: BackendArg,
     },
     /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
     ///
@@ -296,15 +319,6 @@ pub enum Command {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
-}
-
-fn parse_backend(s: &str) -> Result<crate::settings::Backend, String> {
-    match s {
-        "iptables" => Ok(crate::settings::Backend::Iptables),
-        "ipset" => Ok(crate::settings::Backend::Ipset),
-        "nftables" => Ok(crate::settings::Backend::Nftables),
-        _ => Err("one of iptables, ipset, nftables".into()),
-    }
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -334,40 +348,72 @@ fn report(e: &Error, style: Style) {
 }
 
 fn run(cli: Cli, style: Style) -> Result<u8, Error> {
+    let config = cli.config;
+    // The settings file with this command's overrides on top; read only by the commands that
+    // use it, so a broken settings file does not stop `detect` or `apply --dry-run`.
+    let settings = |state: &StateDirArg, backend: &BackendArg, logs: Vec<PathBuf>| {
+        Settings::load(config.as_deref()).map(|s| {
+            s.overridden(&Overrides {
+                logs,
+                backend: backend.backend,
+                state_dir: state.state_dir.clone(),
+            })
+        })
+    };
+    let plain = || Settings::load(config.as_deref());
     match cli.command {
         Command::Detect { src, json } => crate::cli::detect::run(&src, json, style),
         Command::Apply {
             src,
             dry_run,
             json,
-            build,
-        } => crate::cli::apply::run_apply(&src, dry_run, json, &build, style),
-        Command::Revert { src, json, install } => {
+            mut build,
+        } => {
+            if build.asterisk_conf.is_none() && build.install {
+                build.asterisk_conf = plain()?.asterisk_conf;
+            }
+            crate::cli::apply::run_apply(&src, dry_run, json, &build, style)
+        }
+        Command::Revert {
+            src,
+            json,
+            mut install,
+        } => {
+            if install.asterisk_conf.is_none() && install.install {
+                install.asterisk_conf = plain()?.asterisk_conf;
+            }
             crate::cli::apply::run_revert(&src, json, &install, style)
         }
-        Command::Scan {
-            files,
-            config,
-            json,
-        } => crate::cli::scan::run(&files, config.as_deref(), json, style),
+        Command::Scan { files, json, state } => {
+            let settings = settings(&state, &BackendArg::default(), vec![])?;
+            crate::cli::scan::run(&files, &settings, json, style)
+        }
         Command::Verify {
             src,
             root,
             moddir,
             asterisk_conf,
-            config,
             json,
-        } => crate::cli::verify::run(
-            src.as_deref(),
-            &root,
-            moddir.as_deref(),
-            asterisk_conf.as_deref(),
-            config.as_deref(),
+            state,
+            backend,
+        } => {
+            let settings = settings(&state, &backend, vec![])?;
+            crate::cli::verify::run(
+                src.as_deref(),
+                &root,
+                moddir.as_deref(),
+                asterisk_conf.as_deref(),
+                &settings,
+                json,
+                style,
+            )
+        }
+        Command::ShowConfig {
             json,
-            style,
-        ),
-        Command::ShowConfig { config, json } => {
-            let settings = crate::settings::Settings::load(config.as_deref())?;
+            state,
+            backend,
+        } => {
+            let settings = settings(&state, &backend, vec![])?;
             if json {
                 crate::cli::output::print_json(&settings);
             } else {
@@ -380,21 +426,23 @@ fn run(cli: Cli, style: Style) -> Result<u8, Error> {
         }
         Command::Watch {
             ban,
-            config,
             logs,
             backend,
-            state_dir,
+            state,
             from_start,
         } => {
-            let settings = crate::settings::Settings::load(config.as_deref())?;
+            let overrides = Overrides {
+                logs,
+                backend: backend.backend,
+                state_dir: state.state_dir,
+            };
+            let settings = Settings::load(config.as_deref())?.overridden(&overrides);
             crate::cli::watch::run_watch(
                 settings,
                 crate::cli::watch::WatchArgs {
                     ban,
                     config,
-                    logs,
-                    backend,
-                    state_dir,
+                    overrides,
                     from_start,
                 },
             )
@@ -406,14 +454,21 @@ fn run(cli: Cli, style: Style) -> Result<u8, Error> {
             force,
         } => crate::cli::import_fail2ban::run(&jail_local, &jail, output.as_deref(), force, style),
         Command::InstallWatcher {
-            config,
             dry_run,
             unit_dir,
+            state,
+            backend,
         } => {
-            let settings = crate::settings::Settings::load(config.as_deref())?;
+            let s = settings(&state, &backend, vec![])?;
+            let overrides = Overrides {
+                logs: vec![],
+                backend: backend.backend,
+                state_dir: state.state_dir,
+            };
             crate::cli::install_watcher::run(
                 config.as_deref(),
-                &settings,
+                &s,
+                &overrides,
                 &unit_dir,
                 dry_run,
                 style,
@@ -422,23 +477,29 @@ fn run(cli: Cli, style: Style) -> Result<u8, Error> {
         Command::Ban {
             addr,
             ban_for,
-            config,
+            state,
+            backend,
         } => {
-            let settings = crate::settings::Settings::load(config.as_deref())?;
-            crate::cli::control::run_ban(&settings, &addr, ban_for, style)
+            let s = settings(&state, &backend, vec![])?;
+            crate::cli::control::run_ban(&s, backend.backend, &addr, ban_for, style)
         }
         Command::Unban {
             addr,
             all,
             purge,
-            config,
+            state,
+            backend,
         } => {
-            let settings = crate::settings::Settings::load(config.as_deref())?;
-            crate::cli::control::run_unban(&settings, addr.as_deref(), all, purge, style)
+            let s = settings(&state, &backend, vec![])?;
+            crate::cli::control::run_unban(&s, backend.backend, addr.as_deref(), all, purge, style)
         }
-        Command::Status { config, json } => {
-            let settings = crate::settings::Settings::load(config.as_deref())?;
-            crate::cli::control::run_status(&settings, json, style)
+        Command::Status {
+            json,
+            state,
+            backend,
+        } => {
+            let s = settings(&state, &backend, vec![])?;
+            crate::cli::control::run_status(&s, backend.backend, json, style)
         }
         Command::Completions { shell } => {
             use std::io::Write;

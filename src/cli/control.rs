@@ -1,61 +1,26 @@
-//! `astpatch ban`, `unban` and `status`: the fail2ban-client of astpatch. They work through
-//! the state store (under its lock) whether or not the watcher runs: the change is recorded
-//! durably first, then applied to the firewall directly; a running watcher picks the record
-//! up from the journal (so it expires the ban on time and does not re-add an unban).
-use std::path::Path;
+//! Presentation of `astpatch ban`, `unban` and `status` (the work is in [`crate::ban::control`]).
 use std::time::Duration;
 
-use ipnet::IpNet;
-use serde::Serialize;
-
+use crate::ban::control::{self, Purged};
 use crate::ban::policy;
-use crate::ban::state::{self, Ban, State};
 use crate::cli::output::Style;
 use crate::clock::now_secs;
 use crate::error::Result;
 use crate::exit_codes;
-use crate::firewall::{self, Firewall, SystemRunner};
-use crate::settings::{Backend, Settings};
-
-/// The backend in use: the running watcher's, else the settings'.
-fn backend(settings: &Settings) -> Backend {
-    state::read_pid_file(&settings.state_dir)
-        .filter(|_| state::watcher_running(&settings.state_dir))
-        .map(|p| p.backend)
-        .unwrap_or(settings.backend)
-}
-
-fn open_firewall(settings: &Settings) -> Box<dyn Firewall> {
-    firewall::for_backend(backend(settings), Box::new(SystemRunner::host()))
-}
+use crate::firewall::Backend;
+use crate::settings::Settings;
 
 pub fn run_ban(
     settings: &Settings,
+    backend: Option<Backend>,
     target: &str,
     ban_for: Option<Duration>,
     style: Style,
 ) -> Result<u8> {
     let net = policy::parse_target(target)?;
-    policy::check_bannable(&net, settings, &policy::local_addresses())?;
-    // The firewall must be usable before anything is recorded (a missing tool or module is
-    // reported here, and nothing changes).
-    let mut fw = open_firewall(settings);
-    if net.addr().is_ipv6() && !fw.ipv6() {
-        return Err(firewall::ipv6::refuse(&net));
-    }
-    fw.ensure()?;
-    let mut st = State::open(&settings.state_dir)?;
-    let now = now_secs();
-    let len = ban_for.unwrap_or_else(|| policy::ban_length(settings, st.previous_bans(&net)));
-    let until = now + len.as_secs() as i64;
-    st.record_ban(Ban {
-        net,
-        until: Some(until),
-        reason: "manual".into(),
-        failures: 0,
-        banned_at: now,
-    })?;
-    fw.ban(net, Some(until))?;
+    let mut fw = control::open_firewall(settings, backend);
+    let local = crate::firewall::host::local_addresses();
+    let len = control::ban(settings, &mut *fw, net, ban_for, &local, now_secs())?;
     println!(
         "{} {net} for {} (backend {})",
         style.ok("banned"),
@@ -67,22 +32,29 @@ pub fn run_ban(
 
 pub fn run_unban(
     settings: &Settings,
+    backend: Option<Backend>,
     target: Option<&str>,
     all: bool,
     purge: bool,
     style: Style,
 ) -> Result<u8> {
-    if purge {
-        return run_purge(settings, style);
-    }
-    let mut st = State::open(&settings.state_dir)?;
-    let mut fw = open_firewall(settings);
     let now = now_secs();
+    if purge {
+        for (b, done) in control::purge(settings, now)? {
+            match done {
+                Purged::ToolMissing(tool) => {
+                    println!("{b}: {tool} is not installed, nothing to remove")
+                }
+                Purged::Removed => {
+                    println!("{} {b}: astpatch's objects removed", style.ok("purged"))
+                }
+            }
+        }
+        return Ok(exit_codes::SUCCESS);
+    }
+    let mut fw = control::open_firewall(settings, backend);
     if all {
-        let n = st.active_bans(now).len();
-        st.record_unban_all(now)?;
-        // One batch that leaves our objects in place and empty.
-        fw.restore(&[])?;
+        let n = control::unban_all(settings, &mut *fw, now)?;
         println!(
             "{} all {n} bans (backend {})",
             style.ok("unbanned"),
@@ -90,136 +62,20 @@ pub fn run_unban(
         );
         return Ok(exit_codes::SUCCESS);
     }
-    let target = target.expect("clap requires ADDR or --all");
-    let net = policy::parse_target(target)?;
-    let known = st.get(&net).is_some();
-    let in_kernel = fw.list().map(|l| l.contains(&net)).unwrap_or(false);
-    if !known && !in_kernel {
-        return Err(crate::error::Error::nothing_to_do(
-            format!("{net} is not banned"),
-            Some("`astpatch status` lists the current bans"),
-        ));
-    }
-    st.record_unban(net, "manual", now)?;
-    fw.unban(net)?;
+    let net = policy::parse_target(target.expect("clap requires ADDR or --all"))?;
+    control::unban(settings, &mut *fw, net, now)?;
     println!("{} {net}", style.ok("unbanned"));
     Ok(exit_codes::SUCCESS)
 }
 
-/// `unban --all --purge`: every ban lifted and every firewall object astpatch made, of every
-/// backend, removed (before an uninstall). A running watcher would put them back at its next
-/// check, so it must be stopped first.
-fn run_purge(settings: &Settings, style: Style) -> Result<u8> {
-    if state::watcher_running(&settings.state_dir) {
-        return Err(crate::error::Error::environment(
-            format!(
-                "a watcher uses {} and would put the firewall objects back",
-                settings.state_dir.display()
-            ),
-            Some(
-                "stop it first: systemctl stop astpatch (or end `astpatch watch`), then run this again",
-            ),
-        ));
-    }
-    if settings.state_dir.is_dir() {
-        let mut st = State::open(&settings.state_dir)?;
-        st.record_unban_all(now_secs())?;
-    }
-    for b in [Backend::Iptables, Backend::Ipset, Backend::Nftables] {
-        let tool = match b {
-            Backend::Iptables => "iptables",
-            Backend::Ipset => "ipset",
-            Backend::Nftables => "nft",
-        };
-        if !firewall::tool_installed(tool) {
-            println!("{b}: {tool} is not installed, nothing to remove");
-            continue;
-        }
-        firewall::for_backend(b, Box::new(SystemRunner::host())).teardown()?;
-        println!("{} {b}: astpatch's objects removed", style.ok("purged"));
-    }
-    Ok(exit_codes::SUCCESS)
-}
-
-#[derive(Debug, Serialize)]
-pub struct WatcherInfo {
-    pub running: bool,
-    #[serde(flatten)]
-    pub pid_file: Option<state::PidFile>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct BanInfo {
-    #[serde(flatten)]
-    pub ban: Ban,
-    /// Seconds left; None = permanent.
-    pub expires_in: Option<i64>,
-    /// Whether the firewall holds it right now (None when the firewall could not be read).
-    pub in_kernel: Option<bool>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Status {
-    pub watcher: WatcherInfo,
-    pub backend: Backend,
-    /// Whether INPUT reaches astpatch's objects (None when the firewall could not be read).
-    pub hooked: Option<bool>,
-    /// Only known while the watcher runs.
-    pub currently_failing: Option<usize>,
-    pub total_failed: Option<u64>,
-    /// Log lines not believed since the watcher started: written by a remote party to pass for
-    /// Asterisk's (forged), or cut by Asterisk's logger (glued, truncated). Only known while
-    /// the watcher runs.
-    pub forged_lines: Option<u64>,
-    pub glued_lines: Option<u64>,
-    pub truncated_lines: Option<u64>,
-    pub currently_banned: usize,
-    pub total_banned: u64,
-    pub banned: Vec<BanInfo>,
-}
-
-pub fn status(settings: &Settings, fw: &dyn Firewall, now: i64) -> Result<Status> {
-    let dir: &Path = &settings.state_dir;
-    let running = state::watcher_running(dir);
-    let pid_file = state::read_pid_file(dir).filter(|_| running);
-    let stats = if running {
-        state::read_stats(dir)
-    } else {
-        None
-    };
-    let st = State::load(dir)?;
-    let kernel = fw.list().ok();
-    let banned: Vec<BanInfo> = st
-        .active_bans(now)
-        .into_iter()
-        .map(|b| BanInfo {
-            expires_in: b.until.map(|u| u - now),
-            // An IPv6 ban kept from before IPv6 was switched off is not held, nor missing.
-            in_kernel: kernel
-                .as_ref()
-                .filter(|_| fw.ipv6() || b.net.addr().is_ipv4())
-                .map(|k: &Vec<IpNet>| k.contains(&b.net)),
-            ban: b,
-        })
-        .collect();
-    Ok(Status {
-        watcher: WatcherInfo { running, pid_file },
-        backend: fw.name(),
-        hooked: fw.hooked().ok(),
-        currently_failing: stats.as_ref().map(|s| s.currently_failing),
-        total_failed: stats.as_ref().map(|s| s.total_failed),
-        forged_lines: stats.as_ref().map(|s| s.forged),
-        glued_lines: stats.as_ref().map(|s| s.glued),
-        truncated_lines: stats.as_ref().map(|s| s.truncated),
-        currently_banned: banned.len(),
-        total_banned: st.total_banned(),
-        banned,
-    })
-}
-
-pub fn run_status(settings: &Settings, json: bool, style: Style) -> Result<u8> {
-    let fw = open_firewall(settings);
-    let s = status(settings, &*fw, now_secs())?;
+pub fn run_status(
+    settings: &Settings,
+    backend: Option<Backend>,
+    json: bool,
+    style: Style,
+) -> Result<u8> {
+    let fw = control::open_firewall(settings, backend);
+    let s = control::status(settings, &*fw, now_secs())?;
     if json {
         crate::cli::output::print_json(&s);
         return Ok(exit_codes::SUCCESS);
@@ -295,47 +151,4 @@ pub fn run_status(settings: &Settings, json: bool, style: Style) -> Result<u8> {
         );
     }
     Ok(exit_codes::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::firewall::fake::Recorder;
-
-    #[test]
-    fn without_ipv6_an_old_ipv6_ban_is_not_reported_missing() {
-        let d = tempfile::tempdir().unwrap();
-        let settings = Settings {
-            state_dir: d.path().to_path_buf(),
-            ..Settings::default()
-        };
-        let mut st = State::open(d.path()).unwrap();
-        for net in ["2001:db8::66/128", "192.0.2.9/32"] {
-            st.record_ban(Ban {
-                net: net.parse().unwrap(),
-                until: Some(10_000),
-                reason: "test".into(),
-                failures: 3,
-                banned_at: 0,
-            })
-            .unwrap();
-        }
-        drop(st);
-        let fw =
-            firewall::for_backend_with(Backend::Iptables, Box::new(Recorder::default()), false);
-        let s = status(&settings, &*fw, 100).unwrap();
-        let kernel: Vec<(String, Option<bool>)> = s
-            .banned
-            .iter()
-            .map(|b| (b.ban.net.to_string(), b.in_kernel))
-            .collect();
-        assert!(
-            kernel.contains(&("2001:db8::66/128".into(), None)),
-            "{kernel:?}"
-        );
-        assert!(
-            kernel.contains(&("192.0.2.9/32".into(), Some(false))),
-            "{kernel:?}"
-        );
-    }
 }

@@ -7,11 +7,12 @@ use crate::ban::unit_file::{UNIT_NAME, unit_text};
 use crate::cli::output::Style;
 use crate::error::{Error, Result};
 use crate::exit_codes;
-use crate::settings::Settings;
+use crate::settings::{Overrides, Settings};
 
 pub fn run(
     config: Option<&Path>,
     settings: &Settings,
+    overrides: &Overrides,
     unit_dir: &Path,
     dry_run: bool,
     style: Style,
@@ -21,7 +22,7 @@ pub fn run(
     let config: PathBuf = config
         .map(Path::to_owned)
         .unwrap_or_else(|| PathBuf::from(crate::settings::DEFAULT_PATH));
-    let unit = unit_text(&exe, &config, settings);
+    let unit = unit_text(&exe, &config, settings, overrides);
     let path = unit_dir.join(UNIT_NAME);
     let commands = [
         vec!["systemctl", "daemon-reload"],

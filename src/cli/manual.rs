@@ -94,6 +94,12 @@ pub const SETTINGS: &[SettingDoc] = &[
                other program that looks like Asterisk's is not believed.",
     },
     SettingDoc {
+        key: "firewall_check",
+        default: "\"1m\"",
+        text: "How often the watcher checks that the firewall still holds every ban (after an \
+               outside iptables -F or a firewall reload) and puts back what is missing.",
+    },
+    SettingDoc {
         key: "metrics_file",
         default: "\"/var/lib/prometheus/node-exporter/astpatch.prom\"",
         text: "The watcher writes its counters here in Prometheus' text format every 5 seconds, \
@@ -239,6 +245,7 @@ pub fn packaged_files() -> Vec<(String, Vec<u8>)> {
             Path::new("/usr/bin/astpatch"),
             Path::new(crate::settings::DEFAULT_PATH),
             &crate::settings::Settings::default(),
+            &crate::settings::Overrides::default(),
         )
         .into_bytes(),
     ));

@@ -1,9 +1,8 @@
 //! Presentation of `astpatch scan`: the `fail2ban-regex` of astpatch.
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::ban::policy;
 use crate::ban::scan::{ScanReport, Scanner};
 use crate::ban::trust::TailTrust;
 use crate::cli::output::{Style, print_json};
@@ -17,8 +16,7 @@ use crate::settings::Settings;
 /// Addresses listed in the text table; `--json` lists all.
 const TEXT_ADDRESSES: usize = 50;
 
-pub fn run(files: &[PathBuf], config: Option<&Path>, json: bool, style: Style) -> Result<u8> {
-    let settings = Settings::load(config)?;
+pub fn run(files: &[PathBuf], settings: &Settings, json: bool, style: Style) -> Result<u8> {
     // Open everything first: a wrong argument is reported before minutes of scanning.
     let mut inputs = Vec::with_capacity(files.len());
     for f in files {
@@ -26,10 +24,11 @@ pub fn run(files: &[PathBuf], config: Option<&Path>, json: bool, style: Style) -
         let reader = src.open()?;
         inputs.push((src.name(), reader));
     }
-    let trust = crate::ban::trust::decide_live(&settings);
+    let trust = crate::ban::trust::decide_live(settings);
     let mut rec = Recogniser::new(trust.options.clone());
     rec.set_syslog_idents(&settings.syslog_ident);
-    let mut scanner = Scanner::new(&rec, &settings).with_local(policy::local_addresses());
+    let mut scanner =
+        Scanner::new(&rec, settings).with_local(crate::firewall::host::local_addresses());
     for (name, reader) in inputs {
         scanner.read(reader, &name);
     }

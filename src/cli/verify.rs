@@ -14,7 +14,7 @@ pub fn run(
     root: &Path,
     moddir: Option<&Path>,
     asterisk_conf: Option<&Path>,
-    config: Option<&Path>,
+    settings: &Settings,
     json: bool,
     style: Style,
 ) -> Result<u8> {
@@ -28,7 +28,6 @@ pub fn run(
             Some("leave --root out to check this machine (it defaults to /)"),
         ));
     }
-    let settings = Settings::load(config)?;
     let asterisk_conf = asterisk_conf.or(settings.asterisk_conf.as_deref());
     // Several servers and none named: asked, not guessed (the checks would judge the wrong one).
     let instance;
@@ -47,7 +46,7 @@ pub fn run(
         src,
         root,
         moddir,
-        settings: &settings,
+        settings,
         running,
         asterisk_conf,
     };

@@ -12,15 +12,13 @@ use crate::error::{Error, Result};
 use crate::exit_codes;
 use crate::firewall::{self, SystemRunner};
 use crate::logs::follow::{Event, FollowOptions, Follower};
-use crate::settings::{Backend, Settings};
+use crate::settings::{Overrides, Settings};
 
 pub struct WatchArgs {
     pub ban: bool,
-    /// The settings file, read again on SIGHUP.
+    /// The settings file, read again on SIGHUP (with the same overrides on top).
     pub config: Option<PathBuf>,
-    pub logs: Vec<PathBuf>,
-    pub backend: Option<Backend>,
-    pub state_dir: Option<PathBuf>,
+    pub overrides: Overrides,
     pub from_start: bool,
 }
 
@@ -33,20 +31,6 @@ extern "C" fn on_signal(_: libc::c_int) {
 
 extern "C" fn on_hup(_: libc::c_int) {
     RELOAD.store(true, Ordering::SeqCst);
-}
-
-/// The command line's overrides on top of a settings file's values.
-fn overridden(mut settings: Settings, args: &WatchArgs) -> Settings {
-    if !args.logs.is_empty() {
-        settings.logs = args.logs.clone();
-    }
-    if let Some(b) = args.backend {
-        settings.backend = b;
-    }
-    if let Some(d) = &args.state_dir {
-        settings.state_dir = d.clone();
-    }
-    settings
 }
 
 /// Which chan_sip tails `settings` make the engine believe, with the source it learns new
@@ -81,7 +65,6 @@ fn apply_tail_trust(
 }
 
 pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
-    let settings = overridden(settings, &args);
     if settings.logs.is_empty() {
         return Err(Error::input(
             "no log files to follow",
@@ -104,7 +87,7 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
         },
     );
     let out = Box::new(std::io::stdout());
-    let local = crate::ban::policy::local_addresses();
+    let local = crate::firewall::host::local_addresses();
     let ipv6 = firewall::ipv6::host_has_ipv6();
     let mut _lock = None;
     let mut engine = if args.ban {
@@ -123,13 +106,6 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
             args.from_start,
             out,
         );
-        // Tests shorten the periodic firewall check; operators have no reason to.
-        if let Some(secs) = std::env::var("ASTPATCH_RECHECK_SECS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-        {
-            e.set_recheck_every(secs);
-        }
         let r = e.reconcile(now_secs())?;
         println!(
             "astpatch watch: backend {}, {} active bans ({} re-added to the firewall, {} unknown removed, {} expired)",
@@ -223,7 +199,7 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
 /// restart can change (logs, backend, state_dir) is kept and said.
 fn reload(engine: &mut Engine, args: &WatchArgs) {
     let new = match Settings::load(args.config.as_deref()) {
-        Ok(s) => overridden(s, args),
+        Ok(s) => s.overridden(&args.overrides),
         Err(e) => {
             println!("SIGHUP: the settings are invalid, keeping the old ones: {e}");
             return;

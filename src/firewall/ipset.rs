@@ -3,11 +3,11 @@
 //! INPUT matching the set. Batches go through `ipset restore`.
 use ipnet::IpNet;
 
+use super::Backend;
 use super::{
     CommandRunner, Firewall, command_failed, ipv6, must, now, parse_net, raise_hook, timeout_secs,
 };
 use crate::error::Result;
-use crate::settings::Backend;
 
 pub const SET4: &str = "astpatch4";
 pub const SET6: &str = "astpatch6";

@@ -3,9 +3,9 @@
 //! watcher removes expired bans itself.
 use ipnet::IpNet;
 
+use super::Backend;
 use super::{CommandRunner, Firewall, command_failed, ipv6, must, parse_net, raise_hook};
 use crate::error::Result;
-use crate::settings::Backend;
 
 pub const CHAIN: &str = "ASTPATCH";
 const MODULES: &str = "ip_tables ip6_tables iptable_filter ip6table_filter (or nf_tables)";

@@ -9,8 +9,40 @@ use std::process::{Command, Stdio};
 use ipnet::IpNet;
 
 use crate::error::{Error, Result};
-use crate::settings::Backend;
 
+/// Which firewall tool bans. One spelling everywhere: the settings file (serde), the command
+/// line (clap) and messages (Display) all use the lowercase name.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    Default,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Iptables,
+    Ipset,
+    Nftables,
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use clap::ValueEnum;
+        f.write_str(
+            self.to_possible_value()
+                .expect("no skipped variants")
+                .get_name(),
+        )
+    }
+}
+
+pub mod host;
 pub mod ipset;
 pub mod iptables;
 pub mod ipv6;

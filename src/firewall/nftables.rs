@@ -6,9 +6,9 @@
 //! (atomic in the kernel).
 use ipnet::IpNet;
 
+use super::Backend;
 use super::{CommandRunner, Firewall, command_failed, ipv6, now, parse_net, timeout_secs};
 use crate::error::Result;
-use crate::settings::Backend;
 
 pub const TABLE: &str = "astpatch";
 const MODULES: &str = "nf_tables nft_set_hash nft_set_rbtree";

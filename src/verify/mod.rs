@@ -14,12 +14,13 @@ use crate::asterisk::logger_conf;
 use crate::asterisk::running::{Instance, kind_word};
 use crate::ban::state;
 use crate::ban::unit_file::{self, UnitState};
+use crate::firewall::Backend;
 use crate::firewall::Firewall;
 use crate::module::install;
 use crate::patch::detect::TagState;
 use crate::patch::sites::{self, PatchState};
 use crate::patch::tag::{self, ModuleKind, Tag};
-use crate::settings::{Backend, Settings};
+use crate::settings::Settings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
