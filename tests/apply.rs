@@ -1,5 +1,5 @@
 //! apply / revert on synthetic trees of every shape, through the library and the CLI.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;
@@ -609,25 +609,18 @@ fn git_checkout_with_local_changes_gets_a_note_and_nothing_committed() {
     );
 }
 
-fn cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(common::bin())
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn cli_dry_run_diff_is_pinned() {
     for (id, version) in [("7", "11.23.1"), ("8", "16.30.0"), ("2", "1.4.40")] {
         let d = tempfile::tempdir().unwrap();
         fixtures::write_tree(d.path(), &fixtures::spec(id, version));
-        let (code, stdout, stderr) = cli(&["apply", "--dry-run", d.path().to_str().unwrap()]);
+        let common::Run {
+            code,
+            stdout,
+            stderr,
+        } = common::astpatch()
+            .args(["apply", "--dry-run", d.path().to_str().unwrap()])
+            .run();
         assert_eq!(code, 0, "{stderr}");
         let stderr = stderr.replace(d.path().to_str().unwrap(), "[TREE]");
         // The diff carries a real, fresh tag: the one the summary names, in every + line.
@@ -682,23 +675,47 @@ fn cli_apply_twice_and_errors() {
     let d = tempfile::tempdir().unwrap();
     fixtures::write_tree(d.path(), &fixtures::spec("7", "11.23.1"));
     let p = d.path().to_str().unwrap();
-    let (code, out, _) = cli(&["apply", p]);
+    let common::Run {
+        code,
+        stdout: out,
+        stderr: _,
+    } = common::astpatch().args(["apply", p]).run();
     assert_eq!(code, 0);
     assert!(
         out.contains("5 of 5 inbound sites now log the source address"),
         "{out}"
     );
-    let (code, out, _) = cli(&["apply", p]);
+    let common::Run {
+        code,
+        stdout: out,
+        stderr: _,
+    } = common::astpatch().args(["apply", p]).run();
     assert_eq!(code, 0);
     assert!(out.contains("already patched"), "{out}");
-    let (code, out, _) = cli(&["revert", "--json", p]);
+    let common::Run {
+        code,
+        stdout: out,
+        stderr: _,
+    } = common::astpatch().args(["revert", "--json", p]).run();
     assert_eq!(code, 0);
     assert!(out.contains("\"outcome\": \"restored\""), "{out}");
-    let (code, _, err) = cli(&["apply", "/nonexistent/asterisk"]);
+    let common::Run {
+        code,
+        stdout: _,
+        stderr: err,
+    } = common::astpatch()
+        .args(["apply", "/nonexistent/asterisk"])
+        .run();
     assert_eq!(code, 2);
     assert!(err.starts_with("error: /nonexistent/asterisk:"), "{err}");
     assert!(err.contains("hint:"), "{err}");
-    let (code, _, err) = cli(&["apply", d.path().join(".version").to_str().unwrap()]);
+    let common::Run {
+        code,
+        stdout: _,
+        stderr: err,
+    } = common::astpatch()
+        .args(["apply", d.path().join(".version").to_str().unwrap()])
+        .run();
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("is a file, not a source tree"));
 }
@@ -718,7 +735,11 @@ fn cli_unknown_site_report_names_each_site_and_how_to_file_an_issue() {
     fs::write(&path, &odd).unwrap();
     let p = d.path().to_str().unwrap();
     for args in [vec!["apply", "--dry-run", p], vec!["apply", p]] {
-        let (code, out, err) = cli(&args);
+        let common::Run {
+            code,
+            stdout: out,
+            stderr: err,
+        } = common::astpatch().args(&args).run();
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(
             out.is_empty(),

@@ -1,7 +1,7 @@
 //! apply on filesystems that fight back: a tmpfs that fills up part-way, a read-only mount, a
 //! directory the user may not write. The original chan_sip.c must survive byte for byte and
 //! nothing of astpatch's may be left beside it.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -65,14 +65,6 @@ fn latin1_tree(root: &Path, pad: usize) -> PathBuf {
     path
 }
 
-fn astpatch(args: &[&str]) -> Output {
-    Command::new(common::bin())
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
-
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -104,7 +96,7 @@ fn a_disk_that_fills_up_at_any_step_leaves_the_original_and_nothing_else() {
         let fs_ = Tmpfs::mount(&format!("{kib}k"));
         let path = latin1_tree(fs_.path(), 24 * 1024);
         let before = fs::read(&path).unwrap();
-        let o = astpatch(&["apply", fs_.path().to_str().unwrap()]);
+        let o = common::run(["apply", fs_.path().to_str().unwrap()]);
         let out = text(&o);
         let channels = fs_.path().join("channels");
         if o.status.success() {
@@ -152,7 +144,7 @@ fn a_read_only_filesystem_is_refused_with_the_original_intact() {
     let path = latin1_tree(fs_.path(), 0);
     let before = fs::read(&path).unwrap();
     fs_.remount_read_only();
-    let o = astpatch(&["apply", fs_.path().to_str().unwrap()]);
+    let o = common::run(["apply", fs_.path().to_str().unwrap()]);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(3), "{out}");
     assert!(out.contains("Read-only file system"), "{out}");

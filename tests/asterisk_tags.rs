@@ -1,6 +1,6 @@
 //! Opt-in: run the engine over every tag of a real Asterisk git checkout.
 //!
-//! `ASTPATCH_ASTERISK_GIT=/path/to/asterisk(.git) cargo test --release --test asterisk_tags -- --nocapture`
+//! `ASTPATCH_ASTERISK_GIT=/path/to/asterisk(.git) cargo test --release --test tests asterisk_tags:: -- --nocapture`
 //! Without the variable the test says so and passes: it needs a checkout we must not ship.
 use std::collections::BTreeMap;
 

@@ -1,6 +1,6 @@
 //! Output piped into a reader that has gone (`astpatch detect … | head -1`) ends the process
 //! quietly, as any Unix filter does, instead of panicking.
-mod common;
+use crate::common;
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;

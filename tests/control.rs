@@ -1,40 +1,26 @@
 //! `astpatch ban` / `unban` / `status` as an operator runs them: bad targets are refused with
 //! an input error; inside a network namespace real packets stop and pass again.
-mod common;
+use crate::common;
 
 use std::process::Command;
 
+use common::TestEnv;
 use common::netns::Pair;
 
-fn config(dir: &std::path::Path, backend: &str) -> std::path::PathBuf {
-    let p = dir.join("astpatch.toml");
-    std::fs::write(
-        &p,
-        format!(
-            "backend = \"{backend}\"\nstate_dir = \"{}\"\nignoreip = [\"127.0.0.0/8\", \"::1\", \"10.99.0.0/16\"]\n",
-            dir.join("state").display()
-        ),
-    )
-    .unwrap();
-    p
+fn config(env: &TestEnv, backend: &str) -> std::path::PathBuf {
+    env.settings(&format!(
+        "backend = \"{backend}\"\nignoreip = [\"127.0.0.0/8\", \"::1\", \"10.99.0.0/16\"]\n"
+    ))
 }
 
 fn astpatch(ns: Option<&str>, args: &[&str]) -> std::process::Output {
-    let mut cmd = match ns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns, common::bin()]);
-            c
-        }
-        None => Command::new(common::bin()),
-    };
-    cmd.args(args).env("NO_COLOR", "1").output().unwrap()
+    common::astpatch_in(ns).args(args).output()
 }
 
 #[test]
 fn bad_and_protected_targets_are_input_errors() {
-    let d = tempfile::tempdir().unwrap();
-    let cfg = config(d.path(), "iptables");
+    let d = TestEnv::new();
+    let cfg = config(&d, "iptables");
     let cfg = cfg.to_str().unwrap();
     for (target, words) in [
         ("not-an-ip", "not an IP address"),
@@ -63,8 +49,8 @@ fn bad_and_protected_targets_are_input_errors() {
 
 fn control_cycle(backend: &str) {
     let pair = Pair::new();
-    let d = tempfile::tempdir().unwrap();
-    let cfg = config(d.path(), backend);
+    let d = TestEnv::new();
+    let cfg = config(&d, backend);
     let cfg = cfg.to_str().unwrap();
     let ns = Some(pair.pbx.as_str());
     for v6 in [false, true] {
@@ -150,13 +136,13 @@ fn ban_status_unban_nftables() {
 
 #[test]
 fn a_missing_firewall_tool_names_the_package_and_records_nothing() {
-    let d = tempfile::tempdir().unwrap();
+    let d = TestEnv::new();
     for (backend, package) in [
         ("iptables", "iptables"),
         ("ipset", "ipset"),
         ("nftables", "nftables"),
     ] {
-        let cfg = config(d.path(), backend);
+        let cfg = config(&d, backend);
         let out = Command::new(common::bin())
             .args(["ban", "203.0.113.7", "--config", cfg.to_str().unwrap()])
             .env("PATH", d.path()) // no firewall tools here
@@ -208,8 +194,8 @@ fn without_ipv6_ban_is_ipv4_only_and_refuses_ipv6() {
     }
     for backend in ["iptables", "ipset"] {
         let pair = Pair::new();
-        let d = tempfile::tempdir().unwrap();
-        let cfg = config(d.path(), backend);
+        let d = TestEnv::new();
+        let cfg = config(&d, backend);
         let cfg = cfg.to_str().unwrap();
         let out = astpatch_without_ipv6(&pair.pbx, &["ban", pair.peer6, "--config", cfg]);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -257,12 +243,12 @@ fn purge_removes_every_backends_objects() {
     }
     let pair = Pair::new();
     let ns = Some(pair.pbx.as_str());
-    let d = tempfile::tempdir().unwrap();
     let mut cfgs = vec![];
-    for (i, backend) in ["iptables", "ipset", "nftables"].iter().enumerate() {
-        let sub = d.path().join(format!("{i}"));
-        std::fs::create_dir_all(&sub).unwrap();
+    let mut envs = vec![];
+    for backend in ["iptables", "ipset", "nftables"] {
+        let sub = TestEnv::new();
         let cfg = config(&sub, backend);
+        envs.push(sub);
         let out = astpatch(ns, &["ban", pair.peer4, "--config", cfg.to_str().unwrap()]);
         assert!(
             out.status.success(),
@@ -291,7 +277,7 @@ fn purge_removes_every_backends_objects() {
         assert!(exists(o), "{o:?} should exist before the purge");
     }
     // A running watcher would put them back: refused while one holds the state's lock.
-    let state = d.path().join("0/state");
+    let state = envs[0].join("state");
     let lock = astpatch::ban::state::lock_watcher(&state).unwrap();
     let cfg0 = cfgs[0].to_str().unwrap();
     let out = astpatch(ns, &["unban", "--all", "--purge", "--config", cfg0]);
@@ -333,9 +319,9 @@ fn every_command_takes_the_same_state_dir_and_backend_overrides() {
         return;
     }
     let pair = Pair::new();
-    let d = tempfile::tempdir().unwrap();
+    let d = TestEnv::new();
     // The settings file says iptables and another state dir; the overrides win everywhere.
-    let cfg = config(d.path(), "iptables");
+    let cfg = config(&d, "iptables");
     let cfg = cfg.to_str().unwrap();
     let other = d.path().join("other-state");
     let other_s = other.to_str().unwrap();

@@ -1,21 +1,16 @@
 //! `astpatch detect` on synthetic trees: every shape, the CLI's text and JSON, and bad input.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use astpatch::patch::detect::detect;
 use astpatch::patch::sites::PatchState;
 use common::fixtures::{self, SHAPES};
 
 fn run(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(common::bin())
-        .args(args)
-        .current_dir(cwd)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
+    common::astpatch().current_dir(cwd).args(args).output()
 }
 
 fn text(b: &[u8]) -> String {

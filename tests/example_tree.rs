@@ -1,5 +1,5 @@
 //! The example tree the README's first command runs on stays a faithful shape-7 fixture.
-mod common;
+use crate::common;
 
 use astpatch::patch::sites::{self, PatchState};
 

@@ -1,7 +1,7 @@
 //! Every backend against the real kernel, inside throw-away network namespaces: real ICMP
 //! packets from the peer pass, are dropped after a ban, and pass again after unban — IPv4 and
 //! IPv6. Needs root; skips visibly otherwise.
-mod common;
+use crate::common;
 
 use astpatch::firewall::Backend;
 use astpatch::firewall::{self, Firewall, SystemRunner};
@@ -133,7 +133,7 @@ fn kernel_timeouts_expire_bans_on_set_backends() {
     }
 }
 
-/// Restore time for 100k bans. Run: `cargo test --release --test firewall -- --ignored --nocapture`
+/// Restore time for 100k bans. Run: `cargo test --release --test tests firewall:: -- --ignored --nocapture`
 #[test]
 #[ignore]
 fn restore_100k_timing() {

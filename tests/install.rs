@@ -1,6 +1,6 @@
 //! `apply --rebuild --install [--reload]` and `revert --install` through the binary, on the
 //! mini Asterisk tree built with real make/gcc and a system root in a temp dir.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -40,15 +40,12 @@ fn installed_system() -> System {
 }
 
 fn astpatch(args: &[&str], path_prefix: Option<&Path>) -> Output {
-    let mut c = Command::new(common::bin());
-    c.args(args).env("NO_COLOR", "1");
-    if let Some(p) = path_prefix {
-        c.env(
-            "PATH",
-            format!("{}:{}", p.display(), std::env::var("PATH").unwrap()),
-        );
+    let cmd = common::astpatch().args(args);
+    match path_prefix {
+        Some(p) => cmd.path_prefix(p),
+        None => cmd,
     }
-    c.output().unwrap()
+    .output()
 }
 
 fn text(o: &Output) -> String {

@@ -1,5 +1,5 @@
 //! The mini Asterisk tree the rebuild tests use behaves like the real build where it matters.
-mod common;
+use crate::common;
 
 use std::fs;
 

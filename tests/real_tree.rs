@@ -6,14 +6,13 @@
 //! only the copy is touched; the test never fetches, configures or fully builds Asterisk.
 //! A tree astpatch already patched is reverted in the copy first, so the run always starts
 //! from the release's own chan_sip.c.
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::fs;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use astpatch::patch::sites::{self, PatchState};
@@ -140,7 +139,7 @@ fn run_one(given: &Path) -> Figures {
     let already_patched = match sites::scan(&fs::read(&src).unwrap()).state() {
         PatchState::Unpatched => false,
         PatchState::Patched | PatchState::PartlyPatched => {
-            let out = astpatch(["revert".as_ref(), tree.as_os_str()]);
+            let out = common::run(["revert".as_ref(), tree.as_os_str()]);
             assert!(
                 out.status.success(),
                 "the given tree's chan_sip.c is patched but `astpatch revert` cannot undo it: {}",
@@ -167,7 +166,7 @@ fn run_one(given: &Path) -> Figures {
 
     let cpu_before = children_cpu();
     let started = Instant::now();
-    let out = astpatch([
+    let out = common::run([
         "apply".as_ref(),
         "--rebuild".as_ref(),
         "--json".as_ref(),
@@ -243,7 +242,7 @@ fn run_one(given: &Path) -> Figures {
 
     // The module carries the format strings of the patched source, byte for byte.
     let module = fs::read(&so).unwrap();
-    let wanted = astpatch::verify::site_format_strings(&patched, &scan);
+    let wanted = astpatch::verify::source::site_format_strings(&patched, &scan);
     assert!(!wanted.is_empty());
     for s in &wanted {
         assert!(
@@ -265,7 +264,7 @@ fn run_one(given: &Path) -> Figures {
     fs::create_dir(&root).unwrap();
     let config = tmp.path().join("astpatch.toml");
     fs::write(&config, "").unwrap();
-    let out = astpatch([
+    let out = common::run([
         "verify".as_ref(),
         tree.as_os_str(),
         "--json".as_ref(),
@@ -291,7 +290,7 @@ fn run_one(given: &Path) -> Figures {
     }
 
     // revert restores the release's chan_sip.c byte for byte.
-    let out = astpatch(["revert".as_ref(), tree.as_os_str()]);
+    let out = common::run(["revert".as_ref(), tree.as_os_str()]);
     assert!(out.status.success(), "revert: {}", text(&out.stderr));
     assert!(
         fs::read(&src).unwrap() == original,
@@ -314,14 +313,6 @@ fn run_one(given: &Path) -> Figures {
     };
     eprintln!("{}: {f}", given.display());
     f
-}
-
-fn astpatch<const N: usize>(args: [&OsStr; N]) -> Output {
-    Command::new(common::bin())
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
 }
 
 fn text(b: &[u8]) -> String {

@@ -1,5 +1,5 @@
 //! `apply --rebuild` against the mini Asterisk tree with real configure, make and gcc.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! that takes `-C FILE`, dlopens a gcc-built chan_sip.so and serves `module unload/load` on its
 //! control socket. Checks discovery, a rename-over install showing ` (deleted)`, reading the
 //! replaced module's kind through /proc/PID/map_files, and the two-installs case.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -82,7 +82,7 @@ fn a_live_instance_its_config_and_its_module_are_found_and_consoles_are_not() {
         &d.path().join("srv/pbx/asterisk.conf"),
     );
     let server = Running::start(&a.exe, &["-f", "-C", a.conf.to_str().unwrap()]);
-    let console = Running(
+    let console = Running::adopt(
         Command::new(&a.exe)
             .args(["-C", a.conf.to_str().unwrap(), "-r"])
             .spawn()
@@ -202,14 +202,6 @@ fn two_installs_the_running_one_is_told_by_its_process_not_by_the_default_paths(
     );
 }
 
-fn astpatch(args: &[&str]) -> std::process::Output {
-    Command::new(common::bin())
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
-
 fn text(o: &std::process::Output) -> String {
     format!(
         "{}{}",
@@ -279,7 +271,7 @@ fn two_installs_apply_verify_and_revert_with_reload_act_on_the_running_one() {
     let server = Running::start(&live.exe, &["-f", "-C", c]);
     let pid = server.pid();
     let verify = || {
-        let o = astpatch(&[
+        let o = common::run([
             "verify",
             "--json",
             "--asterisk-conf",
@@ -293,7 +285,7 @@ fn two_installs_apply_verify_and_revert_with_reload_act_on_the_running_one() {
     };
 
     // Install without reload: into the running one's module dir; the commands name its binary.
-    let o = astpatch(&[
+    let o = common::run([
         "apply",
         "--rebuild",
         "--install",
@@ -346,7 +338,7 @@ fn two_installs_apply_verify_and_revert_with_reload_act_on_the_running_one() {
     assert_eq!(by_name(&v, "installed-module")["status"], "pass");
     let logging = by_name(&v, "logging");
     assert_eq!(logging["status"], "pass", "{logging}");
-    let o = astpatch(&[
+    let o = common::run([
         "verify",
         "--asterisk-conf",
         c,
@@ -366,7 +358,7 @@ fn two_installs_apply_verify_and_revert_with_reload_act_on_the_running_one() {
     });
 
     // --reload: unloaded and loaded through its binary and -C; /proc confirms the new file.
-    let o = astpatch(&[
+    let o = common::run([
         "apply",
         "--install",
         "--reload",
@@ -416,7 +408,7 @@ fn two_installs_apply_verify_and_revert_with_reload_act_on_the_running_one() {
     );
 
     // revert --install --reload mirrors apply: the stock module is back, loaded, confirmed.
-    let o = astpatch(&[
+    let o = common::run([
         "revert",
         "--install",
         "--reload",
@@ -460,7 +452,7 @@ fn two_installs_apply_verify_and_revert_with_reload_act_on_the_running_one() {
     // Two running and none named: asked, nothing touched.
     let other = Running::start(&stopped.exe, &[]);
     let before = fs::read(tree.join("channels/chan_sip.c")).unwrap();
-    let o = astpatch(&["apply", "--install", "--reload", s(&tree)]);
+    let o = common::run(["apply", "--install", "--reload", s(&tree)]);
     let out = text(&o);
     assert_eq!(o.status.code(), Some(2), "{out}");
     assert!(
@@ -479,11 +471,11 @@ fn two_installs_apply_verify_and_revert_with_reload_act_on_the_running_one() {
         "{out}"
     );
     assert_eq!(fs::read(tree.join("channels/chan_sip.c")).unwrap(), before);
-    let o = astpatch(&["verify", "--config", s(&settings), s(&tree)]);
+    let o = common::run(["verify", "--config", s(&settings), s(&tree)]);
     assert_eq!(o.status.code(), Some(2), "verify asks too: {}", text(&o));
 
     // A misspelt --asterisk-conf is an input error, not an install by the tree's makeopts.
-    let o = astpatch(&[
+    let o = common::run([
         "apply",
         "--install",
         "--asterisk-conf",
@@ -499,7 +491,7 @@ fn two_installs_apply_verify_and_revert_with_reload_act_on_the_running_one() {
 
     // The named one stopped (its socket left behind): --reload reloaded nothing, exit 1.
     drop(server);
-    let o = astpatch(&[
+    let o = common::run([
         "apply",
         "--rebuild",
         "--install",
@@ -542,7 +534,7 @@ fn a_module_dir_reached_through_a_symlink_is_confirmed_after_reload() {
     common::mini_asterisk::configure_and_build(&tree, &prefix);
     let c = s(&a.conf);
     let server = Running::start(&a.exe, &["-C", c]);
-    let o = astpatch(&[
+    let o = common::run([
         "apply",
         "--rebuild",
         "--install",
@@ -625,7 +617,7 @@ fn an_unprivileged_reader_is_told_what_it_cannot_see_not_that_nothing_runs() {
     assert!(l["fix"].as_str().unwrap().contains("as root"), "{l}");
 }
 
-/// What discovery costs: `cargo test --test running -- --ignored --nocapture discovery_cost`.
+/// What discovery costs: `cargo test --test tests -- --ignored --nocapture running::discovery_cost`.
 #[test]
 #[ignore]
 fn discovery_cost() {
@@ -707,7 +699,7 @@ fn scan_blames_only_what_the_loaded_patched_module_wrote_through_install_reload_
         )
     };
     let scan = |cfg: &Path| -> serde_json::Value {
-        let out = astpatch(&["scan", "--json", "--config", s(cfg), s(&log)]);
+        let out = common::run(["scan", "--json", "--config", s(cfg), s(&log)]);
         assert!(out.status.success(), "{}", text(&out));
         serde_json::from_slice(&out.stdout).unwrap()
     };
@@ -743,7 +735,7 @@ fn scan_blames_only_what_the_loaded_patched_module_wrote_through_install_reload_
         Vec::<String>::new(),
         "patched = true overruled: {v}"
     );
-    let out = astpatch(&["scan", "--config", s(&forced), s(&log)]);
+    let out = common::run(["scan", "--config", s(&forced), s(&log)]);
     assert!(
         text(&out).contains(&format!(
             "the running Asterisk (pid {}) has the stock chan_sip.so loaded",

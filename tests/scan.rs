@@ -1,6 +1,6 @@
 //! `astpatch scan` through the binary: snapshots of its text and JSON reports on a small
 //! committed sample, stdin and gzip input, and every kind of bad input the issue lists.
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::Path;
@@ -11,24 +11,16 @@ const SETTINGS: &str = "tests/corpus/sample.toml";
 const PATCHED: &str = "tests/corpus/sample-patched.toml";
 
 fn scan(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(common::bin())
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+    // The trust a scan reports includes the tags of a running Asterisk's module.
+    let _quiet = common::QuietHost::take();
+    common::astpatch()
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
         .arg("scan")
         .args(args)
         // Zoneless dates are local time: pin the zone so the snapshots hold everywhere.
         .env("TZ", "UTC")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(data) = stdin {
-        input.write_all(data).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
+        .stdin(stdin.unwrap_or_default())
+        .output()
 }
 
 fn text(b: &[u8]) -> String {

@@ -1,7 +1,7 @@
 //! Trees an unprivileged user may not read: each command says it is a permission problem (exit
 //! 3), never that the tree is not Asterisk. Runs the binary as `nobody` through setpriv, so it
 //! needs root to start.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -1,7 +1,7 @@
 //! `astpatch verify` against real files in a temp root: a mini tree built with real make/gcc,
 //! logger.conf variants, a watcher pid file naming a live process, and the firewall check
 //! against real iptables inside a network namespace the test creates.
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::PathBuf;
@@ -153,24 +153,15 @@ impl Drop for Netns {
 }
 
 fn verify(s: &System, ns: Option<&Netns>, extra: &[&str]) -> Output {
-    let mut c = match ns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", &ns.0, common::bin()]);
-            c
-        }
-        None => Command::new(common::bin()),
-    };
-    c.arg("verify")
+    common::astpatch_in(ns.map(|n| n.0.as_str()))
+        .arg("verify")
         .arg(&s.tree)
         .arg("--root")
         .arg(&s.root)
         .arg("--config")
         .arg(&s.config)
         .args(extra)
-        .env("NO_COLOR", "1")
         .output()
-        .unwrap()
 }
 
 /// One check of a `--json` report, by name.

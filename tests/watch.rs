@@ -4,7 +4,7 @@
 //! periodic check; `kill -9`
 //! plus a flushed firewall (as after a reboot) and a restart bring the ban back; a manual
 //! unban sticks; a ban expires on time; a second watcher refuses. Per backend, IPv4 and IPv6.
-mod common;
+use crate::common;
 
 use std::fs::OpenOptions;
 use std::io::Write;

@@ -125,30 +125,7 @@ pub struct Imported {
 }
 
 pub fn import(text: &str, jail: &str) -> Result<Imported> {
-    let sections = parse_ini(text)?;
-    let get_section = |name: &str| {
-        sections
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .fold(HashMap::new(), |mut acc, (_, m)| {
-                acc.extend(m.clone());
-                acc
-            })
-    };
-    if !sections.iter().any(|(n, _)| n.eq_ignore_ascii_case(jail)) {
-        let names: Vec<&str> = sections.iter().map(|(n, _)| n.as_str()).collect();
-        return Err(Error::input(
-            format!(
-                "no [{jail}] jail in this file (sections: {})",
-                names.join(", ")
-            ),
-            Some("name the jail with --jail NAME"),
-        ));
-    }
-    // The jail's own keys override [DEFAULT].
-    let mut kv = get_section("DEFAULT");
-    kv.extend(get_section(jail));
-    let kv = interpolate(&kv);
+    let kv = jail_keys(&parse_ini(text)?, jail)?;
     let mut s = Settings::default();
     let mut notes = vec![];
     for (key, v) in kv.iter() {
@@ -176,82 +153,17 @@ pub fn import(text: &str, jail: &str) -> Result<Imported> {
                     s.bantime = duration(key, v)?;
                 }
             }
-            "ignoreip" => {
-                let mut nets = vec![];
-                for t in v.split([' ', ',', '\t']).filter(|t| !t.is_empty()) {
-                    match t.parse::<IpNet>().or_else(|_| t.parse::<std::net::IpAddr>().map(IpNet::from)) {
-                        Ok(n) => nets.push(n),
-                        Err(_) => notes.push(format!("ignoreip entry '{t}' is not an address or network (host names are not resolved); left out")),
-                    }
-                }
-                // Loopback is protected anyway; keep the seed's defaults visible.
-                for d in ["127.0.0.0/8", "::1/128"] {
-                    let d: IpNet = d.parse().unwrap();
-                    if !nets.contains(&d) {
-                        nets.push(d);
-                    }
-                }
-                s.ignoreip = nets;
-            }
-            "logpath" => {
-                s.logs = v
-                    .split_whitespace()
-                    .filter(|p| !p.contains("%("))
-                    .map(PathBuf::from)
-                    .collect();
-                if v.contains("%(") {
-                    notes.push(format!(
-                        "logpath uses fail2ban interpolation ({v}); list the files in logs = [...]"
-                    ));
-                }
-                if s.logs
-                    .iter()
-                    .any(|p| p.to_string_lossy().contains(['*', '?']))
-                {
-                    notes.push("logpath has wildcards; astpatch follows named files: list them in logs = [...]".into());
-                }
-            }
+            "ignoreip" => s.ignoreip = ignore_list(v, &mut notes),
+            "logpath" => s.logs = log_list(v, &mut notes),
             "banaction" | "action" | "banaction_allports" => {
-                let a = v.to_ascii_lowercase();
-                let b = if a.contains("nftables") {
-                    Some(Backend::Nftables)
-                } else if a.contains("ipset") {
-                    Some(Backend::Ipset)
-                } else if a.contains("iptables") || a.contains("firewallcmd") {
-                    Some(Backend::Iptables)
-                } else {
-                    None
-                };
-                match b {
-                    Some(b) if key != "banaction_allports" || !kv.contains_key("banaction") => {
-                        s.backend = b;
-                        if a.contains("firewallcmd") {
-                            notes.push(format!("{key} = {v}: astpatch talks to the kernel directly ({b} backend), not through firewalld"));
-                        }
-                    }
-                    Some(_) => {}
-                    None => notes.push(format!(
-                        "{key} = {v}: unknown action; backend left at {}",
-                        s.backend
-                    )),
+                // banaction wins over banaction_allports when both are set.
+                if key != "banaction_allports" || !kv.contains_key("banaction") {
+                    s.backend = backend_of_action(key, v, s.backend, &mut notes);
                 }
             }
             "bantime.increment" => {
                 if matches!(v.to_ascii_lowercase().as_str(), "true" | "yes" | "1" | "on") {
-                    let factor = kv
-                        .get("bantime.factor")
-                        .and_then(|f| f.trim().parse::<f64>().ok())
-                        .map(|f| f.round().max(1.0) as u32)
-                        .unwrap_or(2);
-                    let max = match kv.get("bantime.maxtime") {
-                        Some(m) => duration("bantime.maxtime", m)?,
-                        None => Duration::from_secs(7 * 86_400),
-                    };
-                    s.bantime_increment = Some(BantimeIncrement { factor, max });
-                    if kv.contains_key("bantime.formula") || kv.contains_key("bantime.multipliers")
-                    {
-                        notes.push("bantime.formula / bantime.multipliers are not supported; astpatch multiplies by factor per previous ban".into());
-                    }
+                    s.bantime_increment = Some(increment(&kv, &mut notes)?);
                 }
             }
             "bantime.factor" | "bantime.maxtime" | "bantime.formula" | "bantime.multipliers" => {}
@@ -289,6 +201,115 @@ pub fn import(text: &str, jail: &str) -> Result<Imported> {
     }
     notes.sort();
     Ok(Imported { settings: s, notes })
+}
+
+/// The jail's keys over [DEFAULT]'s, interpolated; sections repeated in the file are merged.
+fn jail_keys(
+    sections: &[(String, HashMap<String, String>)],
+    jail: &str,
+) -> Result<HashMap<String, String>> {
+    let get_section = |name: &str| {
+        sections
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .fold(HashMap::new(), |mut acc, (_, m)| {
+                acc.extend(m.clone());
+                acc
+            })
+    };
+    if !sections.iter().any(|(n, _)| n.eq_ignore_ascii_case(jail)) {
+        let names: Vec<&str> = sections.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(Error::input(
+            format!(
+                "no [{jail}] jail in this file (sections: {})",
+                names.join(", ")
+            ),
+            Some("name the jail with --jail NAME"),
+        ));
+    }
+    let mut kv = get_section("DEFAULT");
+    kv.extend(get_section(jail));
+    Ok(interpolate(&kv))
+}
+
+/// `ignoreip`: addresses and networks; host names are not resolved (said in a note).
+fn ignore_list(v: &str, notes: &mut Vec<String>) -> Vec<IpNet> {
+    let mut nets = vec![];
+    for t in v.split([' ', ',', '\t']).filter(|t| !t.is_empty()) {
+        match t.parse::<IpNet>().or_else(|_| t.parse::<std::net::IpAddr>().map(IpNet::from)) {
+            Ok(n) => nets.push(n),
+            Err(_) => notes.push(format!("ignoreip entry '{t}' is not an address or network (host names are not resolved); left out")),
+        }
+    }
+    // Loopback is protected anyway; keep the seed's defaults visible.
+    for d in ["127.0.0.0/8", "::1/128"] {
+        let d: IpNet = d.parse().unwrap();
+        if !nets.contains(&d) {
+            nets.push(d);
+        }
+    }
+    nets
+}
+
+/// `logpath`: the named files; interpolations and wildcards cannot be followed (said in notes).
+fn log_list(v: &str, notes: &mut Vec<String>) -> Vec<PathBuf> {
+    let logs: Vec<PathBuf> = v
+        .split_whitespace()
+        .filter(|p| !p.contains("%("))
+        .map(PathBuf::from)
+        .collect();
+    if v.contains("%(") {
+        notes.push(format!(
+            "logpath uses fail2ban interpolation ({v}); list the files in logs = [...]"
+        ));
+    }
+    if logs
+        .iter()
+        .any(|p| p.to_string_lossy().contains(['*', '?']))
+    {
+        notes.push(
+            "logpath has wildcards; astpatch follows named files: list them in logs = [...]".into(),
+        );
+    }
+    logs
+}
+
+/// The backend a fail2ban ban action amounts to; `current` when the action is unknown.
+fn backend_of_action(key: &str, v: &str, current: Backend, notes: &mut Vec<String>) -> Backend {
+    let a = v.to_ascii_lowercase();
+    let b = if a.contains("nftables") {
+        Backend::Nftables
+    } else if a.contains("ipset") {
+        Backend::Ipset
+    } else if a.contains("iptables") || a.contains("firewallcmd") {
+        Backend::Iptables
+    } else {
+        notes.push(format!(
+            "{key} = {v}: unknown action; backend left at {current}"
+        ));
+        return current;
+    };
+    if a.contains("firewallcmd") {
+        notes.push(format!("{key} = {v}: astpatch talks to the kernel directly ({b} backend), not through firewalld"));
+    }
+    b
+}
+
+/// `bantime.increment = true` with its factor and maxtime.
+fn increment(kv: &HashMap<String, String>, notes: &mut Vec<String>) -> Result<BantimeIncrement> {
+    let factor = kv
+        .get("bantime.factor")
+        .and_then(|f| f.trim().parse::<f64>().ok())
+        .map(|f| f.round().max(1.0) as u32)
+        .unwrap_or(2);
+    let max = match kv.get("bantime.maxtime") {
+        Some(m) => duration("bantime.maxtime", m)?,
+        None => Duration::from_secs(7 * 86_400),
+    };
+    if kv.contains_key("bantime.formula") || kv.contains_key("bantime.multipliers") {
+        notes.push("bantime.formula / bantime.multipliers are not supported; astpatch multiplies by factor per previous ban".into());
+    }
+    Ok(BantimeIncrement { factor, max })
 }
 
 /// The settings file text: notes as comments, then the settings.

@@ -227,12 +227,14 @@ pub fn build_module(path: &Path, kind: Module) {
     fs::rename(&tmp, path).unwrap();
 }
 
-/// A running stand-in, killed and reaped on drop.
-pub struct Running(pub Child);
+/// A running stand-in, killed and reaped on drop; it holds a [`super::StandIn`] slot while it
+/// runs.
+pub struct Running(pub Child, super::StandIn);
 
 impl Running {
     /// Start `exe` with `args` and wait until it has loaded its module.
     pub fn start(exe: &Path, args: &[&str]) -> Running {
+        let slot = super::StandIn::take();
         let mut child = Command::new(exe)
             .args(args)
             .stdout(Stdio::piped())
@@ -252,7 +254,12 @@ impl Running {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        Running(child)
+        Running(child, slot)
+    }
+
+    /// A process that is already running (a console, say), under its own slot.
+    pub fn adopt(child: Child) -> Running {
+        Running(child, super::StandIn::take())
     }
 
     pub fn pid(&self) -> u32 {
