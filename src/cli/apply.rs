@@ -20,7 +20,7 @@ pub fn run_apply(
     }
     // Which Asterisk to install into is settled before the source is touched.
     let target = if build.install {
-        Some(rebuild::find_target(
+        Some(crate::module::target::find_target(
             &build.root,
             build.asterisk_conf.as_deref(),
             build.moddir.as_deref(),
@@ -148,7 +148,7 @@ fn print_applied(r: &ApplyReport, style: Style) {
 
 pub fn run_revert(src: &Path, json: bool, install: &RevertInstallArgs, style: Style) -> Result<u8> {
     let target = if install.install {
-        Some(rebuild::find_target(
+        Some(crate::module::target::find_target(
             &install.root,
             install.asterisk_conf.as_deref(),
             install.moddir.as_deref(),

@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::asterisk::conf;
-use crate::asterisk::running::{self, Instance};
+use crate::asterisk::running;
 use crate::cli::output::Style;
 use crate::cli::progress::{PlainProgress, TermProgress};
 use crate::error::{Error, Result};
 use crate::module::build::{self, Progress, RebuildOptions, RebuildReport};
 use crate::module::install::{self, InstallReport, Moddir, ReloadReport};
+use crate::module::target::{PROC, Target, find_target};
 use crate::patch::tag::ModuleKind;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -105,103 +106,6 @@ impl BuildOutcome {
         self.install
             .as_ref()
             .is_some_and(|i| i.reload_skipped.is_some())
-    }
-}
-
-/// The Asterisk an install, a restore or a reload is for.
-#[derive(Debug, Clone)]
-pub struct Target {
-    /// The running server, found in /proc (on the live system only).
-    pub instance: Option<Instance>,
-    /// With no instance: the asterisk.conf in use (inside `root`).
-    pub conf: PathBuf,
-    /// `--asterisk-conf` was given.
-    pub explicit: bool,
-    pub root: PathBuf,
-    /// Servers running with another asterisk.conf than the one named.
-    pub others: Vec<String>,
-}
-
-/// Find the Asterisk to act on before anything is written: several running and none named
-/// is an error, so no module lands in the wrong directory.
-pub fn find_target(
-    root: &Path,
-    asterisk_conf: Option<&Path>,
-    moddir: Option<&Path>,
-) -> Result<Target> {
-    let mut t = Target {
-        instance: None,
-        conf: asterisk_conf
-            .map(Path::to_owned)
-            .unwrap_or_else(|| conf::DEFAULT_PATH.into()),
-        explicit: asterisk_conf.is_some(),
-        root: root.to_owned(),
-        others: vec![],
-    };
-    // Under another --root (a copy of a system, a test) there are no processes of its own.
-    if root != Path::new("/") {
-        return t.named_file_exists();
-    }
-    let found = running::discover(Path::new(PROC), root).map_err(|e| Error::io(PROC, e))?;
-    let all: Vec<(u32, String)> = found.iter().map(|i| (i.pid, i.describe())).collect();
-    t.instance = running::select_by(found, asterisk_conf, moddir)?;
-    let chosen = t.instance.as_ref().map(|i| i.pid);
-    t.others = all
-        .into_iter()
-        .filter(|(pid, _)| Some(*pid) != chosen)
-        .map(|(_, d)| d)
-        .collect();
-    if t.instance.is_some() {
-        return Ok(t);
-    }
-    t.named_file_exists()
-}
-
-const PROC: &str = "/proc";
-
-impl Target {
-    /// A named asterisk.conf that no process uses must at least exist: a typo would
-    /// otherwise install by the tree's makeopts.
-    fn named_file_exists(self) -> Result<Target> {
-        let path = conf::under(&self.root, &self.conf);
-        if self.explicit && !path.is_file() {
-            let mut msg = format!(
-                "--asterisk-conf {}: no such file, and no running Asterisk uses it",
-                path.display()
-            );
-            if !self.others.is_empty() {
-                msg.push_str(&format!("; running: {}", self.others.join("; ")));
-            }
-            return Err(Error::input(
-                msg,
-                Some("name the asterisk.conf the Asterisk you mean runs with (its -C)"),
-            ));
-        }
-        Ok(self)
-    }
-
-    fn moddir_from(&self) -> install::ModdirFrom<'_> {
-        match &self.instance {
-            Some(i) => install::ModdirFrom::Running(i),
-            None => install::ModdirFrom::Conf(&self.conf),
-        }
-    }
-
-    /// `-C` for a console when no instance is known: the named file, or under another root.
-    fn conf_flag(&self) -> Option<PathBuf> {
-        if self.root != Path::new("/") {
-            Some(conf::under(&self.root, &self.conf))
-        } else {
-            self.explicit.then(|| self.conf.clone())
-        }
-    }
-
-    /// What the operator runs to load the module into this Asterisk.
-    pub fn load_command(&self) -> String {
-        match &self.instance {
-            Some(i) => install::reload_hint(&i.exe, i.conf_arg()),
-            None => install::reload_hint(Path::new("asterisk"), self.conf_flag().as_deref()),
-        }
     }
 }
 
@@ -359,12 +263,7 @@ pub fn after_apply(
                 &found
             }
         };
-        let moddir = install::resolve_moddir_from(
-            args.moddir.as_deref(),
-            Some(src),
-            &args.root,
-            target.moddir_from(),
-        )?;
+        let moddir = target.moddir(args.moddir.as_deref(), src)?;
         let report = install::install_module(src, &moddir.path)?;
         let mut inst = InstallOutcome {
             load_command: target.load_command(),
@@ -490,12 +389,7 @@ pub fn after_revert(
             &found
         }
     };
-    let moddir = install::resolve_moddir_from(
-        args.moddir.as_deref(),
-        Some(src),
-        &args.root,
-        target.moddir_from(),
-    )?;
+    let moddir = target.moddir(args.moddir.as_deref(), src)?;
     let r = install::restore_backup(&moddir.path)?;
     let mut out = RevertModuleOutcome {
         load_command: target.load_command(),

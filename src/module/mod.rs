@@ -4,3 +4,4 @@
 
 pub mod build;
 pub mod install;
+pub mod target;

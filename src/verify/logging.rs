@@ -28,7 +28,6 @@ pub(super) fn hostname() -> Option<String> {
 
 /// The logging check, and the files NOTICE goes to (for the watcher check).
 pub(super) fn check_logging(inp: &Inputs, dirs: Option<&Directories>) -> (Check, Vec<PathBuf>) {
-    const NAME: &str = "logging";
     let defaults = Directories::default();
     let dirs = dirs.unwrap_or(&defaults);
     let conf_path = under(inp.root, &dirs.astetcdir.join("logger.conf"));
@@ -37,7 +36,6 @@ pub(super) fn check_logging(inp: &Inputs, dirs: Option<&Directories>) -> (Check,
         Running::Instance(i) => format!("then: {}", i.rx("logger reload")),
         _ => "then: asterisk -rx 'logger reload'".to_owned(),
     };
-    let reload = reload.as_str();
     let text = match fs::read(&conf_path) {
         Ok(t) => String::from_utf8_lossy(&t).into_owned(),
         Err(_) => {
@@ -51,134 +49,172 @@ pub(super) fn check_logging(inp: &Inputs, dirs: Option<&Directories>) -> (Check,
         }
     };
     let conf = logger_conf::parse(&text);
-    let host = conf.appendhostname.then(hostname).flatten();
-    let logdir = &dirs.astlogdir;
-    let watched: BTreeSet<PathBuf> = inp
-        .settings
-        .logs
-        .iter()
-        .map(|l| under(inp.root, l))
-        .collect();
-    let files_with = |level: &str| -> Vec<PathBuf> {
-        conf.channels
+    let files = Files {
+        conf: &conf,
+        root: inp.root,
+        logdir: &dirs.astlogdir,
+        host: conf.appendhostname.then(hostname).flatten(),
+        watched: inp
+            .settings
+            .logs
             .iter()
-            .filter(|c| c.is_file() && c.has(level))
-            .map(|c| {
-                under(
-                    inp.root,
-                    &logger_conf::file_path(c, logdir, host.as_deref()),
-                )
-            })
-            .collect()
+            .map(|l| under(inp.root, l))
+            .collect(),
     };
     let version = inp
         .src
         .and_then(|s| fs::read_to_string(s.join(".version")).ok());
+    let routed = route_levels(
+        &files,
+        has_security_level(version.as_deref()),
+        &conf_path,
+        &reload,
+    );
+    if !routed.problems.is_empty() {
+        let mut c = Check::new(NAME, Status::Fail, routed.problems.join("; "));
+        c.fix = routed.fix;
+        return (c, routed.notice_files);
+    }
+    let good = routed.good.join(", ");
+    let warning = unreadable_dates(&conf, &good, &conf_path, &reload)
+        .or_else(|| packet_traces(&files, &good, &conf_path, &reload));
+    (
+        warning.unwrap_or_else(|| Check::new(NAME, Status::Pass, good)),
+        routed.notice_files,
+    )
+}
+
+const NAME: &str = "logging";
+
+/// Where logger.conf's file channels write, inside `root`, and which of them the watcher reads.
+struct Files<'a> {
+    conf: &'a logger_conf::LoggerConf,
+    root: &'a Path,
+    logdir: &'a Path,
+    host: Option<String>,
+    watched: BTreeSet<PathBuf>,
+}
+
+impl Files<'_> {
+    /// The files that get `level`.
+    fn with(&self, level: &str) -> Vec<PathBuf> {
+        self.with_any(&[level])
+    }
+
+    fn with_any(&self, levels: &[&str]) -> Vec<PathBuf> {
+        self.conf
+            .channels
+            .iter()
+            .filter(|c| c.is_file() && levels.iter().any(|l| c.has(l)))
+            .map(|c| {
+                under(
+                    self.root,
+                    &logger_conf::file_path(c, self.logdir, self.host.as_deref()),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Whether each level the failures are logged at reaches a file the watcher reads.
+#[derive(Default)]
+struct Routed {
+    good: Vec<String>,
+    problems: Vec<String>,
+    fix: Option<String>,
+    notice_files: Vec<PathBuf>,
+}
+
+fn route_levels(files: &Files, security: bool, conf_path: &Path, reload: &str) -> Routed {
     let mut levels = vec!["notice"];
-    if has_security_level(version.as_deref()) {
+    if security {
         levels.push("security");
     }
-    let mut problems = Vec::new();
-    let mut fix = None;
-    let mut notice_files = Vec::new();
-    let mut good = Vec::new();
+    let mut r = Routed::default();
     for level in levels {
-        let files = files_with(level);
-        let read: Vec<&PathBuf> = files.iter().filter(|f| watched.contains(*f)).collect();
+        let to = files.with(level);
+        let read: Vec<&PathBuf> = to.iter().filter(|f| files.watched.contains(*f)).collect();
         if level == "notice" {
-            notice_files = files.clone();
+            r.notice_files = to.clone();
         }
         if let Some(f) = read.first() {
-            good.push(format!("{} → {}", level.to_ascii_uppercase(), shown(f)));
-        } else if let Some(f) = files.first() {
-            problems.push(format!(
+            r.good
+                .push(format!("{} → {}", level.to_ascii_uppercase(), shown(f)));
+        } else if let Some(f) = to.first() {
+            r.problems.push(format!(
                 "{} goes to {}, which the watcher does not read",
                 level.to_ascii_uppercase(),
                 shown(f)
             ));
-            fix.get_or_insert(format!(
+            r.fix.get_or_insert(format!(
                 "add \"{}\" to logs in astpatch.toml and restart the watcher",
                 shown(f)
             ));
         } else {
-            problems.push(format!(
+            r.problems.push(format!(
                 "no file channel gets {} in {}",
                 level.to_ascii_uppercase(),
-                shown(&conf_path)
+                shown(conf_path)
             ));
-            fix.get_or_insert(format!(
+            r.fix.get_or_insert(format!(
                 "add `{} => {level}` under [logfiles] in {}; {reload}",
                 if level == "notice" {
                     "messages"
                 } else {
                     "security"
                 },
-                shown(&conf_path)
+                shown(conf_path)
             ));
         }
     }
-    if !problems.is_empty() {
-        let mut c = Check::new(NAME, Status::Fail, problems.join("; "));
-        c.fix = fix;
-        return (c, notice_files);
-    }
-    if let Some(df) = conf
+    r
+}
+
+/// A dateformat the watcher cannot read would make every line undated.
+fn unreadable_dates(
+    conf: &logger_conf::LoggerConf,
+    good: &str,
+    conf_path: &Path,
+    reload: &str,
+) -> Option<Check> {
+    let df = conf
         .dateformat
         .as_deref()
-        .filter(|df| !logger_conf::watcher_reads_dateformat(df))
-    {
-        let sample = logger_conf::render_dateformat(df).unwrap_or_default();
-        return (
-            Check::new(
-                NAME,
-                Status::Warn,
-                format!(
-                    "{}; but dateformat={df} (\"{sample}\") is a date the watcher cannot read",
-                    good.join(", ")
-                ),
-            )
-            .fix(format!(
-                "set `dateformat = %F %T` under [general] in {} (or remove it); {reload}",
-                shown(&conf_path)
-            )),
-            notice_files,
-        );
-    }
-    // Packet traces (`sip set debug on`, `pjsip set logger on`) are written at VERBOSE, raw
-    // packets and all: every line of them is the sender's, frame included, and reads like
-    // Asterisk's own. A file the watcher bans from should not receive them.
-    let traced: Vec<String> = conf
-        .channels
-        .iter()
-        .filter(|c| c.is_file() && (c.has("verbose") || c.has("debug")))
-        .map(|c| {
-            under(
-                inp.root,
-                &logger_conf::file_path(c, logdir, host.as_deref()),
-            )
-        })
-        .filter(|f| watched.contains(f))
-        .map(|f| shown(&f))
-        .collect();
-    if let Some(f) = traced.first() {
-        return (
-            Check::new(
-                NAME,
-                Status::Warn,
-                format!(
-                    "{}; but {f} also gets VERBOSE/DEBUG, where SIP packet traces put lines a remote party writes in full",
-                    good.join(", ")
-                ),
-            )
-            .fix(format!(
-                "log verbose and debug to another file (e.g. `full => verbose,debug`) and keep the watched one to `notice,warning,error,security` in {}; {reload}",
-                shown(&conf_path)
-            )),
-            notice_files,
-        );
-    }
-    (
-        Check::new(NAME, Status::Pass, good.join(", ")),
-        notice_files,
+        .filter(|df| !logger_conf::watcher_reads_dateformat(df))?;
+    let sample = logger_conf::render_dateformat(df).unwrap_or_default();
+    Some(
+        Check::new(
+            NAME,
+            Status::Warn,
+            format!("{good}; but dateformat={df} (\"{sample}\") is a date the watcher cannot read"),
+        )
+        .fix(format!(
+            "set `dateformat = %F %T` under [general] in {} (or remove it); {reload}",
+            shown(conf_path)
+        )),
+    )
+}
+
+/// Packet traces (`sip set debug on`, `pjsip set logger on`) are written at VERBOSE, raw
+/// packets and all: every line of them is the sender's, frame included, and reads like
+/// Asterisk's own. A file the watcher bans from should not receive them.
+fn packet_traces(files: &Files, good: &str, conf_path: &Path, reload: &str) -> Option<Check> {
+    let traced = files
+        .with_any(&["verbose", "debug"])
+        .into_iter()
+        .find(|f| files.watched.contains(f))?;
+    Some(
+        Check::new(
+            NAME,
+            Status::Warn,
+            format!(
+                "{good}; but {} also gets VERBOSE/DEBUG, where SIP packet traces put lines a remote party writes in full",
+                shown(&traced)
+            ),
+        )
+        .fix(format!(
+            "log verbose and debug to another file (e.g. `full => verbose,debug`) and keep the watched one to `notice,warning,error,security` in {}; {reload}",
+            shown(conf_path)
+        )),
     )
 }
