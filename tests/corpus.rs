@@ -358,6 +358,7 @@ fn load_blocks(name: &str) -> Vec<Block> {
                     "forged" => b.counts.forged = v.parse().unwrap(),
                     "glued" => b.counts.glued = v.parse().unwrap(),
                     "truncated" => b.counts.truncated = v.parse().unwrap(),
+                    "unproven" => b.counts.unproven = v.parse().unwrap(),
                     _ => panic!("{name}:{}: unknown want {k}", i + 1),
                 }
             }

@@ -381,8 +381,8 @@ fn forged_glued_and_truncated_lines_are_shown_per_file() {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    assert_eq!(row(a), "2 1 0", "{t}");
-    assert_eq!(row(b), "0 0 1", "{t}");
+    assert_eq!(row(a), "2 1 0 0", "{t}");
+    assert_eq!(row(b), "0 0 1 0", "{t}");
     let v = json(&scan(&["--config", SETTINGS, "--json", a, b], None));
     assert_eq!(v["sources"][0]["file"], a);
     assert_eq!(

@@ -171,6 +171,9 @@ pub struct Status {
     pub forged_lines: Option<u64>,
     pub glued_lines: Option<u64>,
     pub truncated_lines: Option<u64>,
+    /// Failures right after a line whose sender could have written them (a newline in a raw
+    /// field): not believed.
+    pub unproven_lines: Option<u64>,
     pub currently_banned: usize,
     pub total_banned: u64,
     pub banned: Vec<BanInfo>,
@@ -209,6 +212,7 @@ pub fn status(settings: &Settings, fw: &dyn Firewall, now: i64) -> Result<Status
         forged_lines: stats.as_ref().map(|s| s.forged),
         glued_lines: stats.as_ref().map(|s| s.glued),
         truncated_lines: stats.as_ref().map(|s| s.truncated),
+        unproven_lines: stats.as_ref().map(|s| s.unproven),
         currently_banned: banned.len(),
         total_banned: st.total_banned(),
         banned,

@@ -641,6 +641,7 @@ impl Engine {
                         forged: nb.forged,
                         glued: nb.glued,
                         truncated: nb.truncated,
+                        unproven: nb.unproven,
                         updated_at: now,
                     },
                 )?;
@@ -683,6 +684,7 @@ impl Engine {
                 forged: c.forged - fs.said.forged,
                 glued: c.glued - fs.said.glued,
                 truncated: c.truncated - fs.said.truncated,
+                unproven: c.unproven - fs.said.unproven,
             };
             let since = match fs.said_at {
                 Some(t) => format!(
@@ -694,12 +696,13 @@ impl Engine {
                 None => String::new(),
             };
             msgs.push(format!(
-                "warning: {}: {} forged, {} glued, {} truncated lines not believed{since} \
+                "warning: {}: {} forged, {} glued, {} truncated, {} unproven lines not believed{since} \
                  (never blamed on anyone; `astpatch scan` shows them)",
                 path.display(),
                 d.forged,
                 d.glued,
                 d.truncated,
+                d.unproven,
             ));
             fs.said = c;
             fs.said_at = Some(now);
@@ -1475,7 +1478,7 @@ mod tests {
         let text = said.text();
         assert_eq!(text.matches("lines not believed").count(), 1, "{text}");
         assert!(
-            text.contains("messages: 2 forged, 0 glued, 0 truncated"),
+            text.contains("messages: 2 forged, 0 glued, 0 truncated, 0 unproven"),
             "{text}"
         );
         let stats = state::read_stats(d.path()).unwrap();
@@ -1498,8 +1501,14 @@ mod tests {
         let honest = format!(
             "[Nov 30 04:27:49] NOTICE[2515] chan_sip.c: Call from '100' (203.0.113.7:5060) to extension '9{CALL_END}"
         );
-        for _ in 0..3 {
+        // One message's length apart: closer, the second could be the first one's sender's
+        // text (unproven, see logs::provenance).
+        for n in 0..3 {
             assert_eq!(e.on_log_line(p, honest.as_bytes(), 1000), None);
+            for i in 0..if n < 2 { 200 } else { 0 } {
+                let chatter = format!("[Nov 30 04:27:49] VERBOSE[2515] pbx.c: -- chatter line {i}");
+                assert_eq!(e.on_log_line(p, chatter.as_bytes(), 1000), None);
+            }
         }
         e.tick(1001).unwrap();
         assert!(fw.list().unwrap().is_empty());

@@ -83,6 +83,8 @@ pub struct ScanReport {
     pub forged_lines: u64,
     pub glued: u64,
     pub truncated: u64,
+    /// Failures read right after a line whose sender could have written them.
+    pub unproven: u64,
     pub warnings: Vec<String>,
 }
 
@@ -474,6 +476,7 @@ impl<'a> Scanner<'a> {
             forged_lines: all.forged,
             glued: all.glued,
             truncated: all.truncated,
+            unproven: all.unproven,
             warnings: self.warnings,
         }
     }

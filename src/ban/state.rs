@@ -212,6 +212,8 @@ pub struct Stats {
     pub glued: u64,
     #[serde(default)]
     pub truncated: u64,
+    #[serde(default)]
+    pub unproven: u64,
     pub updated_at: i64,
 }
 

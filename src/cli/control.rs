@@ -119,9 +119,10 @@ pub fn run_status(
     println!(
         "Not believed:       {}",
         opt(s.forged_lines.map(|f| format!(
-            "{f} forged, {} glued, {} truncated log lines (never blamed on anyone)",
+            "{f} forged, {} glued, {} truncated, {} unproven log lines (never blamed on anyone)",
             s.glued_lines.unwrap_or(0),
-            s.truncated_lines.unwrap_or(0)
+            s.truncated_lines.unwrap_or(0),
+            s.unproven_lines.unwrap_or(0)
         )))
     );
     println!("Currently banned:   {}", s.currently_banned);

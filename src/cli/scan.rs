@@ -189,14 +189,14 @@ pub fn render_text(r: &ScanReport, trust: &TailTrust, style: Style) -> String {
         let _ = writeln!(o);
         let _ = writeln!(
             o,
-            "{:<40}{:>8}{:>8}{:>11}",
-            "LINES NOT BELIEVED IN", "FORGED", "GLUED", "TRUNCATED"
+            "{:<40}{:>8}{:>8}{:>11}{:>10}",
+            "LINES NOT BELIEVED IN", "FORGED", "GLUED", "TRUNCATED", "UNPROVEN"
         );
         for s in r.sources.iter().filter(|s| s.counts.total() > 0) {
             let _ = writeln!(
                 o,
-                "{:<40}{:>8}{:>8}{:>11}",
-                s.file, s.counts.forged, s.counts.glued, s.counts.truncated
+                "{:<40}{:>8}{:>8}{:>11}{:>10}",
+                s.file, s.counts.forged, s.counts.glued, s.counts.truncated, s.counts.unproven
             );
         }
         let _ = writeln!(
@@ -204,7 +204,9 @@ pub fn render_text(r: &ScanReport, trust: &TailTrust, style: Style) -> String {
             "note: forged lines were written by a remote party to pass for Asterisk's (a newline \
              in a field Asterisk logs raw, a tag no build has, another program's syslog line); \
              glued and truncated ones were cut by Asterisk's logger at 8 KiB, so their end is \
-             not Asterisk's. None of them is blamed on anyone."
+             not Asterisk's; unproven ones are failures right after a line whose sender could \
+             have written them through a newline in a field logged raw. None of them is blamed \
+             on anyone."
         );
     }
     let events_blind: u64 = r

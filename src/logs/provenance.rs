@@ -38,14 +38,21 @@
 //!   which only that build's chan_sip writes. A second frame in a shorter line was written into
 //!   a field (`%0D` before it, or plain text): *forged*.
 //!
-//! What a log file alone cannot show: a newline whose forged lines all end with the format's
-//! ending *and* whose real ending is followed by another newline and a complete forged line
-//! (the last fragment then has a frame). That needs the attacker's field to be the last one
-//! before the ending on both sides; the windows above still hold the lines in between, so such a
-//! forgery survives only as the line right after a fragment of the attacker's own text. chan_sip
-//! failures are closed by the tag (issue 10); for the other modules AMI's events will be (issue
-//! 13). Formats whose attacker field cannot hold a newline (PJSIP's headers, chan_sip's raw
-//! From/To headers, AMI over TCP) need none of this.
+//! * **Whole-looking first halves with whole forged lines after them.** The attacker can also
+//!   end the first line as Asterisk ends the format *and* put a whole forged line, frame
+//!   included, last: Asterisk's real ending then closes that forged line, and no line shows the
+//!   cut. What the file still shows is that the message's last physical line ends as the
+//!   format ends. So a believed whole line of such a format casts a *shadow* one message long:
+//!   a failure in it waits, and is *unproven* (never blamed) when a later line in the shadow
+//!   ends as the shadow's format ends, believed when none does. A tagged chan_sip failure
+//!   proves itself and never waits. Only believed lines cast a shadow, and a shadowed line casts
+//!   none, so a sender cannot hide others for free: each shadow costs it a counted failure. The
+//!   price: two failures of such formats close together (a dial scan's `Call from` lines) count
+//!   once per message length; the tag (for chan_sip's failures) and AMI's events (issue 13)
+//!   are the way around it.
+//!
+//! Formats whose attacker field cannot hold a newline (PJSIP's headers, chan_sip's raw From/To
+//! headers, AMI over TCP) need none of this.
 use std::collections::VecDeque;
 use std::sync::LazyLock;
 
@@ -77,17 +84,23 @@ pub struct Counts {
     pub glued: u64,
     /// At the logger's truncation length.
     pub truncated: u64,
+    /// Failures read within one message's length after a whole line of a format whose last
+    /// field the sender writes raw: that sender could have written them (see the module
+    /// documentation). Not blamed on anyone.
+    #[serde(default)]
+    pub unproven: u64,
 }
 
 impl Counts {
     pub fn total(&self) -> u64 {
-        self.forged + self.glued + self.truncated
+        self.forged + self.glued + self.truncated + self.unproven
     }
 
     pub fn add(&mut self, o: &Counts) {
         self.forged += o.forged;
         self.glued += o.glued;
         self.truncated += o.truncated;
+        self.unproven += o.unproven;
     }
 }
 
@@ -304,6 +317,11 @@ struct Held {
     counted: bool,
     /// Read while an unfinished message was open: judged when it is resolved.
     doomed: bool,
+    /// Counted as unproven; a fragment that proves it forged moves it there.
+    unproven: bool,
+    /// In a shadow, waiting: unproven if a line of the shadow ends as its opener's format
+    /// ends, believed if none does.
+    shadowed: bool,
 }
 
 /// The per-file judge. See the module documentation.
@@ -322,6 +340,10 @@ pub struct Provenance {
     doom: Option<Doom>,
     /// When (reader's clock) the window opened.
     since: i64,
+    /// Where the last believed whole line of a retro format started, and its format: the
+    /// failures after it, within one message's length, could be its sender's newline-split
+    /// text — if a later line ends as that format ends (the message's real ending).
+    shadow: Option<(u64, Fmt)>,
 }
 
 impl Provenance {
@@ -413,6 +435,7 @@ impl Provenance {
         let mut unfinished = None;
         // Each line counts once, under the first reason it is not believed.
         let mut counted = false;
+        let mut tail_proven = false;
         if let Some(f) = &frame {
             let found = openers(rec, line, f);
             unfinished = found.unfinished;
@@ -421,7 +444,7 @@ impl Provenance {
             // (glued); a second frame in a shorter line was written into a field (forged).
             // The tag proves only the chan_sip tail before it, not the message the line
             // starts with.
-            let tail_proven = matches!(
+            tail_proven = matches!(
                 r,
                 Recognition::Failure {
                     rule: Rule::ChanSipAuth | Rule::ChanSipFakeAuth,
@@ -451,6 +474,72 @@ impl Provenance {
             self.counts.forged += 1;
             counted = true;
         }
+        // The sender of a whole-looking line whose last field it writes raw may have put a
+        // newline and whole lines of its own after it, the real ending coming only at the end
+        // of the last one: nothing in the file tells those lines from Asterisk's. So within one
+        // message's length, no failure is believed that does not prove itself (the tag).
+        // Such a message's real ending is appended to its last physical line, so only the lines
+        // up to one that ends that way can be the sender's: a failure in the shadow waits for
+        // such a line (then it is unproven) or for the shadow's end (then it is believed).
+        let in_shadow = self.shadow.filter(|(o, _)| start - o < WINDOW);
+        let shadowed = in_shadow.is_some() && !counted && r.rule().is_some() && !tail_proven;
+        let ends_shadow = in_shadow.is_some_and(|(_, f)| f.ends(line));
+        // Only a line that is itself believed casts a shadow: otherwise a sender could hide
+        // everyone after it for free, with lines that never count against it.
+        if in_shadow.is_none() && !counted && self.doom.is_none() && unfinished.is_none() {
+            if let Some(f) = opened.filter(|f| f.retro()) {
+                self.shadow = Some((start, f));
+            }
+        }
+        self.place(
+            rec,
+            line,
+            start,
+            cand,
+            r,
+            counted,
+            shadowed,
+            opened,
+            unfinished,
+            frame.is_some(),
+            now,
+            out,
+        );
+        if ends_shadow {
+            self.unprove_shadowed();
+        }
+    }
+
+    /// Every failure waiting in the shadow could be the sender's text: unproven.
+    fn unprove_shadowed(&mut self) {
+        for h in self.held.iter_mut().filter(|h| h.shadowed) {
+            h.shadowed = false;
+            if !h.forged && !h.counted {
+                h.forged = true;
+                h.counted = true;
+                h.unproven = true;
+                self.counts.unproven += 1;
+            }
+        }
+    }
+
+    /// Where a judged line goes: into the unfinished message, the window, or out.
+    #[allow(clippy::too_many_arguments)]
+    fn place(
+        &mut self,
+        rec: &Recogniser,
+        line: &[u8],
+        start: u64,
+        cand: bool,
+        r: Recognition,
+        counted: bool,
+        shadowed: bool,
+        opened: Option<Fmt>,
+        unfinished: Option<usize>,
+        framed: bool,
+        now: i64,
+        out: &mut Vec<Recognition>,
+    ) {
         if let Some(fmt) = opened {
             if !self.busy() {
                 self.since = now;
@@ -483,6 +572,8 @@ impl Provenance {
                 forged: counted,
                 counted,
                 doomed: true,
+                unproven: false,
+                shadowed,
             });
             return;
         }
@@ -494,18 +585,20 @@ impl Provenance {
                 forged: counted,
                 counted,
                 doomed: false,
+                unproven: false,
+                shadowed,
             });
             return;
         }
         if self.busy() {
-            if self.is_fragment(rec, line, frame.is_some()) {
+            if self.is_fragment(rec, line, framed) {
                 if !counted {
                     self.counts.forged += 1;
                 }
                 self.forge_since(start, out);
                 return;
             }
-            self.push(start, None, r, counted, out);
+            self.push(start, None, r, counted, shadowed, out);
             return;
         }
         if r.rule().is_some() {
@@ -532,13 +625,19 @@ impl Provenance {
         opener: Option<Fmt>,
         r: Recognition,
         counted: bool,
+        shadowed: bool,
         out: &mut Vec<Recognition>,
     ) {
-        let forged = self.doom.is_some() || counted;
+        let mut forged = self.doom.is_some() || counted;
         if r.rule().is_none() && opener.is_none() {
             return;
         }
         if !self.busy() {
+            // No window to wait in: a shadowed failure cannot wait for its shadow's end.
+            if shadowed && !forged {
+                self.counts.unproven += 1;
+                forged = true;
+            }
             out.push(if forged { forge(r, None) } else { r });
             return;
         }
@@ -549,6 +648,8 @@ impl Provenance {
             forged,
             counted,
             doomed: false,
+            unproven: false,
+            shadowed,
         });
     }
 
@@ -560,14 +661,32 @@ impl Provenance {
             .iter()
             .position(|h| h.opener.is_some() && at - h.at < WINDOW)
             .unwrap_or(self.held.len());
+        // A shadow cast by a line now proven forged is lifted with it.
+        if let Some(h) = self.held.get(first) {
+            if self.shadow.is_some_and(|(o, _)| o >= h.at) {
+                self.shadow = None;
+            }
+        }
         for (i, h) in self.held.drain(..).enumerate() {
             if i < first {
                 emit(h, out);
             } else {
-                if !h.counted {
+                if h.unproven {
+                    // Proven forged after all: counted under the stronger finding.
+                    self.counts.unproven -= 1;
+                    self.counts.forged += 1;
+                } else if !h.counted {
                     self.counts.forged += 1;
                 }
-                emit(Held { forged: true, ..h }, out);
+                emit(
+                    Held {
+                        forged: true,
+                        unproven: false,
+                        shadowed: false,
+                        ..h
+                    },
+                    out,
+                );
             }
         }
         self.close();
@@ -586,7 +705,11 @@ impl Provenance {
         for h in self.held.iter_mut().filter(|h| h.doomed) {
             h.doomed = false;
             h.forged = true;
-            if !h.counted {
+            if h.unproven {
+                h.unproven = false;
+                self.counts.unproven -= 1;
+                self.counts.forged += 1;
+            } else if !h.counted {
                 h.counted = true;
                 self.counts.forged += 1;
             }
@@ -741,18 +864,106 @@ mod tests {
         let (v, c) = judge(&[&first, FORGED_AMI, FORGED_AMI, &frag]);
         assert_eq!(blamed(&v), Vec::<IpAddr>::new());
         assert_eq!(c.forged, 4, "{v:?}");
-        // Without the fragment the same lines are what they say (the window releases them).
-        let (v, c) = judge(&[&first, FORGED_AMI]);
+        assert_eq!(c.unproven, 0, "a fragment proves them forged: {c:?}");
+    }
+
+    /// The hole a log file alone left open (issue 11): the attacker's first line ends as
+    /// Asterisk would and the last forged line carries Asterisk's real ending, so no fragment
+    /// shows. The lines after it cannot prove they are Asterisk's: unproven, never blamed.
+    #[test]
+    fn whole_forged_lines_after_a_whole_first_half_are_unproven() {
+        let first = format!("{REAL}Call from '' (10.96.0.2:5061) to extension '1{END}");
+        let (v, c) = judge(&[&first, FORGED_AMI, FORGED_CALL]);
+        assert_eq!(blamed(&v), vec!["10.96.0.2".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            c,
+            Counts {
+                unproven: 2,
+                ..Counts::default()
+            }
+        );
+        // The same through every other format whose last field is written raw: the last
+        // forged line carries that format's real ending.
+        for (first, last) in [
+            (
+                "[Nov 30 04:27:49] NOTICE[9] chan_iax2.c: No registration for peer 'x' (from 10.96.0.2)",
+                "[Nov 30 10:00:00] NOTICE[1234] chan_iax2.c: No registration for peer 'z' (from 10.96.0.2)",
+            ),
+            (
+                "[Nov 30 04:27:49] NOTICE[9] chan_iax2.c: Host 10.96.0.2 failed MD5 authentication for 'x' (a != b)",
+                "[Nov 30 10:00:00] NOTICE[1234] chan_iax2.c: Host 192.0.2.1 failed MD5 authentication for 'z' (a != b)",
+            ),
+            (
+                "[Nov 30 04:27:49] NOTICE[9] res_pjsip_session.c: Call from 'x' (UDP:10.96.0.2:5060) to extension '1' rejected because extension not found in context 'public'.",
+                FORGED_CALL,
+            ),
+        ] {
+            let (v, c) = judge(&[first, FORGED_AMI, last]);
+            assert!(
+                !blamed(&v).contains(&"192.0.2.1".parse().unwrap()),
+                "{first}: {v:?}"
+            );
+            assert_eq!(c.unproven, 2, "{first}: {c:?}");
+        }
+    }
+
+    /// Failures after such a line, when no line within one message's length ends as its
+    /// format ends, cannot be inside its message: believed.
+    #[test]
+    fn failures_in_a_shadow_that_no_ending_closes_are_believed() {
+        let first = format!("{REAL}Call from '' (10.96.0.2:5061) to extension '1{END}");
+        let mut lines = vec![first, FORGED_AMI.to_owned(), FORGED_AMI.to_owned()];
+        lines.extend(filler(250));
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let (v, c) = judge(&refs);
+        assert_eq!(blamed(&v).len(), 3, "{v:?}");
+        assert_eq!(c, Counts::default());
+    }
+
+    /// A tagged chan_sip failure proves itself, shadow or not; the sender cannot make it.
+    #[test]
+    fn a_tagged_failure_in_the_shadow_is_believed() {
+        let first = format!("{REAL}Call from '' (10.96.0.2:5061) to extension '1{END}");
+        let tagged = format!(
+            "[Nov 30 04:27:50] NOTICE[2515] chan_sip.c: Failed to authenticate device <sip:1@h>;tag=x (203.0.113.9:5060) [astpatch:{TAG}]"
+        );
+        let (v, c) = judge(&[&first, &tagged]);
         assert_eq!(
             blamed(&v),
             vec![
                 "10.96.0.2".parse::<IpAddr>().unwrap(),
-                "192.0.2.1".parse().unwrap()
+                "203.0.113.9".parse().unwrap()
             ]
         );
         assert_eq!(c, Counts::default());
     }
 
+    /// The shadow is one message long from a line that is itself believed: a sender cannot
+    /// stretch it by sending shadowed lines of the same format to hide everyone after them.
+    #[test]
+    fn shadowed_lines_do_not_stretch_the_shadow() {
+        let call = |a: &str| format!("{REAL}Call from '100' ({a}:5060) to extension '9{END}");
+        // ~7 KiB of chatter, a shadowed call, ~3 KiB more: past the first call's shadow but
+        // within the second's, had it opened one.
+        let mut lines = vec![call("198.51.100.1")];
+        lines.extend(filler(150));
+        lines.push(call("198.51.100.2"));
+        lines.extend(filler(60));
+        lines.push(call("198.51.100.3"));
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let (v, c) = judge(&refs);
+        assert_eq!(
+            blamed(&v),
+            vec![
+                "198.51.100.1".parse::<IpAddr>().unwrap(),
+                "198.51.100.3".parse().unwrap()
+            ]
+        );
+        assert_eq!(c.unproven, 1);
+    }
+
+    /// The cost: two honest failures of such a format within one message's length; the second
+    /// cannot prove it is not the first one's sender's. One message later, lines count again.
     #[test]
     fn honest_lines_keep_their_order_and_are_released_after_a_window() {
         let call = |a: &str| format!("{REAL}Call from '100' ({a}:5060) to extension '9{END}");
@@ -761,12 +972,18 @@ mod tests {
         lines.push(call("203.0.113.3"));
         let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
         let (v, c) = judge(&refs);
-        let want: Vec<IpAddr> = ["203.0.113.1", "203.0.113.2", "203.0.113.3"]
+        let want: Vec<IpAddr> = ["203.0.113.1", "203.0.113.3"]
             .iter()
             .map(|a| a.parse().unwrap())
             .collect();
         assert_eq!(blamed(&v), want);
-        assert_eq!(c, Counts::default());
+        assert_eq!(
+            c,
+            Counts {
+                unproven: 1,
+                ..Counts::default()
+            }
+        );
     }
 
     #[test]
