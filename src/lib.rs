@@ -22,6 +22,7 @@
 //! is free of side effects; files, `make`, the firewall and the clock sit behind small traits so
 //! the logic is unit-tested fast and the effects are integration-tested for real.
 
+pub mod ami;
 pub mod asterisk;
 pub mod atomic;
 pub mod ban;

@@ -71,6 +71,44 @@ impl<'de> Deserialize<'de> for Patched {
     }
 }
 
+/// `[ami]`: where the manager listens and the user astpatch logs in as (manager.conf: a user
+/// with `read = security`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmiSettings {
+    #[serde(default = "default_ami_host")]
+    pub host: String,
+    #[serde(default = "default_ami_port")]
+    pub port: u16,
+    pub username: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// A file holding the secret (first line), so the settings file can stay world-readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+}
+
+fn default_ami_host() -> String {
+    "127.0.0.1".into()
+}
+
+fn default_ami_port() -> u16 {
+    5038
+}
+
+impl AmiSettings {
+    /// The secret, from the settings or its file.
+    pub fn secret(&self) -> Result<String, String> {
+        match (&self.secret, &self.secret_file) {
+            (Some(s), _) => Ok(s.clone()),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .map(|t| t.lines().next().unwrap_or("").to_owned())
+                .map_err(|e| format!("ami.secret_file {}: {e}", f.display())),
+            (None, None) => Err("ami: set secret or secret_file".into()),
+        }
+    }
+}
+
 /// Repeat offenders get `bantime * factor^(previous bans)`, never more than `max`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -125,6 +163,9 @@ pub struct Settings {
     /// `iptables -F`, a firewall reload) and puts back what is missing.
     #[serde(with = "duration_serde")]
     pub firewall_check: Duration,
+    /// The Asterisk Manager Interface as a second source of security events (off unless set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ami: Option<AmiSettings>,
     /// Syslog / journald program names whose lines are Asterisk's: a line from any other
     /// program (or `logger -t mallory`) that looks like Asterisk's is not believed.
     #[serde(skip_serializing_if = "is_default_ident")]
@@ -159,6 +200,7 @@ impl Default for Settings {
             ipv6_prefix: None,
             metrics_file: None,
             firewall_check: Duration::from_secs(60),
+            ami: None,
             syslog_ident: default_ident(),
         }
     }
@@ -259,6 +301,11 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), String> {
+        if let Some(a) = &self.ami {
+            if a.secret.is_some() == a.secret_file.is_some() {
+                return Err("ami: set one of secret or secret_file".into());
+            }
+        }
         if self.maxretry == 0 {
             return Err("maxretry: must be at least 1".into());
         }

@@ -5,6 +5,7 @@
 
 mod common;
 
+mod ami;
 mod apply;
 mod apply_hostile_fs;
 mod asterisk_tags;

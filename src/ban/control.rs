@@ -174,6 +174,8 @@ pub struct Status {
     /// Failures right after a line whose sender could have written them (a newline in a raw
     /// field): not believed.
     pub unproven_lines: Option<u64>,
+    /// The AMI link, while the watcher runs with `[ami]`.
+    pub ami: Option<String>,
     pub currently_banned: usize,
     pub total_banned: u64,
     pub banned: Vec<BanInfo>,
@@ -213,6 +215,7 @@ pub fn status(settings: &Settings, fw: &dyn Firewall, now: i64) -> Result<Status
         glued_lines: stats.as_ref().map(|s| s.glued),
         truncated_lines: stats.as_ref().map(|s| s.truncated),
         unproven_lines: stats.as_ref().map(|s| s.unproven),
+        ami: stats.as_ref().and_then(|s| s.ami.clone()),
         currently_banned: banned.len(),
         total_banned: st.total_banned(),
         banned,

@@ -14,7 +14,7 @@ use crate::ban::tracker::{Tracker, Verdict};
 use crate::error::Result;
 use crate::firewall::Firewall;
 use crate::logs::provenance::{Counts, Provenance};
-use crate::logs::recognise::{PacketDumpSkip, RecogniseOptions, Recogniser, Recognition};
+use crate::logs::recognise::{PacketDumpSkip, RecogniseOptions, Recogniser, Recognition, Rule};
 use crate::patch::tag::Tag;
 use crate::settings::Settings;
 
@@ -107,6 +107,11 @@ pub struct Engine {
     /// Counters last written to stats.json, and when.
     published: Option<(usize, u64, Counts)>,
     published_at: i64,
+    /// The AMI link as `status` shows it (None: no `[ami]`).
+    ami_link: Option<String>,
+    /// Logged in to AMI and reading security events: the security log's events are the same
+    /// ones, so they are not counted a second time.
+    events_live: bool,
     out: Box<dyn Write + Send>,
 }
 
@@ -166,6 +171,8 @@ impl Engine {
             evicted_said: 0,
             published: None,
             published_at: i64::MIN,
+            ami_link: None,
+            events_live: false,
             out,
         }
     }
@@ -198,6 +205,10 @@ impl Engine {
                 old.state_dir.display()
             ));
             new.state_dir = old.state_dir.clone();
+        }
+        if new.ami != old.ami {
+            notes.push("[ami] changes only with a restart; keeping the old connection".into());
+            new.ami = old.ami.clone();
         }
         if new.maxretry != old.maxretry || new.findtime != old.findtime {
             notes.push(format!(
@@ -416,12 +427,44 @@ impl Engine {
         let mut rel = std::mem::take(&mut self.released);
         let mut banned = None;
         for r in rel.drain(..) {
-            if let Some(n) = self.on_recognition(r, now) {
+            if let Some(n) = self.on_recognition(r, now, true) {
                 banned = Some(n);
             }
         }
         self.released = rel;
         banned
+    }
+
+    /// One security event read over AMI ([`crate::ami`]). Returns the network banned (or that
+    /// would be), if any.
+    pub fn on_ami_event(&mut self, v: crate::ami::security::Verdict, now: i64) -> Option<IpNet> {
+        use crate::ami::security::Verdict;
+        match v {
+            Verdict::Failure { addr, time, .. } => {
+                let r = Recognition::Failure {
+                    rule: Rule::SecurityEvent,
+                    addr,
+                    time,
+                };
+                self.on_recognition(r, now, false)
+            }
+            Verdict::Refused(why) => {
+                self.forged += 1;
+                self.metrics.forged[Rule::SecurityEvent as usize] += 1;
+                self.say(format_args!(
+                    "warning: AMI: an event was refused ({why}); never blamed on anyone"
+                ));
+                None
+            }
+            Verdict::Untrusted { .. } | Verdict::NoAddress { .. } | Verdict::NotFailure => None,
+        }
+    }
+
+    /// The AMI link changed: `live` when security events flow, `line` what `status` shows.
+    pub fn set_ami_link(&mut self, live: bool, line: String) {
+        self.events_live = live;
+        self.ami_link = Some(line);
+        self.published = None;
     }
 
     /// The file at `path` starts afresh (opened, rotated, truncated): no dump is in progress,
@@ -460,7 +503,7 @@ impl Engine {
     }
 
     /// One verdict, in line order. Returns the network banned (or that would be), if any.
-    fn on_recognition(&mut self, r: Recognition, now: i64) -> Option<IpNet> {
+    fn on_recognition(&mut self, r: Recognition, now: i64, from_log: bool) -> Option<IpNet> {
         let (rule, addr, time) = match r {
             Recognition::Failure { rule, addr, time } => (rule, addr, time),
             Recognition::Forged { rule, .. } => {
@@ -470,6 +513,11 @@ impl Engine {
             }
             _ => return None,
         };
+        // While AMI delivers the security events, the security log's copies of them are not
+        // counted again (one failed attempt, one count).
+        if from_log && self.events_live && rule == Rule::SecurityEvent {
+            return None;
+        }
         // An IPv4-mapped address is the IPv4 host it names: ignoreip and the host's own
         // addresses are written as IPv4, and the ban is too (`policy::ban_net`).
         let addr = match addr {
@@ -642,6 +690,7 @@ impl Engine {
                         glued: nb.glued,
                         truncated: nb.truncated,
                         unproven: nb.unproven,
+                        ami: self.ami_link.clone(),
                         updated_at: now,
                     },
                 )?;

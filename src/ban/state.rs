@@ -214,6 +214,9 @@ pub struct Stats {
     pub truncated: u64,
     #[serde(default)]
     pub unproven: u64,
+    /// The AMI link (None without `[ami]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ami: Option<String>,
     pub updated_at: i64,
 }
 

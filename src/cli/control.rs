@@ -125,6 +125,9 @@ pub fn run_status(
             s.unproven_lines.unwrap_or(0)
         )))
     );
+    if let Some(a) = &s.ami {
+        println!("AMI:                {a}");
+    }
     println!("Currently banned:   {}", s.currently_banned);
     println!("Total banned:       {}", s.total_banned);
     println!("Banned list ({}):", s.backend);

@@ -100,6 +100,15 @@ pub const SETTINGS: &[SettingDoc] = &[
                outside iptables -F or a firewall reload) and puts back what is missing.",
     },
     SettingDoc {
+        key: "ami",
+        default: "{ host = \"127.0.0.1\", port = 5038, username = \"astpatch\", secret_file = \"/etc/astpatch/ami.secret\" }",
+        text: "Read Asterisk's security events over the Asterisk Manager Interface as well as the \
+               logs (manager.conf: a user allowed to read security events). PJSIP's and AMI's own events name \
+               the packet's or TCP peer's address; chan_sip's (Service SIP) never ban. Each field \
+               arrives on its own line, so none can be spliced into another. Asterisk 11 has no \
+               security events on AMI. Off unless set.",
+    },
+    SettingDoc {
         key: "metrics_file",
         default: "\"/var/lib/prometheus/node-exporter/astpatch.prom\"",
         text: "The watcher writes its counters here in Prometheus' text format every 5 seconds, \
@@ -109,6 +118,7 @@ pub const SETTINGS: &[SettingDoc] = &[
 
 /// Keys off by default: written commented out, with an example value.
 const OFF_BY_DEFAULT: &[&str] = &[
+    "ami",
     "asterisk_conf",
     "bantime_increment",
     "ipv6_prefix",
@@ -279,6 +289,13 @@ mod tests {
             }),
             ipv6_prefix: Some(64),
             metrics_file: Some("/m.prom".into()),
+            ami: Some(crate::settings::AmiSettings {
+                host: "127.0.0.1".into(),
+                port: 5038,
+                username: "astpatch".into(),
+                secret: None,
+                secret_file: Some("/etc/astpatch/ami.secret".into()),
+            }),
             asterisk_conf: Some("/opt/a/asterisk.conf".into()),
             ..crate::settings::Settings::default()
         };

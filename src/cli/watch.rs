@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::ami::client::Note;
 use crate::ban::engine::Engine;
 use crate::ban::state::{self, State};
 use crate::clock::now_secs;
@@ -140,6 +141,21 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
     if !follower.using_inotify() {
         println!("inotify unavailable: polling the logs every second");
     }
+    let ami = settings.ami.clone().map(|cfg| {
+        println!(
+            "AMI: connecting to {}:{} as {} for security events",
+            cfg.host, cfg.port, cfg.username
+        );
+        let (tx, rx) = std::sync::mpsc::sync_channel(4096);
+        crate::ami::client::spawn(cfg, tx);
+        rx
+    });
+    // An AMI event is acted on within this; a log line wakes the wait at once anyway.
+    let wait = if ami.is_some() {
+        Duration::from_millis(5)
+    } else {
+        Duration::from_millis(250)
+    };
     let result = (|| -> Result<()> {
         while !STOP.load(Ordering::SeqCst) {
             let now = now_secs();
@@ -176,11 +192,14 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
             for p in events.borrow_mut().drain(..) {
                 engine_cell.borrow_mut().file_restarted(&p);
             }
+            if let Some(rx) = &ami {
+                drain_ami(&mut engine, rx, now_secs());
+            }
             engine.tick(now_secs())?;
             if RELOAD.swap(false, Ordering::SeqCst) {
                 reload(&mut engine, &args);
             }
-            follower.wait(Duration::from_millis(250));
+            follower.wait(wait);
         }
         Ok(())
     })();
@@ -193,6 +212,34 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
         settings.state_dir.display()
     );
     Ok(exit_codes::SUCCESS)
+}
+
+/// What the AMI connection said since the last turn of the loop.
+fn drain_ami(engine: &mut Engine, rx: &std::sync::mpsc::Receiver<Note>, now: i64) {
+    while let Ok(n) = rx.try_recv() {
+        match n {
+            Note::Up { banner } => {
+                println!("AMI: logged in ({banner}); reading security events");
+                engine.set_ami_link(true, format!("reading security events ({banner})"));
+            }
+            Note::NoSecurityClass { banner } => {
+                println!(
+                    "AMI: {banner} sends no security events (Asterisk 11); the logs stay the only source"
+                );
+                engine.set_ami_link(false, format!("no security events from {banner}"));
+            }
+            Note::Event(v) => {
+                engine.on_ami_event(v, now);
+            }
+            Note::Down { why, retry_in } => {
+                println!(
+                    "AMI: {why}; trying again in {} (the logs are read meanwhile)",
+                    crate::duration::format(retry_in)
+                );
+                engine.set_ami_link(false, format!("down: {why}"));
+            }
+        }
+    }
 }
 
 /// SIGHUP: read the settings file again. Invalid settings keep the old ones; what only a

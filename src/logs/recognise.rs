@@ -773,7 +773,7 @@ fn ami(msg: &[u8]) -> Option<IpAddr> {
 }
 
 /// `IPV4/UDP/203.0.113.7/5060`, `IPV6/TCP/[2001:db8::7]/5060`, `IPV4/203.0.113.7/5060`.
-fn security_addr(v: &[u8]) -> Option<IpAddr> {
+pub fn security_addr(v: &[u8]) -> Option<IpAddr> {
     let rest = v
         .strip_prefix(b"IPV4/")
         .or_else(|| v.strip_prefix(b"IPV6/"))?;
