@@ -86,11 +86,27 @@ struct FakeAmi {
 
 impl FakeAmi {
     fn start(accept_login: bool, events: Vec<u8>) -> FakeAmi {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
+        Self::start_in(None, accept_login, events)
+    }
+
+    /// Listening on 127.0.0.1 of network namespace `ns` (the watcher's own loopback there).
+    fn start_in(ns: Option<&str>, accept_login: bool, events: Vec<u8>) -> FakeAmi {
         let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let rec = sent.clone();
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let ns = ns.map(|n| format!("/var/run/netns/{n}"));
         std::thread::spawn(move || {
+            if let Some(path) = ns {
+                use std::os::fd::AsRawFd;
+                let fd = std::fs::File::open(&path).unwrap();
+                // SAFETY: setns on this thread only; the sockets it makes stay in `path`.
+                assert_eq!(
+                    unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) },
+                    0
+                );
+            }
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            port_tx.send(l.local_addr().unwrap().port()).unwrap();
             for conn in l.incoming() {
                 let Ok(mut c) = conn else { return };
                 let _ = c.write_all(b"Asterisk Call Manager/9.0.0\r\n");
@@ -115,6 +131,7 @@ impl FakeAmi {
                 std::thread::sleep(Duration::from_secs(30));
             }
         });
+        let port = port_rx.recv().unwrap();
         FakeAmi { port, sent }
     }
 }
@@ -209,4 +226,71 @@ fn a_refused_login_is_said_and_tried_again() {
     );
     // Still watching the logs meanwhile.
     assert!(!t.contains("error"), "{t}");
+}
+
+/// The AMI source end to end: events a real 20.20.1 sent (addresses moved to the test's peer)
+/// make a banning watcher drop the peer's real packets in a network namespace; the chan_sip
+/// event that names the Via maddr bans nobody.
+#[test]
+fn ami_events_get_real_packets_dropped() {
+    if !common::require_root("ami_events_get_real_packets_dropped") {
+        return;
+    }
+    let pair = common::netns::Pair::new();
+    let dir = Path::new(REAL).join("asterisk-20.20.1/stock");
+    let mut events = capture(&dir.join("09-register-wrong-maddr.ami"));
+    events.extend(capture(&dir.join("30-pjsip-register-wrong.ami")));
+    let events = String::from_utf8(events)
+        .unwrap()
+        .replace("10.96.0.2", pair.peer4)
+        .into_bytes();
+    let ami = FakeAmi::start_in(Some(&pair.pbx), true, events);
+    let env = common::TestEnv::new();
+    let log = env.write("log/messages", "");
+    let cfg = env.settings(&format!(
+        "maxretry = 1\nbackend = \"nftables\"\nlogs = [\"{}\"]\n[ami]\nport = {}\nusername = \"astpatch\"\nsecret = \"labsecret\"\n",
+        log.display(),
+        ami.port
+    ));
+    assert!(pair.peer_reaches(false));
+    let out = env.join("watch.out");
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &pair.pbx,
+            common::bin(),
+            "watch",
+            "--ban",
+            "--config",
+        ])
+        .arg(&cfg)
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(15);
+    while pair.peer_reaches(false) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let dropped = !pair.peer_reaches(false);
+    let _ = child.kill();
+    let _ = child.wait();
+    let t = std::fs::read_to_string(&out).unwrap_or_default();
+    assert!(dropped, "the peer still reaches the pbx:\n{t}");
+    assert!(t.contains(&format!("ban {}/32", pair.peer4)), "{t}");
+    assert!(!t.contains("192.0.2.1"), "{t}");
+    let _ = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &pair.pbx,
+            common::bin(),
+            "unban",
+            "--all",
+            "--purge",
+            "--config",
+        ])
+        .arg(&cfg)
+        .output();
 }
