@@ -156,3 +156,39 @@ fn patched_captures_tagged_lines_name_the_sender() {
         "only {seen} tagged lines in the patched captures"
     );
 }
+
+/// One failed attempt, one count (issue 13): a real 20.20.1 reported each PJSIP failure both
+/// in `messages` and in the `security` log. Scanned together with maxretry = 2, one attempt
+/// is one failure, so nobody would be banned; each file alone counts it once too.
+#[test]
+fn a_failure_in_messages_and_the_security_log_counts_once() {
+    let settings = Settings {
+        maxretry: 2,
+        ignoreip: vec![],
+        ..Settings::default()
+    };
+    let dir = Path::new("tests/corpus/real/asterisk-20.20.1/stock");
+    for name in ["30-pjsip-register-wrong", "40-pjsip-register-wrong-maddr"] {
+        let rec = Recogniser::with_time_context(
+            RecogniseOptions::default(),
+            TimeContext::utc(1_796_000_000),
+        );
+        let mut s = Scanner::new(&rec, &settings);
+        let mut lines = 0;
+        for ext in ["messages", "security"] {
+            let (_, body) = split(&dir.join(format!("{name}.{ext}")));
+            s.read(&body[..], ext);
+            lines += 1;
+        }
+        let r = s.finish();
+        let a = r
+            .addresses
+            .iter()
+            .find(|a| a.address == "10.96.0.2")
+            .unwrap_or_else(|| panic!("{name}: 10.96.0.2 not seen"));
+        // Two lines (one per file) name the sender...
+        assert_eq!(a.failures, lines, "{name}: {a:?}");
+        // ... but they are one attempt.
+        assert!(!a.would_ban, "{name}: one attempt reached maxretry = 2");
+    }
+}

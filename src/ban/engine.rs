@@ -107,6 +107,8 @@ pub struct Engine {
     /// Counters last written to stats.json, and when.
     published: Option<(usize, u64, Counts)>,
     published_at: i64,
+    /// Pairs a module's line with the security event for the same attempt.
+    one_count: crate::ban::one_count::OneCount,
     /// The AMI link as `status` shows it (None: no `[ami]`).
     ami_link: Option<String>,
     /// Logged in to AMI and reading security events: the security log's events are the same
@@ -171,6 +173,7 @@ impl Engine {
             evicted_said: 0,
             published: None,
             published_at: i64::MIN,
+            one_count: Default::default(),
             ami_link: None,
             events_live: false,
             out,
@@ -532,8 +535,6 @@ impl Engine {
         if self.settings.is_ignored(addr) || self.local.contains(&addr) {
             return None;
         }
-        self.total_failed += 1;
-        self.metrics.failures[rule as usize] += 1;
         // Replaying old lines (--from-start) counts them at their own time; a date ahead of
         // the clock counts as now.
         let t = if self.from_start {
@@ -541,6 +542,16 @@ impl Engine {
         } else {
             now
         };
+        // The same attempt reported by its module and as a security event counts once.
+        let ch = crate::ban::one_count::Channel::of(rule);
+        if !self
+            .one_count
+            .first_report(addr, ch, time.unwrap_or(t).min(now))
+        {
+            return None;
+        }
+        self.total_failed += 1;
+        self.metrics.failures[rule as usize] += 1;
         let failures = match self.tracker.record(addr, t) {
             Verdict::Counting { .. } => return None,
             Verdict::Ban { failures } => failures,
@@ -704,6 +715,7 @@ impl Engine {
         if now.saturating_sub(self.last_expire) >= 60 {
             self.last_expire = now;
             self.tracker.expire(now);
+            self.one_count.expire(now);
         }
         self.write_metrics(now);
         if self.tracker.evicted() > self.evicted_said {
@@ -1565,6 +1577,35 @@ mod tests {
         assert_eq!(
             fw.list().unwrap(),
             vec!["203.0.113.7/32".parse::<IpNet>().unwrap()]
+        );
+    }
+
+    /// A real 20.20.1 PJSIP failure: its `messages` line and its security log line are one
+    /// attempt. With maxretry 3, three attempts ban; six lines of two attempts do not.
+    #[test]
+    fn a_failure_reported_twice_counts_once() {
+        let d = tempfile::tempdir().unwrap();
+        let fw = MemFw::default();
+        let mut e = engine(d.path(), &fw, settings());
+        let msg = b"[Nov 30 05:42:40] NOTICE[31160] res_pjsip/pjsip_distributor.c: Request 'REGISTER' from '\"x\" <sip:200@203.0.113.1>' failed for '10.96.0.2:5073' (callid: c5@10.96.0.2) - Failed to authenticate";
+        let sec = b"[Nov 30 05:42:40] SECURITY[31201] res_security_log.c: SecurityEvent=\"ChallengeResponseFailed\",EventTV=\"2026-11-30T05:42:40.113+0000\",Severity=\"Error\",Service=\"PJSIP\",EventVersion=\"1\",AccountID=\"200\",SessionID=\"c5@10.96.0.2\",LocalAddress=\"IPV4/UDP/203.0.113.1/5062\",RemoteAddress=\"IPV4/UDP/10.96.0.2/5073\",Challenge=\"1\",Response=\"2\",ExpectedResponse=\"\"";
+        let (m, s) = (
+            std::path::Path::new("/var/log/asterisk/messages"),
+            std::path::Path::new("/var/log/asterisk/security"),
+        );
+        for _ in 0..2 {
+            e.on_log_line(m, msg, 1000);
+            e.on_log_line(s, sec, 1000);
+        }
+        e.tick(1000).unwrap();
+        assert!(fw.list().unwrap().is_empty(), "two attempts banned");
+        assert_eq!(e.total_failed, 2);
+        e.on_log_line(s, sec, 1001);
+        e.on_log_line(m, msg, 1001);
+        e.tick(1001).unwrap();
+        assert_eq!(
+            fw.list().unwrap(),
+            vec!["10.96.0.2/32".parse::<IpNet>().unwrap()]
         );
     }
 }

@@ -8,6 +8,7 @@ pub mod control;
 pub mod engine;
 pub mod jail_import;
 pub mod metrics;
+pub mod one_count;
 pub mod policy;
 pub mod scan;
 pub mod state;

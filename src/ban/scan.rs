@@ -102,6 +102,7 @@ pub struct Scanner<'a> {
     rec: &'a Recogniser,
     settings: &'a Settings,
     tracker: Tracker,
+    one_count: crate::ban::one_count::OneCount,
     last_time: i64,
     lines: u64,
     rules: [RuleCount; Rule::ALL.len()],
@@ -128,6 +129,7 @@ impl<'a> Scanner<'a> {
         Scanner {
             rec,
             settings,
+            one_count: crate::ban::one_count::OneCount::unbounded(),
             tracker: Tracker::new(
                 settings.maxretry,
                 settings.findtime.as_secs() as i64,
@@ -397,7 +399,9 @@ impl<'a> Scanner<'a> {
                 s.first = Some(s.first.map_or(t, |f| f.min(t)));
                 s.last = Some(s.last.map_or(t, |l| l.max(t)));
             }
-            if !ignored {
+            // One attempt reported in messages and as a security event counts once.
+            let ch = crate::ban::one_count::Channel::of(rule);
+            if !ignored && self.one_count.first_report(addr, ch, now) {
                 if let Verdict::Ban { .. } = self.tracker.record(addr, now) {
                     s.would_ban = true;
                 }
