@@ -46,7 +46,11 @@
 //!   a failure in it waits, and is *unproven* (never blamed) when a later line in the shadow
 //!   ends as the shadow's format ends, believed when none does. A tagged chan_sip failure
 //!   proves itself and never waits. Only believed lines cast a shadow, and a shadowed line casts
-//!   none, so a sender cannot hide others for free: each shadow costs it a counted failure. The
+//!   none, so a sender cannot hide others for free: each shadow costs it a counted failure —
+//!   except where the address follows the sender's field (IAX2's `No registration for peer
+//!   'x' (from ADDR)`): there the whole first line may be the sender's, so it waits in its own
+//!   shadow, and IAX2's `Host ADDR failed to authenticate as USER` has no ending at all, so any
+//!   line after it may be the sender's (both seen on real 11.23.1 and 20.20.1). The
 //!   price: two failures of such formats close together (a dial scan's `Call from` lines) count
 //!   once per message length; the tag (for chan_sip's failures) and AMI's events (issue 13)
 //!   are the way around it.
@@ -117,17 +121,21 @@ enum Fmt {
     Iax2NoPeer,
     /// chan_iax2 `Host ADDR failed MD5 authentication for 'PEER' (OURS != THEIRS)`.
     Iax2Md5,
+    /// chan_iax2 `Host ADDR failed to authenticate as USER`: the raw user name ends the
+    /// message, so it has no ending at all (authdebug only).
+    Iax2AuthAs,
     /// manager `ADDR failed to authenticate as 'USER'` and its kin.
     Ami,
     /// res_security_log `SecurityEvent="…",…,AccountID="…",…,RemoteAddress="…"…`.
     SecEvent,
 }
 
-const FMTS: [Fmt; 6] = [
+const FMTS: [Fmt; 7] = [
     Fmt::SipCall,
     Fmt::PjsipCall,
     Fmt::Iax2NoPeer,
     Fmt::Iax2Md5,
+    Fmt::Iax2AuthAs,
     Fmt::Ami,
     Fmt::SecEvent,
 ];
@@ -144,8 +152,15 @@ impl Fmt {
     fn retro(self) -> bool {
         matches!(
             self,
-            Fmt::SipCall | Fmt::PjsipCall | Fmt::Iax2NoPeer | Fmt::Iax2Md5
+            Fmt::SipCall | Fmt::PjsipCall | Fmt::Iax2NoPeer | Fmt::Iax2Md5 | Fmt::Iax2AuthAs
         )
+    }
+
+    /// Whether the address Asterisk writes comes after the sender's raw field: then a whole
+    /// line of this format can be the sender's text from end to end (`peer 'x' (from
+    /// 192.0.2.1)` and a newline), and the line itself waits in its own shadow.
+    fn addr_after_raw(self) -> bool {
+        self == Fmt::Iax2NoPeer
     }
 
     fn rule(self) -> Option<Rule> {
@@ -154,6 +169,7 @@ impl Fmt {
             Fmt::PjsipCall => None,
             Fmt::Iax2NoPeer => Some(Rule::Iax2NoPeer),
             Fmt::Iax2Md5 => Some(Rule::Iax2Auth),
+            Fmt::Iax2AuthAs => None,
             Fmt::Ami => Some(Rule::AmiAuth),
             Fmt::SecEvent => Some(Rule::SecurityEvent),
         }
@@ -170,6 +186,8 @@ impl Fmt {
                     .is_some_and(|p| parse_addr(&tail[p + 8..], Port::Optional).is_some())
             }),
             Fmt::Iax2Md5 => l.ends_with(b")"),
+            // No ending: the sender's text ends the message, so any line may be its last.
+            Fmt::Iax2AuthAs => true,
             Fmt::Ami => l.ends_with(b"'"),
             Fmt::SecEvent => l.ends_with(b"\""),
         }
@@ -221,10 +239,13 @@ fn opener(line: &[u8], frame: &Frame) -> Option<Fmt> {
         if msg.starts_with(b"No registration for peer '") {
             return Some(Fmt::Iax2NoPeer);
         }
-        if msg.starts_with(b"Host ")
-            && memmem::find(msg, b" failed MD5 authentication for '").is_some()
-        {
-            return Some(Fmt::Iax2Md5);
+        if msg.starts_with(b"Host ") {
+            if memmem::find(msg, b" failed MD5 authentication for '").is_some() {
+                return Some(Fmt::Iax2Md5);
+            }
+            if memmem::find(msg, b" failed to authenticate as ").is_some() {
+                return Some(Fmt::Iax2AuthAs);
+            }
         }
     }
     if from(b"manager.c") {
@@ -482,13 +503,17 @@ impl Provenance {
         // up to one that ends that way can be the sender's: a failure in the shadow waits for
         // such a line (then it is unproven) or for the shadow's end (then it is believed).
         let in_shadow = self.shadow.filter(|(o, _)| start - o < WINDOW);
-        let shadowed = in_shadow.is_some() && !counted && r.rule().is_some() && !tail_proven;
+        let mut shadowed = in_shadow.is_some() && !counted && r.rule().is_some() && !tail_proven;
         let ends_shadow = in_shadow.is_some_and(|(_, f)| f.ends(line));
         // Only a line that is itself believed casts a shadow: otherwise a sender could hide
-        // everyone after it for free, with lines that never count against it.
+        // everyone after it for free, with lines that never count against it. (A line whose
+        // address follows the sender's field waits in its own shadow; see `addr_after_raw`.)
         if in_shadow.is_none() && !counted && self.doom.is_none() && unfinished.is_none() {
             if let Some(f) = opened.filter(|f| f.retro()) {
                 self.shadow = Some((start, f));
+                if f.addr_after_raw() && r.rule().is_some() {
+                    shadowed = true;
+                }
             }
         }
         self.place(
@@ -884,18 +909,28 @@ mod tests {
         );
         // The same through every other format whose last field is written raw: the last
         // forged line carries that format's real ending.
-        for (first, last) in [
+        // `unproven` counts the first line too where its address follows the sender's field.
+        for (first, last, unproven) in [
             (
                 "[Nov 30 04:27:49] NOTICE[9] chan_iax2.c: No registration for peer 'x' (from 10.96.0.2)",
                 "[Nov 30 10:00:00] NOTICE[1234] chan_iax2.c: No registration for peer 'z' (from 10.96.0.2)",
+                3,
             ),
             (
                 "[Nov 30 04:27:49] NOTICE[9] chan_iax2.c: Host 10.96.0.2 failed MD5 authentication for 'x' (a != b)",
                 "[Nov 30 10:00:00] NOTICE[1234] chan_iax2.c: Host 192.0.2.1 failed MD5 authentication for 'z' (a != b)",
+                2,
             ),
             (
                 "[Nov 30 04:27:49] NOTICE[9] res_pjsip_session.c: Call from 'x' (UDP:10.96.0.2:5060) to extension '1' rejected because extension not found in context 'public'.",
                 FORGED_CALL,
+                2,
+            ),
+            // No ending at all: any line after it may be the sender's.
+            (
+                "[Nov 30 04:27:49] WARNING[9] chan_iax2.c: Host 10.96.0.2:4570 failed to authenticate as x",
+                "[Nov 30 10:00:00] WARNING[1234] chan_iax2.c: Host 192.0.2.1:4569 failed to authenticate as y",
+                1,
             ),
         ] {
             let (v, c) = judge(&[first, FORGED_AMI, last]);
@@ -903,8 +938,17 @@ mod tests {
                 !blamed(&v).contains(&"192.0.2.1".parse().unwrap()),
                 "{first}: {v:?}"
             );
-            assert_eq!(c.unproven, 2, "{first}: {c:?}");
+            assert_eq!(c.unproven, unproven, "{first}: {c:?}");
         }
+        // The whole first line is the sender's when the address follows its field: `peer 'x'
+        // (from 192.0.2.1)`, a newline, and Asterisk's real `' (from SENDER)` ends a later line
+        // (captured from real 11.23.1 and 20.20.1: 90-iax2-regreq-peer-lf-whole-first-bystander).
+        let (v, c) = judge(&[
+            "[Nov 30 08:58:28] NOTICE[3749] chan_iax2.c: No registration for peer 'x' (from 192.0.2.1)",
+            "[Nov 30 10:00:00] NOTICE[1234] chan_iax2.c: No registration for peer 'z' (from 10.96.0.2)",
+        ]);
+        assert_eq!(blamed(&v), Vec::<IpAddr>::new(), "{v:?}");
+        assert_eq!(c.unproven, 2);
     }
 
     /// Failures after such a line, when no line within one message's length ends as its

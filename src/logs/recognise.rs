@@ -190,7 +190,7 @@ const PREFILTER: &[&str] = &[
     " did not provide proper plaintext password",
     " failed RSA authentication",
     " tried to authenticate with nonexistent user",
-    " failed to authenticate as '",
+    " failed to authenticate as ",
     " failed to pass IP ACL as '",
     "SecurityEvent=\"",
     // Not a failure: the header of a packet pjproject dumps into the log (see `packet_dump`).
