@@ -294,3 +294,58 @@ fn ami_events_get_real_packets_dropped() {
         .arg(&cfg)
         .output();
 }
+
+/// verify's ami row: manager.conf gives the user security events, and the manager takes the
+/// login (a real TCP server answering as 20.20.1's did; a refused login fails with a fix).
+#[test]
+fn verify_checks_manager_conf_and_the_login() {
+    for accept in [true, false] {
+        let ami = FakeAmi::start(accept, vec![]);
+        let env = common::TestEnv::new();
+        let etc = env.join("etc");
+        env.write(
+            "etc/manager.conf",
+            "[general]\nenabled = yes\nbindaddr = 127.0.0.1\n[astpatch]\nsecret = labsecret\nread = security\n",
+        );
+        let conf = env.write(
+            "asterisk.conf",
+            format!("[directories]\nastetcdir => {}\n", etc.display()),
+        );
+        let cfg = env.settings(&format!(
+            "[ami]\nport = {}\nusername = \"astpatch\"\nsecret = \"labsecret\"\n",
+            ami.port
+        ));
+        let r = common::astpatch()
+            .args(["verify", "--json", "--asterisk-conf"])
+            .arg(&conf)
+            .arg("--config")
+            .arg(&cfg)
+            .run();
+        let v = r.json();
+        let row = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "ami")
+            .unwrap_or_else(|| panic!("no ami row: {v}"))
+            .clone();
+        if accept {
+            assert_eq!(row["status"], "pass", "{row}");
+            assert!(
+                row["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Asterisk Call Manager/9.0.0")
+            );
+        } else {
+            assert_eq!(row["status"], "fail", "{row}");
+            assert!(
+                row["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Authentication failed")
+            );
+            assert!(row["fix"].as_str().unwrap().contains("secret"));
+        }
+    }
+}

@@ -22,12 +22,14 @@ use crate::patch::sites::{self, PatchState};
 use crate::patch::tag::{self, ModuleKind, Tag};
 use crate::settings::Settings;
 
+pub mod ami;
 pub mod firewall;
 pub mod logging;
 pub mod module;
 pub mod source;
 pub mod watcher;
 
+use ami::*;
 use firewall::*;
 use logging::*;
 use module::*;
@@ -149,6 +151,7 @@ pub fn verify(inp: &Inputs, firewall: &dyn Fn(Backend) -> Box<dyn Firewall>) -> 
     let state_dir = under(inp.root, &inp.settings.state_dir);
     checks.push(check_watcher(inp.root, &state_dir, &notice_files));
     checks.push(check_firewall(&state_dir, inp.settings, firewall));
+    checks.extend(check_ami(inp, dirs.as_ref()));
     checks.extend(check_trust_setting(inp.settings.patched));
     VerifyReport {
         ok: checks.iter().all(|c| c.status != Status::Fail),
