@@ -29,6 +29,7 @@ pub fn run(files: &[PathBuf], config: Option<&Path>, json: bool, style: Style) -
     let trust = crate::tail_trust::decide_live(&settings);
     let mut rec = Recogniser::new(trust.options.clone());
     rec.set_syslog_idents(&settings.syslog_ident);
+    rec.set_dialplan_rejections(settings.dialplan_rejections);
     let mut scanner = Scanner::new(&rec, &settings).with_local(policy::local_addresses());
     for (name, reader) in inputs {
         scanner.read(reader, &name);

@@ -142,6 +142,9 @@ pub struct Settings {
     /// program (or `logger -t mallory`) that looks like Asterisk's is not believed.
     #[serde(skip_serializing_if = "is_default_ident")]
     pub syslog_ident: Vec<String>,
+    /// Believe FreePBX's dialplan-written `Rejecting unknown SIP connection from ADDR` lines
+    /// (from-sip-external's `Log()`). Off: any dialplan `Log()` can write that text.
+    pub dialplan_rejections: bool,
 }
 
 fn default_ident() -> Vec<String> {
@@ -172,6 +175,7 @@ impl Default for Settings {
             ipv6_prefix: None,
             metrics_file: None,
             syslog_ident: default_ident(),
+            dialplan_rejections: false,
         }
     }
 }

@@ -94,6 +94,14 @@ pub const SETTINGS: &[SettingDoc] = &[
                other program that looks like Asterisk's is not believed.",
     },
     SettingDoc {
+        key: "dialplan_rejections",
+        default: "false",
+        text: "Count FreePBX's dialplan-written \"Rejecting unknown SIP connection from ADDR\" \
+               lines (from-sip-external's Log()) as failures of that address. Off by default: any \
+               dialplan Log() can write that text, so turn it on only when yours is the only one \
+               that does.",
+    },
+    SettingDoc {
         key: "metrics_file",
         default: "\"/var/lib/prometheus/node-exporter/astpatch.prom\"",
         text: "The watcher writes its counters here in Prometheus' text format every 5 seconds, \

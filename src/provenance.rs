@@ -104,17 +104,21 @@ enum Fmt {
     Iax2NoPeer,
     /// chan_iax2 `Host ADDR failed MD5 authentication for 'PEER' (OURS != THEIRS)`.
     Iax2Md5,
+    /// chan_iax2 `Rejected connect|dial attempt from ADDR, request 'EXTEN@CTX' does not exist`,
+    /// `…, who was trying to reach 'EXTEN@CTX'` (both raw IEs).
+    Iax2Rejected,
     /// manager `ADDR failed to authenticate as 'USER'` and its kin.
     Ami,
     /// res_security_log `SecurityEvent="…",…,AccountID="…",…,RemoteAddress="…"…`.
     SecEvent,
 }
 
-const FMTS: [Fmt; 6] = [
+const FMTS: [Fmt; 7] = [
     Fmt::SipCall,
     Fmt::PjsipCall,
     Fmt::Iax2NoPeer,
     Fmt::Iax2Md5,
+    Fmt::Iax2Rejected,
     Fmt::Ami,
     Fmt::SecEvent,
 ];
@@ -131,16 +135,17 @@ impl Fmt {
     fn retro(self) -> bool {
         matches!(
             self,
-            Fmt::SipCall | Fmt::PjsipCall | Fmt::Iax2NoPeer | Fmt::Iax2Md5
+            Fmt::SipCall | Fmt::PjsipCall | Fmt::Iax2NoPeer | Fmt::Iax2Md5 | Fmt::Iax2Rejected
         )
     }
 
     fn rule(self) -> Option<Rule> {
         match self {
             Fmt::SipCall => Some(Rule::ChanSipNoExtension),
-            Fmt::PjsipCall => None,
+            Fmt::PjsipCall => Some(Rule::PjsipNoExtension),
             Fmt::Iax2NoPeer => Some(Rule::Iax2NoPeer),
             Fmt::Iax2Md5 => Some(Rule::Iax2Auth),
+            Fmt::Iax2Rejected => Some(Rule::Iax2Rejected),
             Fmt::Ami => Some(Rule::AmiAuth),
             Fmt::SecEvent => Some(Rule::SecurityEvent),
         }
@@ -157,6 +162,7 @@ impl Fmt {
                     .is_some_and(|p| parse_addr(&tail[p + 8..], Port::Optional).is_some())
             }),
             Fmt::Iax2Md5 => l.ends_with(b")"),
+            Fmt::Iax2Rejected => l.ends_with(b"' does not exist") || l.ends_with(b"'"),
             Fmt::Ami => l.ends_with(b"'"),
             Fmt::SecEvent => l.ends_with(b"\""),
         }
@@ -169,7 +175,7 @@ impl Fmt {
     }
 }
 
-fn call_ends(l: &[u8]) -> bool {
+pub(crate) fn call_ends(l: &[u8]) -> bool {
     if l.ends_with(b"' rejected because extension not found.") {
         return true;
     }
@@ -204,7 +210,14 @@ fn opener(line: &[u8], frame: &Frame) -> Option<Fmt> {
     {
         return Some(Fmt::PjsipCall);
     }
-    if from(b"chan_iax2.c") {
+    if file.is_none_or(|f| f == b"chan_iax2.c" || f == b"chan_iax.c") {
+        if (msg.starts_with(b"Rejected connect attempt from ")
+            || msg.starts_with(b"Rejected dial attempt from "))
+            && (memmem::find(msg, b", request '").is_some()
+                || memmem::find(msg, b", who was trying to reach '").is_some())
+        {
+            return Some(Fmt::Iax2Rejected);
+        }
         if msg.starts_with(b"No registration for peer '") {
             return Some(Fmt::Iax2NoPeer);
         }
