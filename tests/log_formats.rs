@@ -325,3 +325,118 @@ fn no_other_format_is_ever_blamed() {
     }
     eprintln!("{checked} rendered lines of formats that are not attacks, or refused, checked");
 }
+
+const FAIL2BAN_LOG: &str = "/usr/lib/python3/dist-packages/fail2ban/tests/files/logs/asterisk";
+
+/// Lines of fail2ban's annotated asterisk log that astpatch refuses on purpose, with the
+/// reason; README.md ("fail2ban's test log") lists each. Matched by a piece of the line.
+const FAIL2BAN_REFUSED: &[(&str, &str)] = &[
+    (
+        "Service=\"SIP\"",
+        "chan_sip's security events take RemoteAddress from the Via header's maddr=, which the sender chooses",
+    ),
+    (
+        "SessionID=\"\",LocalAddress=\"IPV4/UDP/127.0.0.1/5060\",RemoteAddress=\"IPV4/UDP/5.6.7.8/1111\"\"",
+        "a SessionID holding a second RemoteAddress: two candidates, so nobody can tell which Asterisk wrote",
+    ),
+    (
+        "hacking attempt detected",
+        "no Asterisk release writes this (it is not in the census of every tag)",
+    ),
+    (
+        "Rejecting unknown SIP connection from",
+        "FreePBX dialplan Log() text, which any dialplan can write: opt-in, dialplan_rejections = true",
+    ),
+];
+
+struct Fail2banLine {
+    lineno: usize,
+    line: String,
+    host: IpAddr,
+}
+
+/// Each log line of fail2ban's file with the host its failJSON names. Journal lines (after
+/// `filterOptions … "logtype": "journal"`) get the header `journalctl -o short-iso` writes.
+fn fail2ban_lines(text: &str) -> Vec<Fail2banLine> {
+    let mut out = vec![];
+    let mut host: Option<IpAddr> = None;
+    let mut prefix = String::new();
+    for (i, l) in text.lines().enumerate() {
+        if let Some(opts) = l.strip_prefix("# filterOptions: ") {
+            let v: Value = serde_json::from_str(opts).unwrap();
+            if v[0]["logtype"] == "journal" {
+                prefix = format!(
+                    "2026-11-24T10:11:12+0000 {}",
+                    v[0]["test.prefix-line"].as_str().unwrap_or("")
+                );
+            }
+            continue;
+        }
+        if let Some(j) = l.strip_prefix("# failJSON: ") {
+            let v: Value = serde_json::from_str(j).unwrap();
+            host = (v["match"] == true).then(|| v["host"].as_str().unwrap().parse().unwrap());
+            continue;
+        }
+        if l.starts_with('#') || l.trim().is_empty() {
+            continue;
+        }
+        if let Some(h) = host.take() {
+            out.push(Fail2banLine {
+                lineno: i + 1,
+                line: format!("{prefix}{l}"),
+                host: h,
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn fail2ban_test_log_is_blamed_on_its_hosts_except_the_listed_refusals() {
+    let Ok(text) = std::fs::read_to_string(FAIL2BAN_LOG) else {
+        eprintln!("SKIP fail2ban_test_log…: fail2ban is not installed ({FAIL2BAN_LOG})");
+        return;
+    };
+    let lines = fail2ban_lines(&text);
+    assert!(lines.len() >= 40, "{} annotated lines", lines.len());
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let mut dialplan = recogniser();
+    dialplan.set_dialplan_rejections(true);
+    let (mut blamed, mut refused) = (0, 0);
+    for opt_in in [false, true] {
+        let rec = if opt_in { &dialplan } else { &recogniser() };
+        for f in &lines {
+            let got = rec.recognise(f.line.as_bytes());
+            let refusal = FAIL2BAN_REFUSED
+                .iter()
+                .find(|(p, _)| f.line.contains(p))
+                .filter(|(p, _)| !(opt_in && p.starts_with("Rejecting unknown")));
+            match (refusal, got) {
+                (None, Recognition::Failure { addr, .. }) => {
+                    assert_eq!(addr, f.host, "fail2ban asterisk:{}: {}", f.lineno, f.line);
+                    blamed += !opt_in as usize;
+                }
+                (None, got) => panic!(
+                    "fail2ban asterisk:{}: not blamed on {}: {got:?}\n{}",
+                    f.lineno, f.host, f.line
+                ),
+                (Some((p, why)), got) => {
+                    assert!(
+                        !matches!(got, Recognition::Failure { .. }),
+                        "fail2ban asterisk:{}: refused ({why}) but blamed: {got:?}",
+                        f.lineno
+                    );
+                    assert!(
+                        readme.contains(why),
+                        "README.md must list the refusal of `{p}`: {why}"
+                    );
+                    refused += !opt_in as usize;
+                }
+            }
+        }
+    }
+    eprintln!(
+        "fail2ban's asterisk test log: {blamed} of {} lines blamed on their host, {refused} refused",
+        lines.len()
+    );
+}
