@@ -165,9 +165,13 @@ pub enum Recognition {
         time: Option<i64>,
     },
     /// A failure where attacker text forged a second candidate address: never banned.
+    /// `pair`: the first address in the line's places and the first that differs from it
+    /// (`None`: a place held no address, or too many places), so a report can show who hides
+    /// behind whom. One of them is usually the real sender.
     Ambiguous {
         rule: Rule,
         time: Option<i64>,
+        pair: Option<(IpAddr, Option<IpAddr>)>,
     },
     /// A line shaped to pass for one the patched module wrote (a tag no known build has), or
     /// otherwise shown to be remote-written: never banned, reported as an attempt.
@@ -494,7 +498,7 @@ impl Recogniser {
         let found = |rule, found: Found| match found {
             Found::Addr(addr) => Recognition::Failure { rule, addr, time },
             Found::NoAddr => Recognition::NoAddress { rule, time },
-            Found::Ambiguous => Recognition::Ambiguous { rule, time },
+            Found::Ambiguous(pair) => Recognition::Ambiguous { rule, time, pair },
             Found::Forged => Recognition::Forged { rule, time },
         };
         if let Some(rest) = strip_either(
@@ -679,7 +683,7 @@ impl Recogniser {
             cands.add(parse_addr(&rest[..close], Port::Optional));
         }
         Some(match cands.verdict() {
-            Found::Addr(_) if old_form => Found::Ambiguous,
+            Found::Addr(a) if old_form => Found::Ambiguous(Some((a, None))),
             f => f,
         })
     }
@@ -754,7 +758,7 @@ enum Found {
     Forged,
     Addr(IpAddr),
     NoAddr,
-    Ambiguous,
+    Ambiguous(Option<(IpAddr, Option<IpAddr>)>),
 }
 
 /// The places where Asterisk's format puts the address, and what each holds. Asterisk always
@@ -764,6 +768,8 @@ enum Found {
 #[derive(Default)]
 struct Candidates {
     first: Option<IpAddr>,
+    /// The first address that differs from `first`.
+    other: Option<IpAddr>,
     doubt: bool,
     seen: u32,
 }
@@ -787,14 +793,20 @@ impl Candidates {
         match (a, self.first) {
             (None, _) => self.doubt = true,
             (Some(a), None) => self.first = Some(a),
-            (Some(a), Some(f)) => self.doubt |= a != f,
+            (Some(a), Some(f)) => {
+                if a != f {
+                    self.doubt = true;
+                    self.other.get_or_insert(a);
+                }
+            }
         }
     }
 
     fn verdict(&self) -> Found {
         match (self.first, self.doubt) {
             (None, false) => Found::NoAddr,
-            (None, true) | (Some(_), true) => Found::Ambiguous,
+            (None, true) => Found::Ambiguous(None),
+            (Some(a), true) => Found::Ambiguous(Some((a, self.other))),
             (Some(a), false) => Found::Addr(a),
         }
     }
@@ -1255,7 +1267,8 @@ mod tests {
             r.recognise(forged.as_bytes()),
             Recognition::Ambiguous {
                 rule: Rule::ChanSipNoExtension,
-                time: Some(T)
+                time: Some(T),
+                pair: Some((ip("192.0.2.1"), Some(ip("203.0.113.7"))))
             }
         );
         let old = line(
@@ -1368,7 +1381,8 @@ mod tests {
             r.recognise(forged.as_bytes()),
             Recognition::Ambiguous {
                 rule: Rule::PjsipNoEndpoint,
-                time: Some(T)
+                time: Some(T),
+                pair: Some((ip("203.0.113.7"), Some(ip("192.0.2.1"))))
             }
         );
     }
@@ -1414,7 +1428,8 @@ mod tests {
             r.recognise(forged.as_bytes()),
             Recognition::Ambiguous {
                 rule: Rule::SecurityEvent,
-                time: Some(T)
+                time: Some(T),
+                pair: Some((ip("192.0.2.1"), Some(ip("203.0.113.7"))))
             }
         );
     }
@@ -1464,7 +1479,8 @@ mod tests {
             r.recognise(l.as_bytes()),
             Recognition::Ambiguous {
                 rule: Rule::ChanSipNoExtension,
-                time: Some(T)
+                time: Some(T),
+                pair: None
             }
         );
         let from = "' failed for '".repeat(50_000);
