@@ -52,6 +52,8 @@ use std::sync::LazyLock;
 use memchr::memmem;
 use serde::{Deserialize, Serialize};
 
+use std::net::IpAddr;
+
 use crate::logframe::Frame;
 use crate::recognise::{Port, Recogniser, Recognition, Rule, parse_addr};
 
@@ -62,6 +64,10 @@ pub const TRUNCATED_AT: usize = 8191;
 /// The most bytes one Asterisk message spans: [`TRUNCATED_AT`] of message plus the frame
 /// (1.8 - 15 cut the message alone).
 pub const WINDOW: u64 = TRUNCATED_AT as u64 + 256;
+
+/// The longest user name chan_iax2 can log in `Host %s failed to authenticate as %s`: an
+/// information element's length is one byte.
+pub const IAX2_USERNAME_MAX: u64 = 255;
 
 /// Seconds a live reader holds a window's failures before it releases them.
 pub const HOLD_SECS: i64 = 2;
@@ -335,6 +341,9 @@ pub struct Provenance {
     doom: Option<Doom>,
     /// When (reader's clock) the window opened.
     since: i64,
+    /// Open IAX2 user-name fields: where each can end at the latest, and the address of the
+    /// line that opened it (see [`Provenance::iax2_user_field`]).
+    fields: Vec<(u64, IpAddr)>,
 }
 
 impl Provenance {
@@ -346,6 +355,12 @@ impl Provenance {
     /// no prefilter literal may be skipped.
     #[inline]
     pub fn busy(&self) -> bool {
+        self.window_open() || !self.fields.is_empty()
+    }
+
+    /// A window holds failures for a later fragment (formats started in it).
+    #[inline]
+    fn window_open(&self) -> bool {
         self.fmts != 0
     }
 
@@ -386,8 +401,20 @@ impl Provenance {
     ) {
         let start = self.pos;
         self.pos += line.len() as u64 + 1;
+        let mut r = r;
+        if !self.fields.is_empty()
+            || matches!(
+                r,
+                Recognition::Failure {
+                    rule: Rule::Iax2Auth,
+                    ..
+                }
+            )
+        {
+            r = self.iax2_user_field(line, start, r, frame.as_ref());
+        }
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if self.busy() && self.expiring(start) {
+        if self.window_open() && self.expiring(start) {
             self.expire(start, out);
         }
         // Most lines in a window: no failure text, no unfinished message, and an end no
@@ -397,6 +424,52 @@ impl Provenance {
             return;
         }
         self.judge(rec, line, start, cand, r, frame, now, out);
+    }
+
+    /// chan_iax2's `Host ADDR failed to authenticate as USER` ends with USER, a raw information
+    /// element: a newline in it writes whole lines of the sender's choosing, and no ending of
+    /// Asterisk's shows where USER stopped. But USER holds at most [`IAX2_USERNAME_MAX`] bytes,
+    /// so a line forged inside it ends within that many bytes of USER's start. A failure line
+    /// that does is believed only when it names the same address as the line whose USER may
+    /// hold it (the sender's own, which costs nobody else anything); otherwise it is forged.
+    /// A genuine failure of another address written right after one of these may be taken
+    /// with it: never blamed, counted as forged.
+    fn iax2_user_field(
+        &mut self,
+        line: &[u8],
+        start: u64,
+        r: Recognition,
+        frame: Option<&Frame>,
+    ) -> Recognition {
+        self.fields.retain(|&(end, _)| start < end);
+        let end_of_line = start + line.len() as u64;
+        if let Recognition::Failure { addr, .. } = r {
+            if self
+                .fields
+                .iter()
+                .any(|&(end, opener)| end_of_line <= end && opener != addr)
+            {
+                return forge(r, None);
+            }
+        }
+        if let (
+            Recognition::Failure {
+                rule: Rule::Iax2Auth,
+                addr,
+                ..
+            },
+            Some(f),
+        ) = (r, frame)
+        {
+            const AS: &[u8] = b" failed to authenticate as ";
+            if let Some(p) = memmem::find(&line[f.msg_start..], AS) {
+                let user = start + (f.msg_start + p + AS.len()) as u64;
+                if self.fields.len() < 16 {
+                    self.fields.push((user + IAX2_USERNAME_MAX, addr));
+                }
+            }
+        }
+        r
     }
 
     /// Whether something held, the unfinished message or the window ends before `at`.
@@ -465,7 +538,7 @@ impl Provenance {
             counted = true;
         }
         if let Some(fmt) = opened {
-            if !self.busy() {
+            if !self.window_open() {
                 self.since = now;
             }
             self.fmts |= fmt.bit();
@@ -477,7 +550,7 @@ impl Provenance {
             self.doom = Some(Doom {
                 start: start + at as u64,
             });
-            if !self.busy() {
+            if !self.window_open() {
                 self.since = now;
             }
             self.fmts |= opened.map_or(1, Fmt::bit);
@@ -510,7 +583,7 @@ impl Provenance {
             });
             return;
         }
-        if self.busy() {
+        if self.window_open() {
             if self.is_fragment(rec, line, frame.is_some()) {
                 if !counted {
                     self.counts.forged += 1;
@@ -551,7 +624,7 @@ impl Provenance {
         if r.rule().is_none() && opener.is_none() {
             return;
         }
-        if !self.busy() {
+        if !self.window_open() {
             out.push(if forged { forge(r, None) } else { r });
             return;
         }
@@ -634,7 +707,7 @@ impl Provenance {
 
     /// A live reader's clock: a window open for [`HOLD_SECS`] has received its whole message.
     pub fn flush_stale(&mut self, now: i64, out: &mut Vec<Recognition>) {
-        if self.busy() && now.saturating_sub(self.since) >= HOLD_SECS {
+        if self.window_open() && now.saturating_sub(self.since) >= HOLD_SECS {
             self.flush(out);
         }
     }
@@ -730,6 +803,24 @@ mod tests {
             v.iter().all(|r| matches!(r, Recognition::Forged { .. })),
             "{v:?}"
         );
+    }
+
+    #[test]
+    fn a_newline_in_an_iax2_extension_or_pjsip_extension_forges_nothing() {
+        for first in [
+            "[Nov 30 04:27:49] NOTICE[42] chan_iax2.c: Rejected dial attempt from 10.96.0.2, request '1",
+            "[Nov 30 04:27:49] NOTICE[42] chan_iax2.c: Rejected connect attempt from 10.96.0.2, who was trying to reach '1",
+            "[Nov 30 04:27:49] NOTICE[42] res_pjsip_session.c: anonymous: Call (UDP:10.96.0.2:5060) to extension '1",
+        ] {
+            let (v, c) = judge(&[first, FORGED_AMI]);
+            assert_eq!(blamed(&v), Vec::<IpAddr>::new(), "{first}");
+            assert_eq!(c.forged, 2, "{first}: {v:?}");
+        }
+        // Finished, they are what they say.
+        let whole = "[Nov 30 04:27:49] NOTICE[42] chan_iax2.c: Rejected dial attempt from 10.96.0.2, request '1@default' does not exist";
+        let (v, c) = judge(&[whole]);
+        assert_eq!(blamed(&v), vec!["10.96.0.2".parse::<IpAddr>().unwrap()]);
+        assert_eq!(c, Counts::default());
     }
 
     #[test]
