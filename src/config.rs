@@ -144,6 +144,7 @@ pub struct Settings {
     pub syslog_ident: Vec<String>,
     /// Believe FreePBX's dialplan-written `Rejecting unknown SIP connection from ADDR` lines
     /// (from-sip-external's `Log()`). Off: any dialplan `Log()` can write that text.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dialplan_rejections: bool,
 }
 

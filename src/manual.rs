@@ -286,6 +286,7 @@ mod tests {
         s.tags = vec!["0123456789abcdef".parse().unwrap()];
         // Keys left out of the file at their default are set, so every key is written.
         s.syslog_ident = vec!["asterisk".into(), "asterisk20".into()];
+        s.dialplan_rejections = true;
         let v = toml::Value::try_from(&s).unwrap();
         let keys: Vec<&String> = v.as_table().unwrap().keys().collect();
         for k in &keys {
