@@ -170,6 +170,10 @@ pub struct Settings {
     /// program (or `logger -t mallory`) that looks like Asterisk's is not believed.
     #[serde(skip_serializing_if = "is_default_ident")]
     pub syslog_ident: Vec<String>,
+    /// Believe FreePBX's dialplan-written `Rejecting unknown SIP connection from ADDR` lines
+    /// (from-sip-external's `Log()`). Off: any dialplan `Log()` can write that text.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dialplan_rejections: bool,
 }
 
 fn default_ident() -> Vec<String> {
@@ -202,6 +206,7 @@ impl Default for Settings {
             firewall_check: Duration::from_secs(60),
             ami: None,
             syslog_ident: default_ident(),
+            dialplan_rejections: false,
         }
     }
 }

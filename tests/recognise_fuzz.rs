@@ -110,11 +110,22 @@ fn mutate(rng: &mut Rng, line: &[u8]) -> Vec<u8> {
 }
 
 /// Whether `addr` is written somewhere in `line`, in any spelling (`[v6]:port`, `v4:port`,
-/// PJSIP 12-13's unbracketed `v6:port`, leading zeros, a v4-mapped v6 form).
+/// PJSIP 12-13's unbracketed `v6:port`, leading zeros, a v4-mapped v6 form, res_pjsip_session's
+/// `TRANSPORT:ADDR`).
 fn written_in(line: &[u8], addr: IpAddr) -> bool {
     let text = String::from_utf8_lossy(line);
     let same = |a: IpAddr| a == addr || a.to_canonical() == addr;
     text.split(|c: char| " '\"(),=/".contains(c)).any(|tok| {
+        let tok = match tok.split_once(':') {
+            Some((t, rest))
+                if t.starts_with(|c: char| c.is_ascii_uppercase())
+                    && t.bytes()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()) =>
+            {
+                rest
+            }
+            _ => tok,
+        };
         let host = tok.trim_start_matches('[');
         let host = host.split(']').next().unwrap_or(host);
         host.parse::<IpAddr>().is_ok_and(same)

@@ -409,3 +409,38 @@ fn forged_glued_and_truncated_lines_are_shown_per_file() {
         .collect();
     assert_eq!(blamed, ["203.0.113.66"], "{v}");
 }
+
+#[test]
+fn ambiguous_lines_are_counted_per_candidate_pair() {
+    let f = "[2026-11-24 10:11:12] NOTICE[42] res_pjsip/pjsip_distributor.c: ";
+    let mut log = String::new();
+    for i in 0..3 {
+        log.push_str(&format!(
+            "{f}Request 'INVITE' from '<sip:{i}@h>' failed for '203.0.113.66:5060' (callid: x' failed for '192.0.2.1:5060' (callid: y) - No matching endpoint found\n"
+        ));
+    }
+    // The other order names the same pair.
+    log.push_str(&format!(
+        "{f}Request 'INVITE' from '<sip:1@h>' failed for '192.0.2.1:5060' (callid: x' failed for '203.0.113.66:5060' (callid: y) - No matching endpoint found\n"
+    ));
+    log.push_str(&format!(
+        "{f}Request 'INVITE' from '<sip:1@h>' failed for '198.51.100.7:5060' (callid: x' failed for 'nobody' (callid: y) - No matching endpoint found\n"
+    ));
+    let out = scan(&["--json", "-"], Some(log.as_bytes()));
+    let v = json(&out);
+    assert_eq!(v["ambiguous"], 5);
+    assert_eq!(v["with_address"], 0);
+    assert_eq!(
+        v["ambiguous_pairs"],
+        serde_json::json!([
+            {"candidates": ["192.0.2.1", "203.0.113.66"], "lines": 4, "rules": ["pjsip-no-endpoint"]},
+            {"candidates": ["198.51.100.7", null], "lines": 1, "rules": ["pjsip-no-endpoint"]},
+        ])
+    );
+    let out = scan(&["-"], Some(log.as_bytes()));
+    let t = text(&out.stdout);
+    assert!(
+        t.contains("192.0.2.1 / 203.0.113.66") && t.contains("198.51.100.7 / (no address)"),
+        "{t}"
+    );
+}

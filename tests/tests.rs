@@ -16,6 +16,7 @@ mod detect;
 mod example_tree;
 mod firewall;
 mod install;
+mod log_formats;
 mod mini_tree;
 mod packaging;
 mod provenance_fuzz;

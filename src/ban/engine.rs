@@ -136,6 +136,7 @@ impl Engine {
             tails_off: settings.patched == crate::settings::Patched::False,
         });
         recogniser.set_syslog_idents(&settings.syslog_ident);
+        recogniser.set_dialplan_rejections(settings.dialplan_rejections);
         let tracker = Tracker::new(
             settings.maxretry,
             settings.findtime.as_secs() as i64,
@@ -231,6 +232,8 @@ impl Engine {
         self.recogniser = Recogniser::new(opts);
         self.recogniser
             .set_syslog_idents(&self.settings.syslog_ident);
+        self.recogniser
+            .set_dialplan_rejections(self.settings.dialplan_rejections);
     }
 
     /// Where to learn the tags again when a line carries one we do not know: a module built

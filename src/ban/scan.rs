@@ -42,6 +42,17 @@ pub struct AddressCount {
     pub rules: Vec<&'static str>,
 }
 
+/// Ambiguous lines that named the same candidates: one is usually the sender, hiding behind
+/// the other (a bystander's address written into a field).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AmbiguousPair {
+    /// One or two canonical addresses; `null` for a place that held no address (or a flood of
+    /// places).
+    pub candidates: [Option<String>; 2],
+    pub lines: u64,
+    pub rules: Vec<&'static str>,
+}
+
 /// Lines of one input that were not believed (crate::logs::provenance): never blamed on anyone.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SourceCount {
@@ -75,6 +86,8 @@ pub struct ScanReport {
     pub trust_untagged: bool,
     pub rules: Vec<RuleCount>,
     pub addresses: Vec<AddressCount>,
+    /// Ambiguous lines per candidate pair, most lines first.
+    pub ambiguous_pairs: Vec<AmbiguousPair>,
     /// Lines with failure text but no known frame: not counted, reported in `warnings`.
     pub unframed: u64,
     /// Per input: lines a remote party wrote to pass for Asterisk's (forged), and lines the
@@ -107,6 +120,8 @@ pub struct Scanner<'a> {
     lines: u64,
     rules: [RuleCount; Rule::ALL.len()],
     addrs: HashMap<IpAddr, AddrStats>,
+    /// Ambiguous lines per (candidate, other candidate): count and rules.
+    pairs: HashMap<(Option<IpAddr>, Option<IpAddr>), (u64, u16)>,
     window: Option<Window>,
     files: Vec<String>,
     warnings: Vec<String>,
@@ -142,6 +157,7 @@ impl<'a> Scanner<'a> {
                 ..RuleCount::default()
             }),
             addrs: HashMap::new(),
+            pairs: HashMap::new(),
             window: None,
             files: vec![],
             warnings: vec![],
@@ -375,7 +391,17 @@ impl<'a> Scanner<'a> {
         match r {
             Recognition::Failure { .. } => rc.failures += 1,
             Recognition::NoAddress { .. } => rc.no_address += 1,
-            Recognition::Ambiguous { .. } => rc.ambiguous += 1,
+            Recognition::Ambiguous { pair, .. } => {
+                rc.ambiguous += 1;
+                let key = match pair {
+                    Some((a, Some(b))) => (Some(a.min(b)), Some(a.max(b))),
+                    Some((a, None)) => (Some(a), None),
+                    None => (None, None),
+                };
+                let e = self.pairs.entry(key).or_default();
+                e.0 += 1;
+                e.1 |= 1 << rule as u16;
+            }
             Recognition::Forged { .. } => rc.forged += 1,
             Recognition::NotFailure => {}
         }
@@ -444,6 +470,24 @@ impl<'a> Scanner<'a> {
                 pa.cmp(&b.address.parse().ok())
             })
         });
+        let mut ambiguous_pairs: Vec<AmbiguousPair> = self
+            .pairs
+            .into_iter()
+            .map(|((a, b), (lines, rules))| AmbiguousPair {
+                candidates: [a.map(|a| a.to_string()), b.map(|b| b.to_string())],
+                lines,
+                rules: Rule::ALL
+                    .iter()
+                    .filter(|&&r| rules & (1 << r as u16) != 0)
+                    .map(|r| r.name())
+                    .collect(),
+            })
+            .collect();
+        ambiguous_pairs.sort_by(|x, y| {
+            y.lines
+                .cmp(&x.lines)
+                .then_with(|| x.candidates.cmp(&y.candidates))
+        });
         let rules: Vec<RuleCount> = self
             .rules
             .into_iter()
@@ -475,6 +519,7 @@ impl<'a> Scanner<'a> {
             trust_untagged: self.rec.options().trust_untagged,
             rules,
             addresses,
+            ambiguous_pairs,
             unframed: self.unframed,
             sources: self.sources,
             forged_lines: all.forged,

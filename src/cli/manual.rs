@@ -109,6 +109,14 @@ pub const SETTINGS: &[SettingDoc] = &[
                security events on AMI. Off unless set.",
     },
     SettingDoc {
+        key: "dialplan_rejections",
+        default: "false",
+        text: "Count FreePBX's dialplan-written \"Rejecting unknown SIP connection from ADDR\" \
+               lines (from-sip-external's Log()) as failures of that address. Off by default: any \
+               dialplan Log() can write that text, so turn it on only when yours is the only one \
+               that does.",
+    },
+    SettingDoc {
         key: "metrics_file",
         default: "\"/var/lib/prometheus/node-exporter/astpatch.prom\"",
         text: "The watcher writes its counters here in Prometheus' text format every 5 seconds, \
@@ -302,6 +310,7 @@ mod tests {
         s.tags = vec!["0123456789abcdef".parse().unwrap()];
         // Keys left out of the file at their default are set, so every key is written.
         s.syslog_ident = vec!["asterisk".into(), "asterisk20".into()];
+        s.dialplan_rejections = true;
         let v = toml::Value::try_from(&s).unwrap();
         let keys: Vec<&String> = v.as_table().unwrap().keys().collect();
         for k in &keys {

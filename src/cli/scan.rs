@@ -27,6 +27,7 @@ pub fn run(files: &[PathBuf], settings: &Settings, json: bool, style: Style) -> 
     let trust = crate::ban::trust::decide_live(settings);
     let mut rec = Recogniser::new(trust.options.clone());
     rec.set_syslog_idents(&settings.syslog_ident);
+    rec.set_dialplan_rejections(settings.dialplan_rejections);
     let mut scanner =
         Scanner::new(&rec, settings).with_local(crate::firewall::host::local_addresses());
     for (name, reader) in inputs {
@@ -232,8 +233,36 @@ pub fn render_text(r: &ScanReport, trust: &TailTrust, style: Style) -> String {
             plural(r.ambiguous, "failure line")
         );
     }
+    if !r.ambiguous_pairs.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "{:<66}{:>7}  RULES", "AMBIGUOUS: CANDIDATES", "LINES");
+        for p in r.ambiguous_pairs.iter().take(TEXT_PAIRS) {
+            let c = |x: &Option<String>| x.clone().unwrap_or_else(|| "(no address)".to_owned());
+            let cands = match &p.candidates {
+                [None, None] => "(no address: a flood of places)".to_owned(),
+                [a, b] => format!("{} / {}", c(a), c(b)),
+            };
+            let _ = writeln!(o, "{cands:<66}{:>7}  {}", p.lines, p.rules.join(","));
+        }
+        if r.ambiguous_pairs.len() > TEXT_PAIRS {
+            let _ = writeln!(
+                o,
+                "... and {} more pairs (--json lists all)",
+                r.ambiguous_pairs.len() - TEXT_PAIRS
+            );
+        }
+        let _ = writeln!(
+            o,
+            "note: in each pair one address is usually the sender, hiding behind an address it \
+             wrote into a field; a log line cannot say which. Security events read from AMI will \
+             (README, Evasion)."
+        );
+    }
     o
 }
+
+/// Candidate pairs shown in the text report.
+const TEXT_PAIRS: usize = 20;
 
 fn plural(n: u64, what: &str) -> String {
     if n == 1 {

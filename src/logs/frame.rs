@@ -135,6 +135,15 @@ pub fn parse(line: &[u8], tc: &TimeContext) -> Option<Frame> {
             let name_end = memchr(b'[', tok).unwrap_or(tok.len());
             ident = Some((pos, pos + name_end));
             pos = skip_byte(line, ident_end, b' ')?;
+            // journald relays of the file channel's format keep Asterisk's own date.
+            if line.get(pos) == Some(&b'[') {
+                if let Some(close) = memchr(b']', &line[pos..line.len().min(pos + 64)]) {
+                    if let Some((t, _)) = parse_date(&line[pos + 1..pos + close], tc) {
+                        time = Some(t);
+                        pos = skip_byte(line, pos + close + 1, b' ')?;
+                    }
+                }
+            }
         }
     }
     let level_start = pos;
@@ -145,6 +154,13 @@ pub fn parse(line: &[u8], tc: &TimeContext) -> Option<Frame> {
             .take_while(|c| c.is_ascii_uppercase())
             .count();
     let (msg_start, file) = match line.get(pos) {
+        // Dialplan Log(): the file channel prints "Ext. EXTEN: MSG" where a module prints its
+        // file. EXTEN is the caller's; the frame ends at the first ": " after it (only the
+        // opt-in dialplan rule reads such lines, from their end).
+        Some(b' ') if line[pos + 1..].starts_with(b"Ext. ") => {
+            let colon = memchr::memmem::find(&line[pos + 6..], b": ")? + pos + 6;
+            (colon + 2, Some((pos + 1, pos + 5)))
+        }
         // File channel: " FILE: MSG".
         Some(b' ') => {
             let file_end = skip_token(line, pos + 1)?;
@@ -192,8 +208,15 @@ fn skip_token(line: &[u8], pos: usize) -> Option<usize> {
 /// `LEVEL[TID]` optionally followed by `[C-xxxxxxxx]`; returns the position after it.
 fn level_at(line: &[u8], pos: usize) -> Option<usize> {
     let rest = line.get(pos..)?;
-    let n = rest.iter().take_while(|c| c.is_ascii_uppercase()).count();
-    if n == 0 || rest.get(n) != Some(&b'[') {
+    let mut n = rest.iter().take_while(|c| c.is_ascii_uppercase()).count();
+    if n == 0 {
+        return None;
+    }
+    // `NOTICE [1234]`: some builds and relays put a space before the thread id.
+    if rest.get(n) == Some(&b' ') && rest.get(n + 1) == Some(&b'[') {
+        n += 1;
+    }
+    if rest.get(n) != Some(&b'[') {
         return None;
     }
     let digits = rest[n + 1..]
@@ -251,18 +274,17 @@ pub fn parse_date(s: &[u8], tc: &TimeContext) -> Option<(i64, usize)> {
         if s[3] != b' ' {
             return None;
         }
-        let day = match (s[4], s[5]) {
-            (b' ', d) if d.is_ascii_digit() => (d - b'0') as u32,
-            (a, b) if a.is_ascii_digit() && b.is_ascii_digit() => {
-                ((a - b'0') * 10 + (b - b'0')) as u32
+        // `Nov 24`, `Nov  4` (syslog pads), `Nov 4` (some relays and fail2ban's samples don't).
+        let (day, at) = match (s[4], s[5], s[6]) {
+            (b' ', d, b' ') if d.is_ascii_digit() => ((d - b'0') as u32, 7),
+            (a, b, b' ') if a.is_ascii_digit() && b.is_ascii_digit() => {
+                (((a - b'0') * 10 + (b - b'0')) as u32, 7)
             }
+            (d, b' ', _) if d.is_ascii_digit() => ((d - b'0') as u32, 6),
             _ => return None,
         };
-        if s[6] != b' ' {
-            return None;
-        }
-        let (secs, used) = hms(&s[7..])?;
-        let used = 7 + used + fraction(&s[7 + used..]);
+        let (secs, used) = hms(&s[at..])?;
+        let used = at + used + fraction(&s[at + used..]);
         let local_now = tc.now + tc.utc_offset;
         let year = civil_from_days(local_now.div_euclid(86_400)).0;
         let local = to_unix(year, month, day, secs)?;
@@ -422,6 +444,8 @@ mod tests {
             "[Nov 24 10:11:12] NOTICE[1234]: MSG x",
             "Nov 24 10:11:12 NOTICE[1234] chan_sip.c: MSG x",
             "[2026-11-24 10:11:12] NOTICE[1234] res_pjsip/pjsip_distributor.c: MSG x",
+            "[2026-11-24 10:11:12] NOTICE [1234] manager.c: MSG x",
+            "[Nov 24 10:11:12] WARNING [1234][C-0000002a]: chan_iax2.c:11373 socket_process_helper: MSG x",
         ] {
             assert_eq!(frame(line), (Some(T), "MSG x".into()), "{line}");
         }
@@ -436,6 +460,7 @@ mod tests {
             "2026-11-24T11:11:12+01:00 pbx asterisk[99]: NOTICE[1234]: chan_sip.c:1 in f: MSG x",
             "2026-11-24T10:11:12.123456Z pbx asterisk: NOTICE[1234]: manager.c:3753 in authenticate: MSG x",
             "Nov 24 10:11:12.123456 pbx asterisk[99]: NOTICE[1234]: chan_sip.c:1 in f: MSG x",
+            "2026-11-24T10:11:12+0000 pbx asterisk[99]: [Nov 24 10:11:12] NOTICE[566]: chan_sip.c:1 f: MSG x",
         ] {
             assert_eq!(frame(line), (Some(T), "MSG x".into()), "{line}");
         }
@@ -461,6 +486,20 @@ mod tests {
     fn single_digit_days_are_space_padded() {
         let (t, _) = frame("[Nov  4 10:11:12] NOTICE[1] chan_sip.c: m");
         assert_eq!(t, Some(T - 20 * 86_400));
+        for l in [
+            "Nov 4 10:11:12 pbx asterisk[9]: NOTICE[1]: chan_sip.c:1 in f: m",
+            "Nov  4 10:11:12 pbx asterisk[9]: NOTICE[1]: chan_sip.c:1 in f: m",
+        ] {
+            assert_eq!(frame(l), (Some(T - 20 * 86_400), "m".into()), "{l}");
+        }
+    }
+
+    #[test]
+    fn dialplan_log_frames_end_at_the_first_colon_after_the_extension() {
+        let l = "[2013-11-11 14:33:38] WARNING[6756][C-0000001d] Ext. s: \"Rejecting x\"";
+        let f = parse(l.as_bytes(), &tc()).unwrap();
+        assert_eq!(&l[f.msg_start..], "\"Rejecting x\"");
+        assert_eq!(f.file.map(|(a, b)| &l[a..b]), Some("Ext."));
     }
 
     #[test]

@@ -49,8 +49,8 @@
 //!   none, so a sender cannot hide others for free: each shadow costs it a counted failure —
 //!   except where the address follows the sender's field (IAX2's `No registration for peer
 //!   'x' (from ADDR)`): there the whole first line may be the sender's, so it waits in its own
-//!   shadow, and IAX2's `Host ADDR failed to authenticate as USER` has no ending at all, so any
-//!   line after it may be the sender's (both seen on real 11.23.1 and 20.20.1). The
+//!   shadow (seen on real 11.23.1 and 20.20.1). IAX2's `Host ADDR failed to authenticate as
+//!   USER` has no ending at all; its user name is bounded instead (see the user-field rule). The
 //!   price: two failures of such formats close together (a dial scan's `Call from` lines) count
 //!   once per message length; the tag (for chan_sip's failures) and AMI's events (issue 13)
 //!   are the way around it.
@@ -63,6 +63,8 @@ use std::sync::LazyLock;
 use memchr::memmem;
 use serde::{Deserialize, Serialize};
 
+use std::net::IpAddr;
+
 use crate::logs::frame::Frame;
 use crate::logs::recognise::{Port, Recogniser, Recognition, Rule, parse_addr};
 
@@ -73,6 +75,10 @@ pub const TRUNCATED_AT: usize = 8191;
 /// The most bytes one Asterisk message spans: [`TRUNCATED_AT`] of message plus the frame
 /// (1.8 - 15 cut the message alone).
 pub const WINDOW: u64 = TRUNCATED_AT as u64 + 256;
+
+/// The longest user name chan_iax2 can log in `Host %s failed to authenticate as %s`: an
+/// information element's length is one byte.
+pub const IAX2_USERNAME_MAX: u64 = 255;
 
 /// Seconds a live reader holds a window's failures before it releases them.
 pub const HOLD_SECS: i64 = 2;
@@ -121,9 +127,9 @@ enum Fmt {
     Iax2NoPeer,
     /// chan_iax2 `Host ADDR failed MD5 authentication for 'PEER' (OURS != THEIRS)`.
     Iax2Md5,
-    /// chan_iax2 `Host ADDR failed to authenticate as USER`: the raw user name ends the
-    /// message, so it has no ending at all (authdebug only).
-    Iax2AuthAs,
+    /// chan_iax2 `Rejected connect|dial attempt from ADDR, request 'EXTEN@CTX' does not exist`,
+    /// `…, who was trying to reach 'EXTEN@CTX'` (both raw IEs).
+    Iax2Rejected,
     /// manager `ADDR failed to authenticate as 'USER'` and its kin.
     Ami,
     /// res_security_log `SecurityEvent="…",…,AccountID="…",…,RemoteAddress="…"…`.
@@ -135,7 +141,7 @@ const FMTS: [Fmt; 7] = [
     Fmt::PjsipCall,
     Fmt::Iax2NoPeer,
     Fmt::Iax2Md5,
-    Fmt::Iax2AuthAs,
+    Fmt::Iax2Rejected,
     Fmt::Ami,
     Fmt::SecEvent,
 ];
@@ -152,7 +158,7 @@ impl Fmt {
     fn retro(self) -> bool {
         matches!(
             self,
-            Fmt::SipCall | Fmt::PjsipCall | Fmt::Iax2NoPeer | Fmt::Iax2Md5 | Fmt::Iax2AuthAs
+            Fmt::SipCall | Fmt::PjsipCall | Fmt::Iax2NoPeer | Fmt::Iax2Md5 | Fmt::Iax2Rejected
         )
     }
 
@@ -166,10 +172,10 @@ impl Fmt {
     fn rule(self) -> Option<Rule> {
         match self {
             Fmt::SipCall => Some(Rule::ChanSipNoExtension),
-            Fmt::PjsipCall => None,
+            Fmt::PjsipCall => Some(Rule::PjsipNoExtension),
             Fmt::Iax2NoPeer => Some(Rule::Iax2NoPeer),
             Fmt::Iax2Md5 => Some(Rule::Iax2Auth),
-            Fmt::Iax2AuthAs => None,
+            Fmt::Iax2Rejected => Some(Rule::Iax2Rejected),
             Fmt::Ami => Some(Rule::AmiAuth),
             Fmt::SecEvent => Some(Rule::SecurityEvent),
         }
@@ -186,8 +192,7 @@ impl Fmt {
                     .is_some_and(|p| parse_addr(&tail[p + 8..], Port::Optional).is_some())
             }),
             Fmt::Iax2Md5 => l.ends_with(b")"),
-            // No ending: the sender's text ends the message, so any line may be its last.
-            Fmt::Iax2AuthAs => true,
+            Fmt::Iax2Rejected => l.ends_with(b"' does not exist") || l.ends_with(b"'"),
             Fmt::Ami => l.ends_with(b"'"),
             Fmt::SecEvent => l.ends_with(b"\""),
         }
@@ -200,7 +205,7 @@ impl Fmt {
     }
 }
 
-fn call_ends(l: &[u8]) -> bool {
+pub(crate) fn call_ends(l: &[u8]) -> bool {
     if l.ends_with(b"' rejected because extension not found.") {
         return true;
     }
@@ -235,17 +240,21 @@ fn opener(line: &[u8], frame: &Frame) -> Option<Fmt> {
     {
         return Some(Fmt::PjsipCall);
     }
-    if from(b"chan_iax2.c") {
+    if file.is_none_or(|f| f == b"chan_iax2.c" || f == b"chan_iax.c") {
+        if (msg.starts_with(b"Rejected connect attempt from ")
+            || msg.starts_with(b"Rejected dial attempt from "))
+            && (memmem::find(msg, b", request '").is_some()
+                || memmem::find(msg, b", who was trying to reach '").is_some())
+        {
+            return Some(Fmt::Iax2Rejected);
+        }
         if msg.starts_with(b"No registration for peer '") {
             return Some(Fmt::Iax2NoPeer);
         }
-        if msg.starts_with(b"Host ") {
-            if memmem::find(msg, b" failed MD5 authentication for '").is_some() {
-                return Some(Fmt::Iax2Md5);
-            }
-            if memmem::find(msg, b" failed to authenticate as ").is_some() {
-                return Some(Fmt::Iax2AuthAs);
-            }
+        if msg.starts_with(b"Host ")
+            && memmem::find(msg, b" failed MD5 authentication for '").is_some()
+        {
+            return Some(Fmt::Iax2Md5);
         }
     }
     if from(b"manager.c") {
@@ -365,6 +374,9 @@ pub struct Provenance {
     /// failures after it, within one message's length, could be its sender's newline-split
     /// text — if a later line ends as that format ends (the message's real ending).
     shadow: Option<(u64, Fmt)>,
+    /// Open IAX2 user-name fields: where each can end at the latest, and the address of the
+    /// line that opened it (see [`Provenance::iax2_user_field`]).
+    fields: Vec<(u64, IpAddr)>,
 }
 
 impl Provenance {
@@ -376,6 +388,12 @@ impl Provenance {
     /// no prefilter literal may be skipped.
     #[inline]
     pub fn busy(&self) -> bool {
+        self.window_open() || !self.fields.is_empty()
+    }
+
+    /// A window holds failures for a later fragment (formats started in it).
+    #[inline]
+    fn window_open(&self) -> bool {
         self.fmts != 0
     }
 
@@ -416,8 +434,20 @@ impl Provenance {
     ) {
         let start = self.pos;
         self.pos += line.len() as u64 + 1;
+        let mut r = r;
+        if !self.fields.is_empty()
+            || matches!(
+                r,
+                Recognition::Failure {
+                    rule: Rule::Iax2Auth,
+                    ..
+                }
+            )
+        {
+            r = self.iax2_user_field(line, start, r, frame.as_ref());
+        }
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if self.busy() && self.expiring(start) {
+        if self.window_open() && self.expiring(start) {
             self.expire(start, out);
         }
         // Most lines in a window: no failure text, no unfinished message, and an end no
@@ -427,6 +457,52 @@ impl Provenance {
             return;
         }
         self.judge(rec, line, start, cand, r, frame, now, out);
+    }
+
+    /// chan_iax2's `Host ADDR failed to authenticate as USER` ends with USER, a raw information
+    /// element: a newline in it writes whole lines of the sender's choosing, and no ending of
+    /// Asterisk's shows where USER stopped. But USER holds at most [`IAX2_USERNAME_MAX`] bytes,
+    /// so a line forged inside it ends within that many bytes of USER's start. A failure line
+    /// that does is believed only when it names the same address as the line whose USER may
+    /// hold it (the sender's own, which costs nobody else anything); otherwise it is forged.
+    /// A genuine failure of another address written right after one of these may be taken
+    /// with it: never blamed, counted as forged.
+    fn iax2_user_field(
+        &mut self,
+        line: &[u8],
+        start: u64,
+        r: Recognition,
+        frame: Option<&Frame>,
+    ) -> Recognition {
+        self.fields.retain(|&(end, _)| start < end);
+        let end_of_line = start + line.len() as u64;
+        if let Recognition::Failure { addr, .. } = r {
+            if self
+                .fields
+                .iter()
+                .any(|&(end, opener)| end_of_line <= end && opener != addr)
+            {
+                return forge(r, None);
+            }
+        }
+        if let (
+            Recognition::Failure {
+                rule: Rule::Iax2Auth,
+                addr,
+                ..
+            },
+            Some(f),
+        ) = (r, frame)
+        {
+            const AS: &[u8] = b" failed to authenticate as ";
+            if let Some(p) = memmem::find(&line[f.msg_start..], AS) {
+                let user = start + (f.msg_start + p + AS.len()) as u64;
+                if self.fields.len() < 16 {
+                    self.fields.push((user + IAX2_USERNAME_MAX, addr));
+                }
+            }
+        }
+        r
     }
 
     /// Whether something held, the unfinished message or the window ends before `at`.
@@ -566,7 +642,7 @@ impl Provenance {
         out: &mut Vec<Recognition>,
     ) {
         if let Some(fmt) = opened {
-            if !self.busy() {
+            if !self.window_open() {
                 self.since = now;
             }
             self.fmts |= fmt.bit();
@@ -578,7 +654,7 @@ impl Provenance {
             self.doom = Some(Doom {
                 start: start + at as u64,
             });
-            if !self.busy() {
+            if !self.window_open() {
                 self.since = now;
             }
             self.fmts |= opened.map_or(1, Fmt::bit);
@@ -615,7 +691,7 @@ impl Provenance {
             });
             return;
         }
-        if self.busy() {
+        if self.window_open() {
             if self.is_fragment(rec, line, framed) {
                 if !counted {
                     self.counts.forged += 1;
@@ -657,7 +733,7 @@ impl Provenance {
         if r.rule().is_none() && opener.is_none() {
             return;
         }
-        if !self.busy() {
+        if !self.window_open() {
             // No window to wait in: a shadowed failure cannot wait for its shadow's end.
             if shadowed && !forged {
                 self.counts.unproven += 1;
@@ -769,7 +845,7 @@ impl Provenance {
 
     /// A live reader's clock: a window open for [`HOLD_SECS`] has received its whole message.
     pub fn flush_stale(&mut self, now: i64, out: &mut Vec<Recognition>) {
-        if self.busy() && now.saturating_sub(self.since) >= HOLD_SECS {
+        if self.window_open() && now.saturating_sub(self.since) >= HOLD_SECS {
             self.flush(out);
         }
     }
@@ -868,6 +944,24 @@ mod tests {
     }
 
     #[test]
+    fn a_newline_in_an_iax2_extension_or_pjsip_extension_forges_nothing() {
+        for first in [
+            "[Nov 30 04:27:49] NOTICE[42] chan_iax2.c: Rejected dial attempt from 10.96.0.2, request '1",
+            "[Nov 30 04:27:49] NOTICE[42] chan_iax2.c: Rejected connect attempt from 10.96.0.2, who was trying to reach '1",
+            "[Nov 30 04:27:49] NOTICE[42] res_pjsip_session.c: anonymous: Call (UDP:10.96.0.2:5060) to extension '1",
+        ] {
+            let (v, c) = judge(&[first, FORGED_AMI]);
+            assert_eq!(blamed(&v), Vec::<IpAddr>::new(), "{first}");
+            assert_eq!(c.forged, 2, "{first}: {v:?}");
+        }
+        // Finished, they are what they say.
+        let whole = "[Nov 30 04:27:49] NOTICE[42] chan_iax2.c: Rejected dial attempt from 10.96.0.2, request '1@default' does not exist";
+        let (v, c) = judge(&[whole]);
+        assert_eq!(blamed(&v), vec!["10.96.0.2".parse::<IpAddr>().unwrap()]);
+        assert_eq!(c, Counts::default());
+    }
+
+    #[test]
     fn many_forged_lines_in_one_message() {
         let first = format!("{REAL}Call from '' (10.96.0.2:5061) to extension '1");
         let mut lines = vec![first];
@@ -925,12 +1019,6 @@ mod tests {
                 "[Nov 30 04:27:49] NOTICE[9] res_pjsip_session.c: Call from 'x' (UDP:10.96.0.2:5060) to extension '1' rejected because extension not found in context 'public'.",
                 FORGED_CALL,
                 2,
-            ),
-            // No ending at all: any line after it may be the sender's.
-            (
-                "[Nov 30 04:27:49] WARNING[9] chan_iax2.c: Host 10.96.0.2:4570 failed to authenticate as x",
-                "[Nov 30 10:00:00] WARNING[1234] chan_iax2.c: Host 192.0.2.1:4569 failed to authenticate as y",
-                1,
             ),
         ] {
             let (v, c) = judge(&[first, FORGED_AMI, last]);

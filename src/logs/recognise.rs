@@ -62,8 +62,14 @@ pub enum Rule {
     ChanSipNoExtension,
     /// IAX2 `No registration for peer '…' (from ADDR)`.
     Iax2NoPeer,
-    /// IAX2 `Host ADDR failed MD5 authentication…` / `did not provide proper plaintext password`.
+    /// IAX2 `Host ADDR failed MD5 authentication…` / `did not provide proper plaintext password` /
+    /// `failed to authenticate as NAME`.
     Iax2Auth,
+    /// IAX2 `Host ADDR denied access to register peer '…'` / `Peer '…' is not dynamic (from ADDR)`.
+    Iax2Register,
+    /// IAX2 `Rejected connect|dial attempt from ADDR[, request '…' does not exist | , who was
+    /// trying to reach '…']`: no user or ACL admits the caller, or no such extension.
+    Iax2Rejected,
     /// AMI `ADDR failed to authenticate as '…'`, `tried to authenticate with nonexistent user`,
     /// `failed to pass IP ACL`.
     AmiAuth,
@@ -71,26 +77,38 @@ pub enum Rule {
     PjsipNoEndpoint,
     /// PJSIP `… - Failed to authenticate` / `Error to authenticate`.
     PjsipAuth,
-    /// PJSIP `… - Not match Endpoint ACL` / `Not match Endpoint Contact ACL`.
+    /// PJSIP `… - Not match Endpoint ACL` / `Not match Endpoint Contact ACL`; res_pjsip_acl's
+    /// `Incoming SIP message from ADDR did not pass ACL test` (never an address: see below).
     PjsipAcl,
+    /// res_pjsip_session `Call from 'ENDPOINT' (TRANSPORT:ADDR) to extension '…' rejected…` and
+    /// `NAME: Call (TRANSPORT:ADDR) to extension '…' rejected…`.
+    PjsipNoExtension,
     /// Security log `SecurityEvent="InvalidPassword|ChallengeResponseFailed|InvalidAccountID|
     /// FailedACL|…",…,RemoteAddress="IPV4/UDP/ADDR/PORT"`.
     SecurityEvent,
+    /// Opt-in (`dialplan_rejections`): FreePBX's dialplan `Log(WARNING,"Rejecting unknown SIP
+    /// connection from ${CHANNEL(recvip)}")`. Any dialplan can write that text, so it is off
+    /// unless the operator vouches for theirs.
+    DialplanRejection,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 11] = [
+    pub const ALL: [Rule; 15] = [
         Rule::ChanSipAuth,
         Rule::ChanSipFakeAuth,
         Rule::ChanSipRegister,
         Rule::ChanSipNoExtension,
         Rule::Iax2NoPeer,
         Rule::Iax2Auth,
+        Rule::Iax2Register,
+        Rule::Iax2Rejected,
         Rule::AmiAuth,
         Rule::PjsipNoEndpoint,
         Rule::PjsipAuth,
         Rule::PjsipAcl,
+        Rule::PjsipNoExtension,
         Rule::SecurityEvent,
+        Rule::DialplanRejection,
     ];
 
     pub fn name(self) -> &'static str {
@@ -101,11 +119,15 @@ impl Rule {
             Rule::ChanSipNoExtension => "chan-sip-no-extension",
             Rule::Iax2NoPeer => "iax2-no-peer",
             Rule::Iax2Auth => "iax2-auth",
+            Rule::Iax2Register => "iax2-register",
+            Rule::Iax2Rejected => "iax2-rejected",
             Rule::AmiAuth => "ami-auth",
             Rule::PjsipNoEndpoint => "pjsip-no-endpoint",
             Rule::PjsipAuth => "pjsip-auth",
             Rule::PjsipAcl => "pjsip-acl",
+            Rule::PjsipNoExtension => "pjsip-no-extension",
             Rule::SecurityEvent => "security-event",
+            Rule::DialplanRejection => "dialplan-rejection",
         }
     }
 
@@ -143,9 +165,13 @@ pub enum Recognition {
         time: Option<i64>,
     },
     /// A failure where attacker text forged a second candidate address: never banned.
+    /// `pair`: the first address in the line's places and the first that differs from it
+    /// (`None`: a place held no address, or too many places), so a report can show who hides
+    /// behind whom. One of them is usually the real sender.
     Ambiguous {
         rule: Rule,
         time: Option<i64>,
+        pair: Option<(IpAddr, Option<IpAddr>)>,
     },
     /// A line shaped to pass for one the patched module wrote (a tag no known build has), or
     /// otherwise shown to be remote-written: never banned, reported as an attempt.
@@ -191,6 +217,12 @@ const PREFILTER: &[&str] = &[
     " failed RSA authentication",
     " tried to authenticate with nonexistent user",
     " failed to authenticate as ",
+    " denied access to register peer '",
+    "' is not dynamic (from ",
+    "Rejected connect attempt from ",
+    "Rejected dial attempt from ",
+    " did not pass ACL test",
+    "Rejecting unknown SIP connection from ",
     " failed to pass IP ACL as '",
     "SecurityEvent=\"",
     // Not a failure: the header of a packet pjproject dumps into the log (see `packet_dump`).
@@ -254,6 +286,8 @@ pub struct Recogniser {
     tc: TimeContext,
     /// Read "now" from the system clock at each line (a watcher runs across New Year).
     live: bool,
+    /// The opt-in [`Rule::DialplanRejection`].
+    dialplan_rejections: bool,
     prefilter: AhoCorasick,
     pjsip_candidate: memmem::Finder<'static>,
     remote_address: memmem::Finder<'static>,
@@ -284,6 +318,7 @@ impl Recogniser {
             idents: vec![b"asterisk".to_vec()],
             tc,
             live: false,
+            dialplan_rejections: false,
             prefilter,
             pjsip_candidate: memmem::Finder::new(b"' failed for '"),
             remote_address: memmem::Finder::new(b"RemoteAddress=\""),
@@ -302,6 +337,13 @@ impl Recogniser {
     /// program, or a local user's `logger -t`, can write a line that looks like Asterisk's.
     pub fn set_syslog_idents(&mut self, idents: &[String]) {
         self.idents = idents.iter().map(|i| i.as_bytes().to_vec()).collect();
+    }
+
+    /// Believe FreePBX's dialplan-written `Rejecting unknown SIP connection from ADDR` lines
+    /// (`dialplan_rejections = true`): the operator vouches that no other dialplan `Log()` ends
+    /// a line with that text.
+    pub fn set_dialplan_rejections(&mut self, on: bool) {
+        self.dialplan_rejections = on;
     }
 
     /// The frame of `line`, read against this recogniser's clock.
@@ -456,7 +498,7 @@ impl Recogniser {
         let found = |rule, found: Found| match found {
             Found::Addr(addr) => Recognition::Failure { rule, addr, time },
             Found::NoAddr => Recognition::NoAddress { rule, time },
-            Found::Ambiguous => Recognition::Ambiguous { rule, time },
+            Found::Ambiguous(pair) => Recognition::Ambiguous { rule, time, pair },
             Found::Forged => Recognition::Forged { rule, time },
         };
         if let Some(rest) = strip_either(
@@ -478,7 +520,7 @@ impl Recogniser {
             return found(Rule::ChanSipFakeAuth, self.chan_sip_tail(rest));
         }
         if msg.starts_with(b"Registration from '") && from(b"chan_sip.c") {
-            return match self.register_addr(msg) {
+            return match self.register_addr(msg).or_else(|| old_register_addr(msg)) {
                 Some(a) => found(Rule::ChanSipRegister, Found::Addr(a)),
                 None => Recognition::NotFailure,
             };
@@ -489,20 +531,65 @@ impl Recogniser {
                 None => Recognition::NotFailure,
             };
         }
+        // chan_iax (IAX1, until 1.0) wrote the same words as chan_iax2.
+        let from_iax = file.is_none_or(|f| f == b"chan_iax2.c" || f == b"chan_iax.c");
         if let Some(rest) = msg
             .strip_prefix(b"No registration for peer '")
-            .filter(|_| from(b"chan_iax2.c"))
+            .filter(|_| from_iax)
         {
             let f = tail_in(rest, b"' (from ", b")")
                 .and_then(|a| parse_addr(a, Port::Optional))
                 .map_or(Found::NoAddr, Found::Addr);
             return found(Rule::Iax2NoPeer, f);
         }
-        if let Some(rest) = msg.strip_prefix(b"Host ").filter(|_| from(b"chan_iax2.c")) {
-            return match iax2_host(rest) {
-                Some(f) => found(Rule::Iax2Auth, f),
+        if let Some(rest) = msg.strip_prefix(b"Peer '").filter(|_| from_iax) {
+            // The name matched a configured peer; the address Asterisk appends ends the line.
+            return match tail_in(rest, b"' is not dynamic (from ", b")") {
+                Some(a) => found(
+                    Rule::Iax2Register,
+                    parse_addr(a, Port::Optional).map_or(Found::NoAddr, Found::Addr),
+                ),
                 None => Recognition::NotFailure,
             };
+        }
+        if let Some(rest) = msg.strip_prefix(b"Host ").filter(|_| from_iax) {
+            return match iax2_host(rest) {
+                Some((rule, f)) => found(rule, f),
+                None => Recognition::NotFailure,
+            };
+        }
+        if let Some(rest) = strip_either(
+            msg,
+            b"Rejected connect attempt from ",
+            b"Rejected dial attempt from ",
+        )
+        .filter(|_| from_iax)
+        {
+            return match iax2_rejected(rest) {
+                Some(f) => found(Rule::Iax2Rejected, f),
+                None => Recognition::NotFailure,
+            };
+        }
+        if file == Some(b"res_pjsip_session.c") {
+            return match pjsip_call(msg) {
+                Some(f) => found(Rule::PjsipNoExtension, f),
+                None => Recognition::NotFailure,
+            };
+        }
+        // res_pjsip_acl writes these words at two sites: with the packet's source (the `acl`
+        // check) and with each address a Contact header names (`contact_acl`), which the
+        // sender writes. One cannot be told from the other, so the line names nobody; the
+        // security log's FailedACL event carries the packet's source.
+        if file == Some(b"res_pjsip_acl.c")
+            && msg.starts_with(b"Incoming SIP message from ")
+            && msg.ends_with(b" did not pass ACL test")
+        {
+            return found(Rule::PjsipAcl, Found::NoAddr);
+        }
+        if self.dialplan_rejections {
+            if let Some(a) = dialplan_rejection(line, frame) {
+                return found(Rule::DialplanRejection, Found::Addr(a));
+            }
         }
         if (msg.starts_with(b"Request '") || msg.starts_with(b"Request from '"))
             && from(b"pjsip_distributor.c")
@@ -596,7 +683,7 @@ impl Recogniser {
             cands.add(parse_addr(&rest[..close], Port::Optional));
         }
         Some(match cands.verdict() {
-            Found::Addr(_) if old_form => Found::Ambiguous,
+            Found::Addr(a) if old_form => Found::Ambiguous(Some((a, None))),
             f => f,
         })
     }
@@ -671,7 +758,7 @@ enum Found {
     Forged,
     Addr(IpAddr),
     NoAddr,
-    Ambiguous,
+    Ambiguous(Option<(IpAddr, Option<IpAddr>)>),
 }
 
 /// The places where Asterisk's format puts the address, and what each holds. Asterisk always
@@ -681,6 +768,8 @@ enum Found {
 #[derive(Default)]
 struct Candidates {
     first: Option<IpAddr>,
+    /// The first address that differs from `first`.
+    other: Option<IpAddr>,
     doubt: bool,
     seen: u32,
 }
@@ -704,14 +793,20 @@ impl Candidates {
         match (a, self.first) {
             (None, _) => self.doubt = true,
             (Some(a), None) => self.first = Some(a),
-            (Some(a), Some(f)) => self.doubt |= a != f,
+            (Some(a), Some(f)) => {
+                if a != f {
+                    self.doubt = true;
+                    self.other.get_or_insert(a);
+                }
+            }
         }
     }
 
     fn verdict(&self) -> Found {
         match (self.first, self.doubt) {
             (None, false) => Found::NoAddr,
-            (None, true) | (Some(_), true) => Found::Ambiguous,
+            (None, true) => Found::Ambiguous(None),
+            (Some(a), true) => Found::Ambiguous(Some((a, self.other))),
             (Some(a), false) => Found::Addr(a),
         }
     }
@@ -744,19 +839,96 @@ fn strip_method_code(s: &[u8]) -> Option<&[u8]> {
 }
 
 /// `ADDR failed MD5 authentication for '…'`, `ADDR did not provide proper plaintext password
-/// for '…'`; `NAME failed RSA authentication …` names a peer, not an address.
-fn iax2_host(rest: &[u8]) -> Option<Found> {
+/// for '…'`, `ADDR failed to authenticate as NAME`, `ADDR denied access to register peer '…'`;
+/// `NAME failed RSA authentication …` names a peer, not an address. The address starts the
+/// message: nothing the sender writes comes before it.
+fn iax2_host(rest: &[u8]) -> Option<(Rule, Found)> {
     let sp = memchr::memchr(b' ', rest)?;
     let after = &rest[sp..];
-    if after.starts_with(b" failed MD5 authentication for '")
+    let rule = if after.starts_with(b" failed MD5 authentication for '")
         || after.starts_with(b" did not provide proper plaintext password for '")
+        || after.starts_with(b" failed to authenticate as ")
     {
-        return parse_addr(&rest[..sp], Port::Optional).map(Found::Addr);
+        Rule::Iax2Auth
+    } else if after.starts_with(b" denied access to register peer '") {
+        Rule::Iax2Register
+    } else if after.starts_with(b" failed RSA authentication with inkeys '") {
+        return Some((Rule::Iax2Auth, Found::NoAddr));
+    } else {
+        return None;
+    };
+    parse_addr(&rest[..sp], Port::Optional).map(|a| (rule, Found::Addr(a)))
+}
+
+/// After `Rejected connect|dial attempt from `: `ADDR` (0.4 - 1.0), `ADDR, request '…' does
+/// not exist`, `ADDR, who was trying to reach '…'`, `ADDR, request '…'` (chan_iax). The
+/// `requested … incompatible with our capability` forms are a codec mismatch, not an attack.
+fn iax2_rejected(rest: &[u8]) -> Option<Found> {
+    let end = memchr::memchr(b',', rest).unwrap_or(rest.len());
+    let tail = &rest[end..];
+    if !(tail.is_empty()
+        || tail.starts_with(b", request '")
+        || tail.starts_with(b", who was trying to reach '"))
+    {
+        return None;
     }
-    if after.starts_with(b" failed RSA authentication with inkeys '") {
-        return Some(Found::NoAddr);
+    parse_addr(&rest[..end], Port::Optional).map(Found::Addr)
+}
+
+/// res_pjsip_session: `Call from 'ENDPOINT' (TRANSPORT:ADDR) to extension 'EXTEN' rejected
+/// because extension not found in context 'CTX'.` (12 - 18) or `NAME: Call (TRANSPORT:ADDR) to
+/// extension …` (16.1+). ENDPOINT and NAME are the identified endpoint's configured id (or its
+/// channel's name), so the first `(` after them is Asterisk's; EXTEN, which the sender writes,
+/// comes after the address. ADDR is `HOST:PORT` (12 - 16.0: a bare IPv6 host) or pjproject's
+/// `[HOST]:PORT`.
+fn pjsip_call(msg: &[u8]) -> Option<Found> {
+    let open = if let Some(rest) = msg.strip_prefix(b"Call from '") {
+        msg.len() - rest.len() + memmem::find(rest, b"' (")? + 3
+    } else {
+        memmem::find(msg, b": Call (")? + 8
+    };
+    // Only a finished message: an unfinished one is line provenance's.
+    if !crate::logs::provenance::call_ends(msg) {
+        return None;
     }
-    None
+    let inner = &msg[open..];
+    let close = memmem::find(inner, b") to extension '")?;
+    let inner = &inner[..close];
+    let colon = memchr::memchr(b':', inner)?;
+    let transport = &inner[..colon];
+    if transport.is_empty()
+        || !transport
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+    {
+        return None;
+    }
+    Some(parse_addr(&inner[colon + 1..], Port::Required).map_or(Found::NoAddr, Found::Addr))
+}
+
+/// Old chan_sip (0.1.12 - 1.0): `Registration from '…' failed for 'ADDR'`, the address ending
+/// the line.
+fn old_register_addr(msg: &[u8]) -> Option<IpAddr> {
+    let inner = msg.strip_suffix(b"'")?;
+    let p = memmem::rfind(inner, b"' failed for '")?;
+    parse_addr(&inner[p + 14..], Port::Optional)
+}
+
+/// FreePBX's `Rejecting unknown SIP connection from ADDR` from dialplan `Log()` (frame
+/// `Ext. EXTEN: "…"` or, via syslog, `: Ext. EXTEN:PRIO in @ CONTEXT: "…"`). The address, from
+/// `${CHANNEL(recvip)}`, ends the line; the caller's extension sits in the frame before it.
+fn dialplan_rejection(line: &[u8], frame: &frame::Frame) -> Option<IpAddr> {
+    let msg = &line[frame.msg_start..];
+    let dialplan = match frame.file {
+        Some((a, b)) => &line[a..b] == b"Ext.",
+        None => msg.starts_with(b"Ext. "),
+    };
+    if !dialplan || &line[frame.level.0..frame.level.1] != b"WARNING" {
+        return None;
+    }
+    let body = msg.strip_suffix(b"\"").unwrap_or(msg);
+    let p = memmem::rfind(body, b"Rejecting unknown SIP connection from ")?;
+    parse_addr(&body[p + 38..], Port::Optional)
 }
 
 /// AMI: the message starts with the address Asterisk took from the TCP connection.
@@ -1095,7 +1267,8 @@ mod tests {
             r.recognise(forged.as_bytes()),
             Recognition::Ambiguous {
                 rule: Rule::ChanSipNoExtension,
-                time: Some(T)
+                time: Some(T),
+                pair: Some((ip("192.0.2.1"), Some(ip("203.0.113.7"))))
             }
         );
         let old = line(
@@ -1208,7 +1381,8 @@ mod tests {
             r.recognise(forged.as_bytes()),
             Recognition::Ambiguous {
                 rule: Rule::PjsipNoEndpoint,
-                time: Some(T)
+                time: Some(T),
+                pair: Some((ip("203.0.113.7"), Some(ip("192.0.2.1"))))
             }
         );
     }
@@ -1254,7 +1428,8 @@ mod tests {
             r.recognise(forged.as_bytes()),
             Recognition::Ambiguous {
                 rule: Rule::SecurityEvent,
-                time: Some(T)
+                time: Some(T),
+                pair: Some((ip("192.0.2.1"), Some(ip("203.0.113.7"))))
             }
         );
     }
@@ -1304,7 +1479,8 @@ mod tests {
             r.recognise(l.as_bytes()),
             Recognition::Ambiguous {
                 rule: Rule::ChanSipNoExtension,
-                time: Some(T)
+                time: Some(T),
+                pair: None
             }
         );
         let from = "' failed for '".repeat(50_000);
@@ -1350,6 +1526,52 @@ mod tests {
             b"1.2.3.4 ",
         ] {
             assert_eq!(parse_addr(bad, o), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn dialplan_rejections_only_when_the_operator_opts_in() {
+        let lines = [
+            (
+                "[2013-11-11 14:33:38] WARNING[6756][C-0000001d] Ext. s: \"Rejecting unknown SIP connection from 203.0.113.7\"",
+                "203.0.113.7",
+            ),
+            (
+                "[2013-11-11 14:33:38] WARNING[8447][C-00000244] Ext. s: \"Rejecting unknown SIP connection from 203.0.113.7:52126\"",
+                "203.0.113.7",
+            ),
+            (
+                "[2013-11-11 14:33:38] WARNING[12124][C-00000001] Ext. s: \"Rejecting unknown SIP connection from [2001:db8::1]:5060\"",
+                "2001:db8::1",
+            ),
+            (
+                "Mar  1 15:35:53 pbx asterisk[2350]: WARNING[1195][C-00000b43]: Ext. s:6 in @ from-sip-external: \"Rejecting unknown SIP connection from 203.0.113.7\"",
+                "203.0.113.7",
+            ),
+            // The caller's extension sits in the frame; the address the dialplan wrote ends the line.
+            (
+                "[2013-11-11 14:33:38] WARNING[1][C-1] Ext. Rejecting unknown SIP connection from 6.6.6.6: \"Rejecting unknown SIP connection from 203.0.113.7\"",
+                "203.0.113.7",
+            ),
+        ];
+        let mut r = rec(false);
+        for (l, _) in lines {
+            assert_eq!(r.recognise(l.as_bytes()), Recognition::NotFailure, "{l}");
+        }
+        r.set_dialplan_rejections(true);
+        for (l, a) in lines {
+            assert!(
+                matches!(r.recognise(l.as_bytes()), Recognition::Failure { rule: Rule::DialplanRejection, addr, .. } if addr == ip(a)),
+                "{l}"
+            );
+        }
+        // Only a dialplan frame at WARNING, and only at the end of the line.
+        for l in [
+            "[2013-11-11 14:33:38] NOTICE[1] chan_sip.c: Rejecting unknown SIP connection from 192.0.2.1",
+            "[2013-11-11 14:33:38] VERBOSE[1][C-1] Ext. s: \"Rejecting unknown SIP connection from 192.0.2.1\"",
+            "[2013-11-11 14:33:38] WARNING[1][C-1] Ext. s: \"Rejecting unknown SIP connection from 192.0.2.1 x\"",
+        ] {
+            assert_eq!(r.recognise(l.as_bytes()), Recognition::NotFailure, "{l}");
         }
     }
 
