@@ -129,6 +129,10 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
         {
             e.set_recheck_every(secs);
         }
+        match state::HealthFile::open(&settings.state_dir) {
+            Ok(h) => e.set_health_file(h),
+            Err(err) => println!("warning: {err}; `astpatch status` cannot show storage trouble"),
+        }
         let r = e.reconcile(now_secs())?;
         println!(
             "astpatch watch: backend {}, {} active bans ({} re-added to the firewall, {} unknown removed, {} expired)",

@@ -189,6 +189,17 @@ pub trait Firewall: Send {
     /// Drop traffic from `net` (idempotent). `until` is a unix time; backends with kernel
     /// timeouts let the kernel expire it too.
     fn ban(&mut self, net: IpNet, until: Option<i64>) -> Result<()>;
+    /// Drop traffic from every net in `bans`, each with its own end time, in as few commands
+    /// as the backend allows (`nft -f -`, `ipset restore`, `*-restore --noflush`): what one
+    /// read of the logs recognised goes in together, so a burst costs a process or two, not
+    /// one per ban. An IPv6 net on a host without IPv6 is refused like [`Firewall::ban`] does,
+    /// before anything changes.
+    fn ban_many(&mut self, bans: &[(IpNet, Option<i64>)]) -> Result<()> {
+        for (net, until) in bans {
+            self.ban(*net, *until)?;
+        }
+        Ok(())
+    }
     /// Stop dropping `net` (idempotent: absent is fine).
     fn unban(&mut self, net: IpNet) -> Result<()>;
     /// What the kernel holds now.
@@ -283,6 +294,14 @@ pub(crate) fn raise_hook(
         return Err(command_failed(&argv, &out, modules));
     }
     Ok(true)
+}
+
+/// Refuse a batch holding an IPv6 net when the host has none (before anything changes).
+pub(crate) fn refuse_ipv6_in(bans: &[(IpNet, Option<i64>)], ipv6: bool) -> Result<()> {
+    match bans.iter().find(|(n, _)| n.addr().is_ipv6()) {
+        Some((n, _)) if !ipv6 => Err(ipv6::refuse(n)),
+        _ => Ok(()),
+    }
 }
 
 /// The longest kernel timeout ipset accepts (its limit: 2^31 ms).

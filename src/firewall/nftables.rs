@@ -96,6 +96,29 @@ pub fn parse_set_json(text: &str) -> Vec<IpNet> {
         .collect()
 }
 
+/// One `nft -f` transaction that adds every ban with its own timeout. As in a single ban,
+/// add (so the delete is valid), delete, add with the timeout: an element already held gets
+/// the new timeout. Chunked so no statement gets huge.
+pub(crate) fn ban_batch(bans: &[(IpNet, Option<i64>)], now: i64) -> String {
+    let mut text = String::with_capacity(bans.len() * 100 + 64);
+    for set in SETS {
+        let of_set: Vec<&(IpNet, Option<i64>)> =
+            bans.iter().filter(|(n, _)| set_of(n) == set).collect();
+        for chunk in of_set.chunks(1000) {
+            let keys: Vec<String> = chunk.iter().map(|(n, _)| key(n)).collect();
+            let keys = keys.join(", ");
+            let els: Vec<String> = chunk.iter().map(|(n, u)| element(n, *u, now)).collect();
+            text.push_str(&format!(
+                "add element inet {TABLE} {set} {{ {keys} }}\n\
+                 delete element inet {TABLE} {set} {{ {keys} }}\n\
+                 add element inet {TABLE} {set} {{ {} }}\n",
+                els.join(", ")
+            ));
+        }
+    }
+    text
+}
+
 impl Nftables {
     pub fn new(runner: Box<dyn CommandRunner>) -> Self {
         Nftables { runner, ipv6: true }
@@ -154,6 +177,15 @@ impl Firewall for Nftables {
              delete element inet {TABLE} {set} {{ {k} }}\n\
              add element inet {TABLE} {set} {{ {el} }}\n"
         ))
+    }
+
+    fn ban_many(&mut self, bans: &[(IpNet, Option<i64>)]) -> Result<()> {
+        super::refuse_ipv6_in(bans, self.ipv6)?;
+        if bans.is_empty() {
+            return Ok(());
+        }
+        let text = ban_batch(bans, now());
+        self.batch(&text)
     }
 
     fn unban(&mut self, net: IpNet) -> Result<()> {
@@ -249,6 +281,28 @@ mod tests {
         assert_eq!(set_of(&n("2001:db8::1/128")), "addr6");
         assert_eq!(set_of(&n("192.0.2.0/24")), "net4");
         assert_eq!(set_of(&n("2001:db8::/64")), "net6");
+    }
+
+    #[test]
+    fn a_batch_is_one_transaction_with_each_timeout() {
+        let n = |s: &str| s.parse::<IpNet>().unwrap();
+        let text = ban_batch(
+            &[
+                (n("192.0.2.1/32"), Some(1100)),
+                (n("192.0.2.2/32"), Some(1200)),
+                (n("2001:db8::/64"), None),
+            ],
+            1000,
+        );
+        assert_eq!(
+            text,
+            "add element inet astpatch addr4 { 192.0.2.1, 192.0.2.2 }\n\
+             delete element inet astpatch addr4 { 192.0.2.1, 192.0.2.2 }\n\
+             add element inet astpatch addr4 { 192.0.2.1 timeout 100s, 192.0.2.2 timeout 200s }\n\
+             add element inet astpatch net6 { 2001:db8::/64 }\n\
+             delete element inet astpatch net6 { 2001:db8::/64 }\n\
+             add element inet astpatch net6 { 2001:db8::/64 }\n"
+        );
     }
 
     #[test]
