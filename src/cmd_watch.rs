@@ -95,10 +95,19 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
     }
     // Positions are fixed before anything announces readiness (start-up line, pid file), so
     // "start at the end" means the end as of when we said we were watching.
+    // A banning watcher resumes each log where the last one stopped (a report-only run
+    // neither reads nor writes positions); --from-start applies to logs without one.
+    let resume = if args.ban {
+        state::read_positions(&settings.state_dir)
+    } else {
+        Default::default()
+    };
     let mut follower = Follower::new(
         &settings.logs,
         FollowOptions {
             from_start: args.from_start,
+            resume,
+            lookback: settings.findtime,
             ..FollowOptions::default()
         },
     );
@@ -167,6 +176,8 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
     if !follower.using_inotify() {
         println!("inotify unavailable: polling the logs every second");
     }
+    let mut unreadable_said: Option<i64> = None;
+    let mut positions_at = i64::MIN;
     let result = (|| -> Result<()> {
         while !STOP.load(Ordering::SeqCst) {
             let now = now_secs();
@@ -174,13 +185,13 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
             // them in order before each line.
             let events = std::cell::RefCell::new(Vec::<std::path::PathBuf>::new());
             let engine_cell = std::cell::RefCell::new(&mut engine);
-            follower.read_available(
-                &mut |path, line| {
+            let more = follower.read_available(
+                &mut |path, line, replay| {
                     let mut e = engine_cell.borrow_mut();
                     for p in events.borrow_mut().drain(..) {
                         e.file_restarted(&p);
                     }
-                    e.on_log_line(path, line, now);
+                    e.on_log_line_as(path, line, replay, now);
                 },
                 &mut |ev| match ev {
                     Event::Opened(p) => {
@@ -188,26 +199,87 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
                         events.borrow_mut().push(p);
                     }
                     Event::Rotated(p) => {
-                        println!("{} was rotated; following the new file", p.display());
+                        println!(
+                            "{} was rotated; following the new file (the old one is read to its end)",
+                            p.display()
+                        );
                         events.borrow_mut().push(p);
                     }
                     Event::Truncated(p) => {
                         println!("{} was truncated; reading from its start", p.display());
                         events.borrow_mut().push(p);
                     }
+                    Event::FromCopy(p, copy) => println!(
+                        "{}: the lines not yet read when it was truncated are read from {}",
+                        p.display(),
+                        copy.display()
+                    ),
                     Event::LineTooLong(p) => {
                         println!("warning: {}: skipped an overlong line", p.display())
                     }
+                    Event::Unreadable(p, why) => {
+                        println!("error: cannot read {}: {why}; its failures are not counted until it can be read", p.display());
+                        unreadable_said = Some(now);
+                    }
+                    Event::Readable(p) => println!("{} can be read again", p.display()),
+                    Event::Resumed {
+                        log,
+                        from,
+                        offset,
+                        newer,
+                    } => {
+                        if log == from {
+                            println!("{}: resuming at byte {offset} where the last run stopped", log.display());
+                        } else {
+                            println!(
+                                "{}: rotated while no watcher ran; resuming in {} at byte {offset}, then {newer} newer rotated files and the log",
+                                log.display(),
+                                from.display()
+                            );
+                        }
+                    }
+                    Event::ResumeLost(p) => println!(
+                        "{}: the file the last run read is gone; reading the log from its start",
+                        p.display()
+                    ),
                 },
             );
             for p in events.borrow_mut().drain(..) {
                 engine_cell.borrow_mut().file_restarted(&p);
             }
+            // The batch of what this read recognised, then housekeeping.
             engine.tick(now_secs())?;
+            let unreadable = follower.unreadable();
+            if !unreadable.is_empty()
+                && unreadable_said.is_none_or(|t| now.saturating_sub(t) >= UNREADABLE_EVERY)
+            {
+                unreadable_said = Some(now);
+                for (p, why) in &unreadable {
+                    println!(
+                        "error: still cannot read {}: {why}; its failures are not counted",
+                        p.display()
+                    );
+                }
+            }
+            engine.set_unreadable(unreadable);
+            // Positions only after the bans of the lines before them are recorded (tick
+            // flushed them): a restart resumes after nothing it has not acted on.
+            if args.ban
+                && (now.saturating_sub(positions_at) >= POSITIONS_EVERY
+                    || STOP.load(Ordering::SeqCst))
+            {
+                positions_at = now;
+                save_positions(&settings.state_dir, &mut follower);
+            }
             if RELOAD.swap(false, Ordering::SeqCst) {
                 reload(&mut engine, &args);
             }
-            follower.wait(Duration::from_millis(250));
+            if !more {
+                follower.wait(Duration::from_millis(250));
+            }
+        }
+        if args.ban {
+            save_positions(&settings.state_dir, &mut follower);
         }
         Ok(())
     })();
@@ -220,6 +292,31 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
         settings.state_dir.display()
     );
     Ok(exit_codes::SUCCESS)
+}
+
+/// Seconds between two reports of a log that stays unreadable.
+pub const UNREADABLE_EVERY: i64 = 300;
+
+/// Seconds between two saves of the logs' positions.
+pub const POSITIONS_EVERY: i64 = 2;
+
+/// A position file that cannot be written is a warning, said when it starts failing.
+fn save_positions(dir: &std::path::Path, follower: &mut Follower) {
+    static FAILING: AtomicBool = AtomicBool::new(false);
+    match state::write_positions(dir, &follower.positions()) {
+        Ok(()) => {
+            if FAILING.swap(false, Ordering::SeqCst) {
+                println!("log positions are saved again");
+            }
+        }
+        Err(e) => {
+            if !FAILING.swap(true, Ordering::SeqCst) {
+                println!(
+                    "warning: cannot save the log positions: {e}; a restart now would resume from the last saved ones"
+                );
+            }
+        }
+    }
 }
 
 /// SIGHUP: read the settings file again. Invalid settings keep the old ones; what only a

@@ -316,6 +316,21 @@ pub fn read_health(dir: &Path) -> Option<Health> {
     serde_json::from_slice(bytes.trim_ascii()).ok()
 }
 
+/// Where the watcher stands in each log, for a restart to resume from.
+pub const POSITIONS_FILE: &str = "positions.json";
+
+pub fn write_positions(dir: &Path, p: &[(PathBuf, crate::follow::Position)]) -> Result<()> {
+    write_json(dir, POSITIONS_FILE, &p)
+}
+
+/// The saved positions; none when absent or unreadable (then logs start as on first use).
+pub fn read_positions(dir: &Path) -> std::collections::HashMap<PathBuf, crate::follow::Position> {
+    read_json::<Vec<(PathBuf, crate::follow::Position)>>(dir, POSITIONS_FILE)
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
 /// A small status file others read: replaced atomically, world-readable.
 fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<()> {
     let path = dir.join(name);
