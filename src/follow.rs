@@ -68,16 +68,23 @@ impl Default for FollowOptions {
     }
 }
 
-/// Where reading of one log stands: which file, how far, and from where a restart reads
-/// again (the offset reached `lookback` ago in the same file).
+/// A place in one file: which file (device, inode, and its first bytes, which find it again
+/// after a copy or compression) and an offset in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Position {
+pub struct FilePos {
     pub dev: u64,
     pub ino: u64,
     pub offset: u64,
-    pub replay_from: u64,
     /// The file's first bytes (up to [`FP_LEN`]), hex.
     pub fingerprint: String,
+}
+
+/// Where reading of one log stands (`at`), and from where a restart reads again (`replay`:
+/// where reading stood `lookback` ago, possibly in a file rotated since).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    pub at: FilePos,
+    pub replay: FilePos,
 }
 
 enum Body {
@@ -96,9 +103,6 @@ struct Source {
     /// Lines that end at or before this offset are replays (written before we started).
     replay_until: u64,
     fp: Vec<u8>,
-    /// Where reading of this file began, and (time, offset) marks for `replay_from`.
-    start: u64,
-    marks: VecDeque<(Instant, u64)>,
     quiet_since: Option<Instant>,
 }
 
@@ -112,12 +116,19 @@ impl Source {
             skipping: false,
             replay_until,
             fp: Vec::new(),
-            start: pos,
-            marks: VecDeque::new(),
             quiet_since: None,
         };
         s.refresh_fp();
         s
+    }
+
+    fn file_pos(&self) -> FilePos {
+        FilePos {
+            dev: self.id.0,
+            ino: self.id.1,
+            offset: self.pos - self.partial.len() as u64,
+            fingerprint: hex(&self.fp),
+        }
     }
 
     fn head(&self) -> Vec<u8> {
@@ -166,6 +177,19 @@ struct Tailed {
     at_start: bool,
     /// Why the log cannot be opened, while it cannot.
     unreadable: Option<String>,
+    /// Where this run began reading, and marks of where it stood since (for `replay`).
+    first: Option<FilePos>,
+    marks: VecDeque<(Instant, FilePos)>,
+}
+
+impl Tailed {
+    /// Remember where reading begins, the first time a file is opened.
+    fn begin(&mut self) {
+        if self.first.is_none() {
+            let s = self.draining.first().or(self.current.as_ref());
+            self.first = s.map(Source::file_pos);
+        }
+    }
 }
 
 pub struct Follower {
@@ -235,6 +259,8 @@ impl Follower {
                     draining: vec![],
                     at_start: true,
                     unreadable: None,
+                    first: None,
+                    marks: VecDeque::new(),
                 })
                 .collect(),
             opts,
@@ -296,41 +322,55 @@ impl Follower {
         more
     }
 
-    /// Where each log stands, for a restart to resume from: the oldest file still being read.
+    /// Where each log stands, for a restart to resume from: the oldest file still being read,
+    /// and where reading stood `lookback` ago (or where this run began, if later).
     pub fn positions(&mut self) -> Vec<(PathBuf, Position)> {
         let lookback = self.opts.lookback;
         let now = Instant::now();
         let mut v = vec![];
         for t in &mut self.files {
-            let Some(s) = t.draining.first_mut().or(t.current.as_mut()) else {
+            let Some(s) = t.draining.first().or(t.current.as_ref()) else {
                 continue;
             };
+            let at = s.file_pos();
+            // A place saved while its file was still (nearly) empty gets the fingerprint the
+            // file has now: an empty one would match any later file that reuses the inode.
+            let held: Vec<((u64, u64), String)> = t
+                .draining
+                .iter()
+                .chain(t.current.iter())
+                .map(|s| (s.id, hex(&s.fp)))
+                .collect();
+            for fp in t
+                .first
+                .iter_mut()
+                .chain(t.marks.iter_mut().map(|m| &mut m.1))
+            {
+                if fp.fingerprint.len() < 2 * FP_LEN {
+                    if let Some((_, h)) = held
+                        .iter()
+                        .find(|(id, h)| *id == (fp.dev, fp.ino) && h.len() > fp.fingerprint.len())
+                    {
+                        fp.fingerprint = h.clone();
+                    }
+                }
+            }
             // A mark every few seconds; the oldest kept is the last one at least `lookback`
             // old, which is where a restart reads again.
-            if s.marks
+            if t.marks
                 .back()
                 .is_none_or(|m| now - m.0 >= Duration::from_secs(5))
             {
-                s.marks.push_back((now, s.pos));
+                t.marks.push_back((now, at.clone()));
             }
-            while s.marks.len() > 1 && now - s.marks[1].0 >= lookback {
-                s.marks.pop_front();
+            while t.marks.len() > 1 && now - t.marks[1].0 >= lookback {
+                t.marks.pop_front();
             }
-            let replay_from = match s.marks.front() {
-                Some(m) if now - m.0 >= lookback => m.1,
-                _ => s.start.min(s.pos),
+            let replay = match t.marks.front() {
+                Some(m) if now - m.0 >= lookback => m.1.clone(),
+                _ => t.first.clone().unwrap_or_else(|| at.clone()),
             };
-            // A gzip copy cannot be resumed by inode: its fingerprint finds it.
-            v.push((
-                t.path.clone(),
-                Position {
-                    dev: s.id.0,
-                    ino: s.id.1,
-                    offset: s.pos - s.partial.len() as u64,
-                    replay_from: replay_from.min(s.pos - s.partial.len() as u64),
-                    fingerprint: hex(&s.fp),
-                },
-            ));
+            v.push((t.path.clone(), Position { at, replay }));
         }
         v
     }
@@ -402,9 +442,7 @@ fn poll_one(
                 c.skipping = false;
             }
             c.pos = 0;
-            c.start = 0;
             c.replay_until = 0;
-            c.marks.clear();
             c.fp.clear();
             c.refresh_fp();
             on_event(Event::Truncated(t.path.clone()));
@@ -458,6 +496,7 @@ fn open(t: &mut Tailed, opts: &FollowOptions, on_event: &mut dyn FnMut(Event)) {
             };
             t.at_start = false;
             t.current = Some(Source::plain(f, file_id(&fm), pos, replay_until));
+            t.begin();
             if t.unreadable.take().is_some() {
                 on_event(Event::Readable(t.path.clone()));
             }
@@ -496,7 +535,21 @@ fn rotated_files(path: &Path) -> Vec<(PathBuf, fs::Metadata)> {
             Some((e.path(), m))
         })
         .collect();
-    v.sort_by_key(|(_, m)| std::cmp::Reverse((m.mtime(), m.mtime_nsec())));
+    // logrotate's numbers say the order (NAME.1 is newer than NAME.2.gz; compressing gives
+    // a file a new mtime); dated names (dateext) go by their mtime, after the numbered ones.
+    let number = |p: &Path| -> Option<u64> {
+        let n = p.file_name()?.to_string_lossy().into_owned();
+        let rest = n.get(name.len() + 1..)?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if n.as_bytes()[name.len()] != b'.' || digits.is_empty() {
+            return None;
+        }
+        digits.parse().ok()
+    };
+    v.sort_by_key(|(p, m)| match number(p) {
+        Some(k) => (0, k as i64, 0),
+        None => (1, -m.mtime(), -m.mtime_nsec()),
+    });
     v
 }
 
@@ -541,8 +594,6 @@ fn open_at(path: &Path, pos: u64, replay_until: u64) -> Option<Source> {
             skipping: false,
             replay_until,
             fp,
-            start: pos,
-            marks: VecDeque::new(),
             quiet_since: None,
         });
     }
@@ -591,80 +642,104 @@ fn find_copy(path: &Path, fp: &[u8], pos: u64) -> Option<(PathBuf, Source)> {
     None
 }
 
-/// Pick up where the last run left `t`: in the log itself when it is the same file, else in
-/// the rotated file that holds it (found by inode, or by its first bytes when it was copied
-/// or compressed), followed by the newer rotated files and the log. What was written since is
-/// a replay.
-fn resume(t: &mut Tailed, p: &Position, opts: &FollowOptions, on_event: &mut dyn FnMut(Event)) {
+/// Where a saved place is now: in the log itself (None) or in one of `rotated` (its index).
+/// Found by inode when the file is the same (a rename), else by its first bytes (a copy, a
+/// compressed file). Err when it is nowhere.
+fn locate(
+    log: &Path,
+    cur: Option<&fs::Metadata>,
+    rotated: &[(PathBuf, fs::Metadata)],
+    p: &FilePos,
+) -> std::result::Result<Option<usize>, ()> {
     let fp = unhex(&p.fingerprint);
-    let start = p.replay_from.min(p.offset);
-    let same = |m: &fs::Metadata, path: &Path| {
-        head_of(path).is_some_and(|h| !fp.is_empty() && h.starts_with(&fp)) && m.len() >= p.offset
+    let holds = |path: &Path, m: &fs::Metadata, by_inode: bool| {
+        (!by_inode || (m.dev(), m.ino()) == (p.dev, p.ino))
+            && !fp.is_empty()
+            && head_of(path).is_some_and(|h| h.starts_with(&fp))
     };
+    if let Some(m) = cur {
+        if holds(log, m, true) && m.len() >= p.offset {
+            return Ok(None);
+        }
+    }
+    if let Some(i) = rotated.iter().position(|(path, m)| holds(path, m, true)) {
+        return Ok(Some(i));
+    }
+    if let Some(i) = rotated.iter().position(|(path, m)| holds(path, m, false)) {
+        return Ok(Some(i));
+    }
+    // A place without a fingerprint (its file was empty) cannot be told from a new file
+    // that reuses the inode: not found.
+    Err(())
+}
+
+/// Pick up where the last run left `t`: from where it stood `lookback` before it stopped (the
+/// failure counts died with it), in the log itself when it is the same file, else in the
+/// rotated file that holds that place, followed by the newer rotated files and the log. All
+/// that was written before this start is a replay.
+fn resume(t: &mut Tailed, p: &Position, opts: &FollowOptions, on_event: &mut dyn FnMut(Event)) {
     let cur = fs::metadata(&t.path).ok().filter(|m| m.is_file());
-    if let Some(m) = &cur {
-        if (m.dev(), m.ino()) == (p.dev, p.ino) && same(m, &t.path) {
-            if let Some(s) = open_at(&t.path, start, m.len()) {
-                t.current = Some(s);
-                on_event(Event::Resumed {
-                    log: t.path.clone(),
-                    from: t.path.clone(),
-                    offset: p.offset,
-                    newer: 0,
-                });
-                t.at_start = false;
-                return;
-            }
-        }
-    }
     let rotated = rotated_files(&t.path);
-    let by_inode = rotated
-        .iter()
-        .position(|(path, m)| (m.dev(), m.ino()) == (p.dev, p.ino) && same(m, path));
-    let found = by_inode.or_else(|| {
-        rotated.iter().position(|(path, _)| {
-            head_of(path).is_some_and(|h| !fp.is_empty() && h.starts_with(&fp))
-        })
-    });
+    let found = locate(&t.path, cur.as_ref(), &rotated, &p.replay)
+        .map(|w| (w, p.replay.offset))
+        .or_else(|()| locate(&t.path, cur.as_ref(), &rotated, &p.at).map(|w| (w, p.at.offset)));
     t.at_start = false;
-    let Some(i) = found else {
-        on_event(Event::ResumeLost(t.path.clone()));
-        t.at_start = true;
-        let o = FollowOptions {
-            from_start: true,
-            ..opts.clone()
-        };
-        open(t, &o, on_event);
-        return;
-    };
-    if let Some(s) = open_at(&rotated[i].0, start, u64::MAX) {
-        t.draining.push(s);
-    }
-    // Newer rotated files (the list is newest first), oldest of them first; not the log itself.
-    let cur_id = cur.as_ref().map(file_id);
-    let newer: Vec<&PathBuf> = rotated[..i]
-        .iter()
-        .rev()
-        .filter(|(_, m)| Some(file_id(m)) != cur_id)
-        .map(|(p, _)| p)
-        .collect();
-    for p in &newer {
-        if let Some(s) = open_at(p, 0, u64::MAX) {
-            t.draining.push(s);
-        }
-    }
-    on_event(Event::Resumed {
-        log: t.path.clone(),
-        from: rotated[i].0.clone(),
-        offset: p.offset,
-        newer: newer.len(),
-    });
-    t.at_start = true;
-    let o = FollowOptions {
+    let from_start = FollowOptions {
         from_start: true,
         ..opts.clone()
     };
-    open(t, &o, on_event);
+    match found {
+        Err(()) => {
+            on_event(Event::ResumeLost(t.path.clone()));
+            t.at_start = true;
+            open(t, &from_start, on_event);
+        }
+        Ok((None, offset)) => {
+            let len = cur.as_ref().map_or(0, |m| m.len());
+            if let Some(s) = open_at(&t.path, offset, len) {
+                t.current = Some(s);
+                t.begin();
+                on_event(Event::Resumed {
+                    log: t.path.clone(),
+                    from: t.path.clone(),
+                    offset,
+                    newer: 0,
+                });
+            } else {
+                on_event(Event::ResumeLost(t.path.clone()));
+                t.at_start = true;
+                open(t, &from_start, on_event);
+            }
+        }
+        Ok((Some(i), offset)) => {
+            if let Some(s) = open_at(&rotated[i].0, offset, u64::MAX) {
+                t.draining.push(s);
+            }
+            // Newer rotated files (the list is newest first), oldest of them first; not the
+            // log itself.
+            let cur_id = cur.as_ref().map(file_id);
+            let newer: Vec<&PathBuf> = rotated[..i]
+                .iter()
+                .rev()
+                .filter(|(_, m)| Some(file_id(m)) != cur_id)
+                .map(|(p, _)| p)
+                .collect();
+            for p in &newer {
+                if let Some(s) = open_at(p, 0, u64::MAX) {
+                    t.draining.push(s);
+                }
+            }
+            t.begin();
+            on_event(Event::Resumed {
+                log: t.path.clone(),
+                from: rotated[i].0.clone(),
+                offset,
+                newer: newer.len(),
+            });
+            t.at_start = true;
+            open(t, &from_start, on_event);
+        }
+    }
 }
 
 /// Read `s` from its position until its end or until `budget` is spent. True at the end.
@@ -977,14 +1052,17 @@ mod tests {
         assert_eq!(h.read(), ["six"]);
         assert_eq!(h.replays, [false]);
         // A position whose file is gone: the log is read whole.
+        let gone = FilePos {
+            dev: 1,
+            ino: 1,
+            offset: 3,
+            fingerprint: hex(b"gone"),
+        };
         let lost = vec![(
             p.clone(),
             Position {
-                dev: 1,
-                ino: 1,
-                offset: 3,
-                replay_from: 0,
-                fingerprint: hex(b"gone"),
+                at: gone.clone(),
+                replay: gone,
             },
         )];
         let mut h = Harness::with(std::slice::from_ref(&p), resume(&lost));
@@ -1011,8 +1089,8 @@ mod tests {
         append(&p, "recent\n");
         h.read();
         let pos = h.f.positions();
-        assert_eq!(pos[0].1.offset, 11);
-        assert_eq!(pos[0].1.replay_from, 4, "where it stood a lookback ago");
+        assert_eq!(pos[0].1.at.offset, 11);
+        assert_eq!(pos[0].1.replay.offset, 4, "where it stood a lookback ago");
         drop(h);
         let mut o2 = o.clone();
         o2.resume = pos.into_iter().collect();
@@ -1020,6 +1098,42 @@ mod tests {
         let mut h = Harness::with(std::slice::from_ref(&p), o2);
         assert_eq!(h.read(), ["recent", "new"]);
         assert_eq!(h.replays, [true, true]);
+    }
+
+    /// Within findtime everything is read again after a restart, also what is in a file
+    /// rotated since (an attacker's earlier failures there still count).
+    #[test]
+    fn the_lookback_reaches_into_rotated_files() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("messages");
+        append(&p, "");
+        let mut h = Harness::new(std::slice::from_ref(&p), false, 1000);
+        append(&p, "a1\n");
+        assert_eq!(h.read(), ["a1"]);
+        fs::rename(&p, d.path().join("messages.1")).unwrap();
+        append(&p, "b1\n");
+        assert_eq!(h.read(), ["b1"]);
+        let pos = h.f.positions();
+        drop(h);
+        // Compressed meanwhile (logrotate's next round with compress).
+        let one = d.path().join("messages.1");
+        let gz = d.path().join("messages.2.gz");
+        {
+            let mut w = flate2::write::GzEncoder::new(
+                fs::File::create(&gz).unwrap(),
+                flate2::Compression::fast(),
+            );
+            w.write_all(&fs::read(&one).unwrap()).unwrap();
+            w.finish().unwrap();
+        }
+        fs::remove_file(&one).unwrap();
+        fs::rename(&p, &one).unwrap();
+        append(&p, "c1\n");
+        let mut o = opts(false, 1000);
+        o.resume = pos.into_iter().collect();
+        let mut h = Harness::with(std::slice::from_ref(&p), o);
+        assert_eq!(h.read(), ["a1", "b1", "c1"]);
+        assert_eq!(h.replays, [true, true, true]);
     }
 
     #[test]
