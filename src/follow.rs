@@ -429,25 +429,28 @@ fn poll_one(
         }
         (Some(m), Some(c)) if c.truncated(m.len()) => {
             let c = t.current.as_mut().expect("matched Some");
-            // copytruncate: what we had not read is in the copy, if we find it.
-            let copied = find_copy(&t.path, &c.fp, c.pos);
-            if let Some((copy, mut src)) = copied {
-                src.partial = std::mem::take(&mut c.partial);
-                src.skipping = c.skipping;
-                src.replay_until = c.replay_until;
-                on_event(Event::FromCopy(t.path.clone(), copy));
-                t.draining.push(src);
-            } else {
-                c.partial.clear();
-                c.skipping = false;
+            if let Some(copy) = restart_truncated(c, &t.path, on_event) {
+                t.draining.push(copy);
             }
-            c.pos = 0;
-            c.replay_until = 0;
-            c.fp.clear();
-            c.refresh_fp();
-            on_event(Event::Truncated(t.path.clone()));
         }
         _ => {}
+    }
+    // A rotated file can have been truncated before it was renamed (copytruncate, then a
+    // rotation by rename, while we were behind).
+    let mut copies = vec![];
+    for s in &mut t.draining {
+        let len = match &s.body {
+            Body::Plain(f) => f.metadata().map(|m| m.len()).ok(),
+            Body::Gz(_) => None,
+        };
+        if len.is_some_and(|len| s.truncated(len)) {
+            copies.extend(restart_truncated(s, &t.path, on_event));
+        }
+    }
+    // The copies hold older lines than the restarted files: read them first.
+    if !copies.is_empty() {
+        copies.append(&mut t.draining);
+        t.draining = copies;
     }
     let mut budget = READ_BUDGET;
     let mut keep = vec![];
@@ -480,6 +483,29 @@ fn poll_one(
         c.refresh_fp();
     }
     budget == 0
+}
+
+/// `c` was truncated (copytruncate) or rewritten: read it again from its start, and return
+/// the copy that holds what we had not read yet, positioned there, if we find it.
+fn restart_truncated(
+    c: &mut Source,
+    log: &Path,
+    on_event: &mut dyn FnMut(Event),
+) -> Option<Source> {
+    let copied = find_copy(log, &c.fp, c.pos - c.partial.len() as u64);
+    let copy = copied.map(|(copy, mut src)| {
+        src.replay_until = c.replay_until;
+        on_event(Event::FromCopy(log.to_path_buf(), copy));
+        src
+    });
+    c.partial.clear();
+    c.skipping = false;
+    c.pos = 0;
+    c.replay_until = 0;
+    c.fp.clear();
+    c.refresh_fp();
+    on_event(Event::Truncated(log.to_path_buf()));
+    copy
 }
 
 fn open(t: &mut Tailed, opts: &FollowOptions, on_event: &mut dyn FnMut(Event)) {

@@ -666,11 +666,18 @@ impl Engine {
         let bans = std::mem::take(&mut self.pending);
         self.pending_nets.clear();
         let st = self.state.as_mut().expect("pending bans imply a state");
-        let recorded = st.record_bans(bans.clone());
-        if let Err(e) = recorded {
+        let held = st.unwritten();
+        match st.record_bans(bans.clone()) {
             // The firewall still bans; the records stay in memory and are written by the
             // first append that works (tick retries).
-            self.journal_failing(now, &e.to_string());
+            Err(e) => self.journal_failing(now, &e.to_string()),
+            Ok(()) if held > 0 => {
+                self.journal_said = None;
+                self.say(format_args!(
+                    "the ban journal is writable again: wrote the {held} records held in memory"
+                ));
+            }
+            Ok(()) => {}
         }
         for _ in &bans {
             self.metrics.ban("log");
