@@ -104,6 +104,8 @@ struct Source {
     replay_until: u64,
     fp: Vec<u8>,
     quiet_since: Option<Instant>,
+    /// A read found the first bytes changed: truncated (copytruncate) meanwhile.
+    rewritten: bool,
 }
 
 impl Source {
@@ -117,6 +119,7 @@ impl Source {
             replay_until,
             fp: Vec::new(),
             quiet_since: None,
+            rewritten: false,
         };
         s.refresh_fp();
         s
@@ -456,7 +459,14 @@ fn poll_one(
     let mut keep = vec![];
     for mut s in std::mem::take(&mut t.draining) {
         let before = s.pos;
-        let eof = read_some(&mut s, &t.path, opts, buf, &mut budget, on_line, on_event);
+        let mut eof = read_some(&mut s, &t.path, opts, buf, &mut budget, on_line, on_event);
+        if std::mem::take(&mut s.rewritten) {
+            if let Some(mut copy) = restart_truncated(&mut s, &t.path, on_event) {
+                read_some(&mut copy, &t.path, opts, buf, &mut budget, on_line, on_event);
+                keep.push(copy);
+            }
+            eof = false;
+        }
         let done = if !eof {
             false
         } else if matches!(s.body, Body::Gz(_)) {
@@ -480,6 +490,12 @@ fn poll_one(
     t.draining = keep;
     if let Some(c) = t.current.as_mut() {
         read_some(c, &t.path, opts, buf, &mut budget, on_line, on_event);
+        if std::mem::take(&mut c.rewritten) {
+            if let Some(copy) = restart_truncated(c, &t.path, on_event) {
+                t.draining.push(copy);
+            }
+            budget = 0; // look again at once
+        }
         c.refresh_fp();
     }
     budget == 0
@@ -621,6 +637,7 @@ fn open_at(path: &Path, pos: u64, replay_until: u64) -> Option<Source> {
             replay_until,
             fp,
             quiet_since: None,
+            rewritten: false,
         });
     }
     if m.len() < pos {
@@ -792,6 +809,15 @@ fn read_some(
             Ok(0) | Err(_) => return true,
             Ok(n) => n,
         };
+        // Truncated and written again between our last look and this read (copytruncate
+        // while we were behind): these bytes may be the new content at our old offset. Not
+        // delivered; the caller restarts the file and takes the rest from the copy.
+        if let Body::Plain(f) = &s.body {
+            if !read_head(f).starts_with(&s.fp) {
+                s.rewritten = true;
+                return true;
+            }
+        }
         *budget -= n;
         let base = s.pos;
         s.pos += n as u64;

@@ -405,8 +405,20 @@ fn soak(backend: &str) {
     logrotate(&create, &rot_state);
     at(t0 + 6.0);
     w.signal(libc::SIGCONT);
-    // kill -9 in the middle of that backlog; rotated again while no watcher runs.
-    at(t0 + 6.3);
+    // kill -9 in the middle of that backlog (once it has found the copy of what the
+    // copytruncate took away); rotated again while no watcher runs.
+    let t = Instant::now();
+    while !w
+        .output()
+        .contains("the lines not yet read when it was truncated are read from")
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{backend}: the copytruncate during the backlog went unnoticed:\n{}",
+            w.output()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     w.child.kill().unwrap();
     w.child.wait().unwrap();
     at(t0 + 7.0);
