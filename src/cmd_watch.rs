@@ -238,6 +238,11 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
                             );
                         }
                     }
+                    Event::Missed(p, n) => println!(
+                        "{}: rotated {} more times since the last look; reading those files too",
+                        p.display(),
+                        n
+                    ),
                     Event::ResumeLost(p) => println!(
                         "{}: the file the last run read is gone; reading the log from its start",
                         p.display()

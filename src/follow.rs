@@ -228,6 +228,8 @@ pub enum Event {
     },
     /// A saved position whose file is gone: the log is read whole, as a replay.
     ResumeLost(PathBuf),
+    /// Rotated several times since the last look: this many files made in between are read.
+    Missed(PathBuf, usize),
 }
 
 impl Follower {
@@ -426,8 +428,19 @@ fn poll_one(
             // writer may still append to it; the new one is read from its start.
             let mut old = t.current.take().expect("matched Some");
             old.quiet_since = None;
+            // Rotated more than once since we last looked (we were stopped, or starved of
+            // CPU): the files made in between are read too, after the old one.
+            let mut held: Vec<(u64, u64)> = t.draining.iter().map(|s| s.id).collect();
+            held.push(old.id);
+            held.push(file_id(m));
+            let missed = missed_since(&t.path, &old, &held);
             t.draining.push(old);
+            let n = missed.len();
+            t.draining.extend(missed);
             on_event(Event::Rotated(t.path.clone()));
+            if n > 0 {
+                on_event(Event::Missed(t.path.clone(), n));
+            }
             open(t, opts, on_event);
         }
         (Some(m), Some(c)) if c.truncated(m.len()) => {
@@ -462,7 +475,15 @@ fn poll_one(
         let mut eof = read_some(&mut s, &t.path, opts, buf, &mut budget, on_line, on_event);
         if std::mem::take(&mut s.rewritten) {
             if let Some(mut copy) = restart_truncated(&mut s, &t.path, on_event) {
-                read_some(&mut copy, &t.path, opts, buf, &mut budget, on_line, on_event);
+                read_some(
+                    &mut copy,
+                    &t.path,
+                    opts,
+                    buf,
+                    &mut budget,
+                    on_line,
+                    on_event,
+                );
                 keep.push(copy);
             }
             eof = false;
@@ -668,6 +689,35 @@ fn head_of(path: &Path) -> Option<Vec<u8>> {
     } else {
         Some(read_head(&f))
     }
+}
+
+/// The rotated files newer than `old` (the file we were reading when the log was rotated),
+/// oldest first, that we hold nothing of: made and rotated away while we did not look.
+/// `old` is found by inode, or by its first bytes when it was compressed since.
+fn missed_since(log: &Path, old: &Source, held: &[(u64, u64)]) -> Vec<Source> {
+    let rotated = rotated_files(log);
+    let head = old.head();
+    let idx = rotated
+        .iter()
+        .position(|(_, m)| file_id(m) == old.id)
+        .or_else(|| {
+            (!head.is_empty())
+                .then(|| {
+                    rotated
+                        .iter()
+                        .position(|(p, _)| head_of(p).is_some_and(|h| h.starts_with(&head)))
+                })
+                .flatten()
+        });
+    let Some(idx) = idx else {
+        return vec![];
+    };
+    rotated[..idx]
+        .iter()
+        .rev()
+        .filter(|(_, m)| !held.contains(&file_id(m)))
+        .filter_map(|(p, _)| open_at(p, 0, 0))
+        .collect()
 }
 
 /// The copy copytruncate made of a file whose first bytes were `fp`, opened at `pos`.
@@ -1000,6 +1050,26 @@ mod tests {
         want.sort();
         assert_eq!(got.len(), want.len());
         assert!(got == want);
+    }
+
+    /// Rotated twice while the follower did not look (stopped): the file made in between,
+    /// never opened by us, is read too.
+    #[test]
+    fn a_file_rotated_in_and_out_between_two_looks_is_read() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("messages");
+        append(&p, "");
+        let mut h = Harness::new(std::slice::from_ref(&p), false, 1000);
+        append(&p, "x1\n");
+        assert_eq!(h.read(), ["x1"]);
+        append(&p, "x2\n");
+        fs::rename(&p, d.path().join("messages.1")).unwrap();
+        append(&p, "y1\n");
+        fs::rename(d.path().join("messages.1"), d.path().join("messages.2")).unwrap();
+        fs::rename(&p, d.path().join("messages.1")).unwrap();
+        append(&p, "z1\n");
+        assert_eq!(h.read(), ["x2", "y1", "z1"]);
+        assert!(h.events.contains(&Event::Missed(p.clone(), 1)));
     }
 
     #[test]

@@ -329,7 +329,10 @@ fn status(pair: &Pair, cfg: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn soak(backend: &str) {
+/// With `kill`, the watcher is killed with -9 in the middle of its backlog and restarted (it
+/// then reads again from where it stood findtime ago); without, it works through the
+/// backlog, the rotations and the copytruncate by itself.
+fn soak(backend: &str, kill: bool) {
     let started = Instant::now();
     let pair = Pair::new();
     let d = tempfile::tempdir().unwrap();
@@ -405,8 +408,8 @@ fn soak(backend: &str) {
     logrotate(&create, &rot_state);
     at(t0 + 6.0);
     w.signal(libc::SIGCONT);
-    // kill -9 in the middle of that backlog (once it has found the copy of what the
-    // copytruncate took away); rotated again while no watcher runs.
+    // Once it has found the copy of what the copytruncate took away: kill -9 in the
+    // middle of that backlog, and rotate again while no watcher runs.
     let t = Instant::now();
     while !w
         .output()
@@ -419,12 +422,17 @@ fn soak(backend: &str) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    w.child.kill().unwrap();
-    w.child.wait().unwrap();
-    at(t0 + 7.0);
-    logrotate(&create, &rot_state);
-    at(t0 + 8.0);
-    let mut w = Watcher::start(&pair, &cfg, d.path().join("out"), &state);
+    if kill {
+        w.child.kill().unwrap();
+        w.child.wait().unwrap();
+        at(t0 + 7.0);
+        logrotate(&create, &rot_state);
+        at(t0 + 8.0);
+        w = Watcher::start(&pair, &cfg, d.path().join("out"), &state);
+    } else {
+        at(t0 + 7.0);
+        logrotate(&create, &rot_state);
+    }
     // The state's file system fills up while bans keep coming.
     at(t0 + 9.5);
     tmpfs.fill();
@@ -537,15 +545,18 @@ fn soak(backend: &str) {
         "{backend}: the peer's packets pass"
     );
     assert!(w.child.try_wait().unwrap().is_none(), "{out}");
+    let resumed = ["rotated while no watcher ran; resuming in"];
     for said in [
         "was rotated",
         "the lines not yet read when it was truncated are read from",
-        "rotated while no watcher ran; resuming in",
         "error: cannot write the ban journal",
         "the ban journal is writable again",
         "error: cannot read",
         "can be read again",
-    ] {
+    ]
+    .iter()
+    .chain(resumed.iter().filter(|_| kill))
+    {
         assert!(
             out.contains(said),
             "{backend}: never said {said:?}:\n{}",
@@ -555,7 +566,7 @@ fn soak(backend: &str) {
     let s = status(&pair, &cfg);
     assert!(s["journal_error"].is_null(), "{s}");
     eprintln!(
-        "{backend}: {lines} lines at {rate:.0} lines/s, {} attackers banned, {} decoys not, in {:.1} s",
+        "{backend} (kill -9: {kill}): {lines} lines at {rate:.0} lines/s, {} attackers banned, {} decoys not, in {:.1} s",
         want.len(),
         decoys.len(),
         started.elapsed().as_secs_f64()
@@ -567,21 +578,42 @@ fn soak(backend: &str) {
 #[test]
 fn soak_iptables() {
     if common::require_root("soak_iptables") {
-        soak("iptables");
+        soak("iptables", true);
     }
 }
 
 #[test]
 fn soak_ipset() {
     if common::require_root("soak_ipset") {
-        soak("ipset");
+        soak("ipset", true);
     }
 }
 
 #[test]
 fn soak_nftables() {
     if common::require_root("soak_nftables") {
-        soak("nftables");
+        soak("nftables", true);
+    }
+}
+
+#[test]
+fn soak_without_a_crash_iptables() {
+    if common::require_root("soak_without_a_crash_iptables") {
+        soak("iptables", false);
+    }
+}
+
+#[test]
+fn soak_without_a_crash_ipset() {
+    if common::require_root("soak_without_a_crash_ipset") {
+        soak("ipset", false);
+    }
+}
+
+#[test]
+fn soak_without_a_crash_nftables() {
+    if common::require_root("soak_without_a_crash_nftables") {
+        soak("nftables", false);
     }
 }
 
