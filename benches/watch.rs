@@ -494,11 +494,12 @@ fn main() {
         (20, 2_000, 20_000)
     };
     // `cargo bench --bench watch -- nftables` runs only what names nftables ("rss": the RSS
-    // run, "burst": the bursts of every backend with fail2ban beside them).
+    // run, "burst": the bursts of every backend with fail2ban beside them, "latency": the
+    // line -> ban latency of every backend).
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
     for b in ["iptables", "ipset", "nftables"] {
-        if wanted(b) {
+        if wanted(b) || wanted("latency") {
             latency(b, bans);
         }
     }

@@ -147,7 +147,9 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
             "astpatch watch: backend {}, {} active bans ({} re-added to the firewall, {} unknown removed, {} expired)",
             settings.backend, r.active, r.readded, r.removed_unknown, r.expired
         );
-        state::write_pid_file(
+        // Without it `status` and `verify` do not see the watcher, but it bans all the same:
+        // a full disk must not keep it from starting.
+        if let Err(err) = state::write_pid_file(
             &settings.state_dir,
             &state::PidFile {
                 pid: std::process::id(),
@@ -155,7 +157,11 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
                 backend: settings.backend,
                 started_at: now_secs(),
             },
-        )?;
+        ) {
+            println!(
+                "error: {err}; banning goes on, but `astpatch status` and `verify` will not see this watcher until it is restarted with room on the disk"
+            );
+        }
         e
     } else {
         println!("astpatch watch: report only (no --ban): nothing is banned");

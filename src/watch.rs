@@ -379,8 +379,12 @@ impl Engine {
         let (Some(st), Some(fw)) = (self.state.as_mut(), self.fw.as_mut()) else {
             unreachable!()
         };
+        let mut journal_err = None;
         for net in st.expired(now) {
-            st.record_unban(net, "expired", now)?;
+            // Applied in memory even when the journal cannot be written (kept and retried).
+            if let Err(e) = st.record_unban(net, "expired", now) {
+                journal_err = Some(e.to_string());
+            }
             r.expired += 1;
         }
         let active = held_by(&**fw, st.active_bans(now));
@@ -391,8 +395,22 @@ impl Engine {
             .filter(|n| !active.iter().any(|(a, _)| a == *n))
             .count();
         fw.restore(&active)?;
-        st.compact(now)?;
+        // A full disk must not keep the watcher from starting: compaction waits for room.
+        let compacted = if st.unwritten() == 0 {
+            st.compact(now).err().map(|e| e.to_string())
+        } else {
+            None
+        };
         self.last_recheck = now;
+        if let Some(e) = compacted {
+            self.compact_failed_at = now;
+            self.say(format_args!(
+                "warning: cannot compact the ban journal: {e}; it keeps growing until it can"
+            ));
+        }
+        if let Some(e) = journal_err {
+            self.journal_failing(now, &e);
+        }
         Ok(r)
     }
 

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 pub mod ipset;
 pub mod iptables;
 pub mod ipv6;
+pub mod libnft;
 pub mod nftables;
 
 /// What a finished command left behind.
@@ -28,6 +29,11 @@ pub struct Output {
 /// exit is reported in [`Output::success`] so callers can tell "absent" from "broken".
 pub trait CommandRunner: Send {
     fn run(&self, argv: &[&str], stdin: Option<&[u8]>) -> Result<Output>;
+    /// True when commands run in this process's own network namespace, unchanged: then a
+    /// backend may do the same through a library instead (libnftables).
+    fn local(&self) -> bool {
+        false
+    }
 }
 
 /// Runs commands on this host, or inside a network namespace when built with [`SystemRunner::in_netns`].
@@ -50,6 +56,10 @@ impl SystemRunner {
 }
 
 impl CommandRunner for SystemRunner {
+    fn local(&self) -> bool {
+        self.prefix.is_empty()
+    }
+
     fn run(&self, argv: &[&str], stdin: Option<&[u8]>) -> Result<Output> {
         let full: Vec<&str> = self
             .prefix

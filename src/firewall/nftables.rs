@@ -6,7 +6,9 @@
 //! (atomic in the kernel).
 use ipnet::IpNet;
 
-use super::{CommandRunner, Firewall, command_failed, ipv6, now, parse_net, timeout_secs};
+use super::{
+    CommandRunner, Firewall, Output, command_failed, ipv6, libnft, now, parse_net, timeout_secs,
+};
 use crate::config::Backend;
 use crate::error::Result;
 
@@ -19,6 +21,14 @@ pub struct Nftables {
     /// rules need no IPv6 stack (the hooks and set types are nf_tables' own), so the table
     /// stays as it is; only IPv6 bans are refused, as with the other backends.
     ipv6: bool,
+    /// libnftables kept loaded (batches without starting `nft`), when the runner runs here.
+    session: std::sync::Mutex<Session>,
+}
+
+enum Session {
+    Untried,
+    Open(libnft::Session),
+    Absent,
 }
 
 const SETS: [&str; 4] = ["addr4", "addr6", "net4", "net6"];
@@ -121,7 +131,11 @@ pub(crate) fn ban_batch(bans: &[(IpNet, Option<i64>)], now: i64) -> String {
 
 impl Nftables {
     pub fn new(runner: Box<dyn CommandRunner>) -> Self {
-        Nftables { runner, ipv6: true }
+        Nftables {
+            runner,
+            ipv6: true,
+            session: std::sync::Mutex::new(Session::Untried),
+        }
     }
 
     /// Refuse IPv6 bans when `on` is false (the host has no IPv6 stack).
@@ -130,9 +144,35 @@ impl Nftables {
         self
     }
 
+    /// `text` through `nft -f -`: in libnftables when it can be loaded and the runner runs
+    /// commands here (ASTPATCH_NFT_PROCESS=1 forces the process), else by running `nft`.
+    fn run_text(&self, text: &str) -> Result<Output> {
+        if self.runner.local() && std::env::var_os("ASTPATCH_NFT_PROCESS").is_none() {
+            let mut s = self.session.lock().unwrap_or_else(|e| e.into_inner());
+            if matches!(*s, Session::Untried) {
+                *s = libnft::Session::open().map_or(Session::Absent, Session::Open);
+            }
+            if let Session::Open(lib) = &mut *s {
+                return Ok(match lib.run(text) {
+                    Ok(stdout) => Output {
+                        success: true,
+                        stdout,
+                        stderr: String::new(),
+                    },
+                    Err(stderr) => Output {
+                        success: false,
+                        stdout: String::new(),
+                        stderr,
+                    },
+                });
+            }
+        }
+        self.runner.run(&["nft", "-f", "-"], Some(text.as_bytes()))
+    }
+
     fn batch(&self, text: &str) -> Result<()> {
         let argv = ["nft", "-f", "-"];
-        let out = self.runner.run(&argv, Some(text.as_bytes()))?;
+        let out = self.run_text(text)?;
         if !out.success {
             return Err(command_failed(&argv, &out, MODULES));
         }
@@ -200,7 +240,7 @@ impl Firewall for Nftables {
             key(&net)
         );
         let argv = ["nft", "-f", "-"];
-        let out = self.runner.run(&argv, Some(text.as_bytes()))?;
+        let out = self.run_text(&text)?;
         if out.success || out.stderr.contains("No such file or directory") {
             return Ok(());
         }
