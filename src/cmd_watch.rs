@@ -122,6 +122,7 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
         let st = State::open(&settings.state_dir)?;
         let mut fw =
             firewall::for_backend_with(settings.backend, Box::new(SystemRunner::host()), ipv6);
+        fw.keep_session();
         fw.ensure()?;
         let mut e = Engine::new(
             settings.clone(),

@@ -226,6 +226,10 @@ pub trait Firewall: Send {
     fn restore(&mut self, bans: &[(IpNet, Option<i64>)]) -> Result<()>;
     /// Remove every object the backend created.
     fn teardown(&mut self) -> Result<()>;
+    /// A long-lived caller (the watcher) may keep a session open across batches where the
+    /// backend has one (nftables: libnftables instead of an `nft` process per batch). One-shot
+    /// commands do not: they behave exactly like the tools.
+    fn keep_session(&mut self) {}
     fn name(&self) -> Backend;
     /// False when the host has no IPv6 ([`ipv6`]): then only IPv4 bans are held, an IPv6 ban
     /// is refused and nothing of the IPv6 half (ip6tables, the inet6 set) is touched.

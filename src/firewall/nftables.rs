@@ -26,7 +26,10 @@ pub struct Nftables {
 }
 
 enum Session {
+    /// One-shot use: `nft` processes.
     Untried,
+    /// [`Firewall::keep_session`] asked for the library; opened at the first batch.
+    Wanted,
     Open(libnft::Session),
     Absent,
 }
@@ -144,29 +147,37 @@ impl Nftables {
         self
     }
 
-    /// `text` through `nft -f -`: in libnftables when it can be loaded and the runner runs
-    /// commands here (ASTPATCH_NFT_PROCESS=1 forces the process), else by running `nft`.
+    /// `text` through `nft -f -`: in libnftables when the caller asked to keep a session
+    /// ([`Firewall::keep_session`]), `nft` is installed (without it, the tool's absence is
+    /// reported as always, and nothing is touched), the library loads, and the runner runs
+    /// commands in our own namespace; ASTPATCH_NFT_PROCESS=1 forces the process.
     fn run_text(&self, text: &str) -> Result<Output> {
-        if self.runner.local() && std::env::var_os("ASTPATCH_NFT_PROCESS").is_none() {
-            let mut s = self.session.lock().unwrap_or_else(|e| e.into_inner());
-            if matches!(*s, Session::Untried) {
-                *s = libnft::Session::open().map_or(Session::Absent, Session::Open);
-            }
-            if let Session::Open(lib) = &mut *s {
-                return Ok(match lib.run(text) {
-                    Ok(stdout) => Output {
-                        success: true,
-                        stdout,
-                        stderr: String::new(),
-                    },
-                    Err(stderr) => Output {
-                        success: false,
-                        stdout: String::new(),
-                        stderr,
-                    },
-                });
-            }
+        let mut s = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        if matches!(*s, Session::Wanted) {
+            *s = if self.runner.local()
+                && std::env::var_os("ASTPATCH_NFT_PROCESS").is_none()
+                && super::tool_installed("nft")
+            {
+                libnft::Session::open().map_or(Session::Absent, Session::Open)
+            } else {
+                Session::Absent
+            };
         }
+        if let Session::Open(lib) = &mut *s {
+            return Ok(match lib.run(text) {
+                Ok(stdout) => Output {
+                    success: true,
+                    stdout,
+                    stderr: String::new(),
+                },
+                Err(stderr) => Output {
+                    success: false,
+                    stdout: String::new(),
+                    stderr,
+                },
+            });
+        }
+        drop(s);
         self.runner.run(&["nft", "-f", "-"], Some(text.as_bytes()))
     }
 
@@ -305,6 +316,13 @@ impl Firewall for Nftables {
         Backend::Nftables
     }
 
+    fn keep_session(&mut self) {
+        let s = self.session.get_mut().unwrap_or_else(|e| e.into_inner());
+        if matches!(*s, Session::Untried) {
+            *s = Session::Wanted;
+        }
+    }
+
     fn ipv6(&self) -> bool {
         self.ipv6
     }
@@ -321,6 +339,28 @@ mod tests {
         assert_eq!(set_of(&n("2001:db8::1/128")), "addr6");
         assert_eq!(set_of(&n("192.0.2.0/24")), "net4");
         assert_eq!(set_of(&n("2001:db8::/64")), "net6");
+    }
+
+    /// One-shot commands (`astpatch ban`, status, purge) behave exactly like the tools: only
+    /// a caller that keeps a session (the watcher) may use libnftables. (A `ban` on a host
+    /// without `nft` must report the missing tool and touch nothing, not go through the
+    /// library.)
+    #[test]
+    fn only_a_kept_session_bypasses_the_nft_process() {
+        use crate::firewall::fake::Recorder;
+        struct Local(Recorder);
+        impl CommandRunner for Local {
+            fn run(&self, argv: &[&str], stdin: Option<&[u8]>) -> Result<Output> {
+                self.0.run(argv, stdin)
+            }
+            fn local(&self) -> bool {
+                true
+            }
+        }
+        let r = Recorder::default();
+        let fw = Nftables::new(Box::new(Local(r.clone())));
+        fw.batch("add table inet astpatch\n").unwrap();
+        assert_eq!(r.calls(), ["nft -f -"]);
     }
 
     #[test]
