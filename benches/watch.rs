@@ -5,7 +5,10 @@
 //!   watcher prints `ban …` only after the firewall command returned), p50/p99 over 1,000
 //!   bans, per backend, one ban at a time so no queueing inflates it;
 //! * restore time for 100k bans per backend (10k for iptables: one rule per ban);
-//! * the watcher's peak RSS after following a log with 1M distinct failing addresses.
+//! * the watcher's peak RSS after following a log with 1M distinct failing addresses;
+//! * a burst: N attackers × maxretry lines appended in one write, to every ban in the kernel
+//!   (new bans/s), per backend, and fail2ban-server (its own config, in its own namespace,
+//!   with the matching ban action) on the same burst.
 //!
 //! `cargo test --all-targets` runs a tiny pass (so the code keeps working); full sizes only
 //! under `cargo bench`. Not root: prints SKIP.
@@ -274,6 +277,211 @@ fn fail2ban_compare(n: u32) {
     );
 }
 
+/// `[now]`, as Asterisk dates a line (the watcher runs with TZ=UTC).
+fn now_stamp() -> String {
+    format!(
+        "[{}]",
+        astpatch::logs::frame::format_utc(astpatch::clock::now_secs())
+    )
+}
+
+/// N attackers × 5 failures, dated now, in one string.
+fn burst_text(n: u32) -> String {
+    let ts = now_stamp();
+    let mut text = String::with_capacity(n as usize * 5 * 130);
+    for _ in 0..5 {
+        for i in 0..n {
+            text.push_str(&format!(
+                "{ts} NOTICE[4242] chan_sip.c: Registration from '<sip:100@10.250.0.1>' failed for '{}:5060' - Wrong password\n",
+                addr(i)
+            ));
+        }
+    }
+    text
+}
+
+/// A burst of `n` attackers (5 failures each, maxretry 5) in one write: time until the
+/// watcher has said `ban` for every one (it says so after the firewall command returned),
+/// and the kernel holds them all.
+fn burst(backend: &str, n: u32) -> f64 {
+    let pair = netns::Pair::new();
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("messages");
+    std::fs::write(&log, "").unwrap();
+    let cfg = config(d.path(), backend, 5, &log);
+    let mut child = Reap(
+        Command::new("ip")
+            .args([
+                "netns", "exec", &pair.pbx, BIN, "watch", "--ban", "--config",
+            ])
+            .arg(&cfg)
+            .env("TZ", "UTC")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (tx, rx) = mpsc::channel();
+    let out = child.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send((l, Instant::now()));
+        }
+    });
+    let (first, _) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("watcher started");
+    assert!(first.starts_with("astpatch watch:"), "{first}");
+    let text = burst_text(n);
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let t0 = Instant::now();
+    f.write_all(text.as_bytes()).unwrap();
+    let mut banned = 0;
+    let mut last = t0;
+    while banned < n {
+        let (l, t) = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("every ban reported");
+        if l.starts_with("ban ") {
+            banned += 1;
+            last = t;
+        }
+    }
+    let took = last - t0;
+    let fw = firewall::for_backend(
+        backend_of(backend),
+        Box::new(SystemRunner::in_netns(&pair.pbx)),
+    );
+    let held = fw.list().unwrap().len();
+    drop(child);
+    let rate = f64::from(n) / took.as_secs_f64();
+    println!(
+        "burst     {backend:<9} astpatch: {} lines, {n} attackers -> all {held} in the kernel in {:.0} ms ({rate:.0} new bans/s)",
+        n * 5,
+        ms(took)
+    );
+    assert_eq!(held, n as usize);
+    rate
+}
+
+/// fail2ban-server on the same burst: its own copy of /etc/fail2ban (no other jail), the
+/// [asterisk] jail on our log with the ban action for `backend`, run inside a throw-away
+/// namespace (never the host's rules). Time until it reports every attacker banned, or the
+/// `limit`; its bans/s either way.
+fn fail2ban_burst(backend: &str, n: u32, limit: Duration) {
+    if !Path::new("/usr/bin/fail2ban-server").exists() {
+        println!(
+            "burst     {backend:<9} fail2ban: SKIP (fail2ban not installed; scripts/install-deps)"
+        );
+        return;
+    }
+    let pair = netns::Pair::new();
+    let d = tempfile::tempdir().unwrap();
+    let conf = d.path().join("fail2ban");
+    assert!(
+        Command::new("cp")
+            .args(["-r", "/etc/fail2ban"])
+            .arg(&conf)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let _ = std::fs::remove_dir_all(conf.join("jail.d"));
+    std::fs::create_dir(conf.join("jail.d")).unwrap();
+    let log = d.path().join("messages");
+    std::fs::write(&log, "").unwrap();
+    std::fs::write(
+        conf.join("fail2ban.local"),
+        format!(
+            "[Definition]\nloglevel = NOTICE\nlogtarget = {}\nsocket = {}\npidfile = {}\ndbfile = :memory:\n",
+            d.path().join("f2b.log").display(),
+            d.path().join("f2b.sock").display(),
+            d.path().join("f2b.pid").display()
+        ),
+    )
+    .unwrap();
+    let action = match backend {
+        "iptables" => "iptables-allports",
+        "ipset" => "iptables-ipset-proto6-allports",
+        _ => "nftables-allports",
+    };
+    std::fs::write(
+        conf.join("jail.local"),
+        format!(
+            "[DEFAULT]\nbantime = 3600\nfindtime = 600\nmaxretry = 5\nbackend = auto\nbanaction = {action}\nbanaction_allports = {action}\n\n[asterisk]\nenabled = true\nmaxretry = 5\nlogpath = {}\naction = %(banaction)s\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let server = Reap(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &pair.pbx,
+                "fail2ban-server",
+                "-f",
+                "-x",
+                "-c",
+            ])
+            .arg(&conf)
+            .env("TZ", "UTC")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let client = |args: &[&str]| {
+        Command::new("fail2ban-client")
+            .arg("-c")
+            .arg(&conf)
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let t = Instant::now();
+    while !client(&["status", "asterisk"]).contains("Currently banned") {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "fail2ban-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let text = burst_text(n);
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let t0 = Instant::now();
+    f.write_all(text.as_bytes()).unwrap();
+    let banned = || -> u32 {
+        client(&["status", "asterisk"])
+            .lines()
+            .find(|l| l.contains("Total banned"))
+            .and_then(|l| l.split_whitespace().last()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut got = 0;
+    while got < n && t0.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(250));
+        got = banned();
+    }
+    let took = t0.elapsed();
+    let _ = client(&["stop"]);
+    drop(server);
+    let rate = f64::from(got) / took.as_secs_f64();
+    if got >= n {
+        println!(
+            "burst     {backend:<9} fail2ban {action}: {} lines, {n} attackers -> all banned in {:.0} ms ({rate:.0} new bans/s)",
+            n * 5,
+            ms(took)
+        );
+    } else {
+        println!(
+            "burst     {backend:<9} fail2ban {action}: {} lines, {n} attackers -> {got} banned after {:.0} s ({rate:.0} new bans/s); stopped waiting",
+            n * 5,
+            took.as_secs_f64()
+        );
+    }
+}
+
 fn main() {
     if unsafe { libc::geteuid() } != 0 {
         println!("SKIP bench watch: needs root (network namespaces, firewall)");
@@ -285,11 +493,13 @@ fn main() {
     } else {
         (20, 2_000, 20_000)
     };
-    // `cargo bench --bench watch -- nftables` runs only what names nftables ("rss": the RSS run).
+    // `cargo bench --bench watch -- nftables` runs only what names nftables ("rss": the RSS
+    // run, "burst": the bursts of every backend with fail2ban beside them, "latency": the
+    // line -> ban latency of every backend).
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
     for b in ["iptables", "ipset", "nftables"] {
-        if wanted(b) {
+        if wanted(b) || wanted("latency") {
             latency(b, bans);
         }
     }
@@ -300,6 +510,20 @@ fn main() {
     }
     if wanted("iptables") {
         restore("iptables", restore_n / 10);
+    }
+    // Bursts: astpatch with 20,000 attackers (target: 10,000 new bans/s), and astpatch and
+    // fail2ban side by side on the same smaller burst.
+    let (big, same, limit) = if full {
+        (20_000, 2_000, Duration::from_secs(120))
+    } else {
+        (500, 50, Duration::from_secs(20))
+    };
+    for b in ["iptables", "ipset", "nftables"] {
+        if wanted(b) || wanted("burst") {
+            burst(b, big);
+            burst(b, same);
+            fail2ban_burst(b, same, limit);
+        }
     }
     if wanted("rss") {
         rss(addrs);

@@ -27,6 +27,7 @@ mod recognise_fuzz;
 mod running;
 mod scan;
 mod setup;
+mod soak;
 mod unprivileged;
 mod verify;
 mod watch;

@@ -92,7 +92,7 @@ nftables\t''"
 complete -c astpatch -n "__fish_astpatch_using_subcommand watch" -l state-dir -d 'Where bans are kept [default: state_dir from the settings, /var/lib/astpatch]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand watch" -l config -d 'Settings file, for every command [default: /etc/astpatch/astpatch.toml; the built-in defaults when that does not exist]' -r -F
 complete -c astpatch -n "__fish_astpatch_using_subcommand watch" -l ban -d 'Ban through the firewall (without it, only report)'
-complete -c astpatch -n "__fish_astpatch_using_subcommand watch" -l from-start -d 'Read the logs from their beginning (default: only lines written from now on)'
+complete -c astpatch -n "__fish_astpatch_using_subcommand watch" -l from-start -d 'Read the logs from their beginning, each failure at its own time (default: only lines written from now on). A log with a position saved by an earlier --ban run resumes there instead'
 complete -c astpatch -n "__fish_astpatch_using_subcommand watch" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c astpatch -n "__fish_astpatch_using_subcommand import-fail2ban" -l jail -d 'Jail section to import' -r
 complete -c astpatch -n "__fish_astpatch_using_subcommand import-fail2ban" -l output -d 'Write the settings here instead of printing them' -r -F

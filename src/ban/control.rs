@@ -179,6 +179,12 @@ pub struct Status {
     pub currently_banned: usize,
     pub total_banned: u64,
     pub banned: Vec<BanInfo>,
+    /// Why the running watcher cannot write its ban journal (a full disk…), and how many
+    /// records it holds in memory only meanwhile. None when it can (or is not running).
+    pub journal_error: Option<String>,
+    pub unwritten_records: usize,
+    /// Followed logs the running watcher cannot read.
+    pub unreadable_logs: Vec<state::Unreadable>,
 }
 
 pub fn status(settings: &Settings, fw: &dyn Firewall, now: i64) -> Result<Status> {
@@ -190,6 +196,12 @@ pub fn status(settings: &Settings, fw: &dyn Firewall, now: i64) -> Result<Status
     } else {
         None
     };
+    let health = if running {
+        state::read_health(dir)
+    } else {
+        None
+    }
+    .unwrap_or_default();
     let st = State::load(dir)?;
     let kernel = fw.list().ok();
     let banned: Vec<BanInfo> = st
@@ -219,6 +231,9 @@ pub fn status(settings: &Settings, fw: &dyn Firewall, now: i64) -> Result<Status
         currently_banned: banned.len(),
         total_banned: st.total_banned(),
         banned,
+        journal_error: health.journal_error,
+        unwritten_records: health.unwritten,
+        unreadable_logs: health.unreadable,
     })
 }
 

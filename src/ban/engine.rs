@@ -22,6 +22,9 @@ use crate::settings::Settings;
 /// costs about 36 bytes per slot plus table overhead).
 pub const MAX_TRACKED: usize = 500_000;
 
+/// Bans decided before they are written and applied as one batch even within one read.
+pub const BATCH_MAX: usize = 20_000;
+
 /// True when the periodic firewall check is due. A clock that went backwards makes it due
 /// at once (and restarts the count) rather than stalling the check until it catches up.
 pub fn recheck_due(last: i64, now: i64, every: i64) -> bool {
@@ -99,6 +102,21 @@ pub struct Engine {
     pub total_failed: u64,
     /// Bans the firewall refused; retried on every tick.
     retry: Vec<(IpNet, Option<i64>)>,
+    /// Bans decided, not yet recorded and applied ([`Engine::flush`]).
+    pending: Vec<Ban>,
+    pending_nets: std::collections::HashSet<IpNet>,
+    /// When a journal write failure was last said.
+    journal_said: Option<i64>,
+    /// stats.json could not be written last time (said once).
+    stats_failing: bool,
+    compact_failed_at: i64,
+    /// `<state_dir>/health.json`, written in place (it needs no new disk space).
+    health: Option<state::HealthFile>,
+    health_said: Option<state::Health>,
+    /// Followed logs that cannot be read, with why (set by the caller).
+    unreadable: Vec<(std::path::PathBuf, String)>,
+    /// The current line is a replay (read from before the watcher started).
+    replaying: bool,
     last_second: i64,
     last_expire: i64,
     recheck_every: i64,
@@ -167,6 +185,15 @@ impl Engine {
             from_start,
             total_failed: 0,
             retry: vec![],
+            pending: vec![],
+            pending_nets: Default::default(),
+            journal_said: None,
+            stats_failing: false,
+            compact_failed_at: i64::MIN,
+            health: None,
+            health_said: None,
+            unreadable: vec![],
+            replaying: false,
             last_second: i64::MIN,
             last_expire: i64::MIN,
             recheck_every,
@@ -369,8 +396,12 @@ impl Engine {
         let (Some(st), Some(fw)) = (self.state.as_mut(), self.fw.as_mut()) else {
             unreachable!()
         };
+        let mut journal_err = None;
         for net in st.expired(now) {
-            st.record_unban(net, "expired", now)?;
+            // Applied in memory even when the journal cannot be written (kept and retried).
+            if let Err(e) = st.record_unban(net, "expired", now) {
+                journal_err = Some(e.to_string());
+            }
             r.expired += 1;
         }
         let active = held_by(&**fw, st.active_bans(now));
@@ -381,8 +412,22 @@ impl Engine {
             .filter(|n| !active.iter().any(|(a, _)| a == *n))
             .count();
         fw.restore(&active)?;
-        st.compact(now)?;
+        // A full disk must not keep the watcher from starting: compaction waits for room.
+        let compacted = if st.unwritten() == 0 {
+            st.compact(now).err().map(|e| e.to_string())
+        } else {
+            None
+        };
         self.last_recheck = now;
+        if let Some(e) = compacted {
+            self.compact_failed_at = now;
+            self.say(format_args!(
+                "warning: cannot compact the ban journal: {e}; it keeps growing until it can"
+            ));
+        }
+        if let Some(e) = journal_err {
+            self.journal_failing(now, &e);
+        }
         Ok(r)
     }
 
@@ -392,6 +437,19 @@ impl Engine {
     /// banned (or that would be banned) on this call, if any: a failure held in a provenance
     /// window is acted on when the window closes (a later line, or [`Engine::tick`]).
     pub fn on_log_line(&mut self, path: &std::path::Path, line: &[u8], now: i64) -> Option<IpNet> {
+        self.on_log_line_as(path, line, false, now)
+    }
+
+    /// [`Engine::on_log_line`] for a line that may be a replay: one written while no watcher
+    /// ran (read on resuming), judged by its own date like `--from-start`.
+    pub fn on_log_line_as(
+        &mut self,
+        path: &std::path::Path,
+        line: &[u8],
+        replay: bool,
+        now: i64,
+    ) -> Option<IpNet> {
+        self.replaying = replay;
         // Looked up by reference: no allocation per line once the file is known.
         if !self.files.contains_key(path) {
             self.files.insert(path.to_path_buf(), FileState::default());
@@ -503,9 +561,11 @@ impl Engine {
         c
     }
 
-    /// One log line of an unnamed file (tests, replays).
+    /// One log line of an unnamed file, its ban (if any) applied at once (tests, replays).
     pub fn on_line(&mut self, line: &[u8], now: i64) -> Option<IpNet> {
-        self.on_log_line(std::path::Path::new(""), line, now)
+        let r = self.on_log_line(std::path::Path::new(""), line, now);
+        self.flush(now);
+        r
     }
 
     /// One verdict, in line order. Returns the network banned (or that would be), if any.
@@ -538,12 +598,21 @@ impl Engine {
         if self.settings.is_ignored(addr) || self.local.contains(&addr) {
             return None;
         }
-        // Replaying old lines (--from-start) counts them at their own time; a date ahead of
-        // the clock counts as now.
-        let t = if self.from_start {
-            time.unwrap_or(now).min(now)
-        } else {
-            now
+        // Every failure counts at its own time, so a ban lasts from the last failure however
+        // late the line was read. Replayed lines (--from-start, or the part of a log written
+        // while no watcher ran) are taken at their word; a date ahead of the clock counts as
+        // now. A live line's date is believed only within findtime of the clock: one further
+        // off says the clock or the time zone is wrong, not that the failure is old, and
+        // must not stop live banning.
+        let replay = self.from_start || self.replaying;
+        let t = match time {
+            Some(t) if replay => t.min(now),
+            Some(t)
+                if t <= now && t >= now.saturating_sub(self.settings.findtime.as_secs() as i64) =>
+            {
+                t
+            }
+            _ => now,
         };
         // The same attempt reported by its module and as a security event counts once.
         let ch = crate::ban::one_count::Channel::of(rule);
@@ -571,7 +640,7 @@ impl Engine {
         let net = policy::ban_target(addr, &self.settings, &local)?;
         // A replayed ban lasts from its last failure, as it would have live: one that would
         // already have ended is not made.
-        if self.from_start && t < now {
+        if replay && t < now {
             let len = policy::ban_length(
                 &self.settings,
                 self.state.as_ref().map_or(0, |st| st.previous_bans(&net)),
@@ -592,6 +661,9 @@ impl Engine {
             ));
             return Some(net);
         };
+        if self.pending_nets.contains(&net) {
+            return None; // already in this batch (another address of the same /64)
+        }
         let in_force = |st: &State| {
             st.get(&net)
                 .is_some_and(|b| b.until.is_none_or(|u| u > now))
@@ -602,41 +674,141 @@ impl Engine {
             return None; // already banned (e.g. another address of the same /64)
         }
         let len = policy::ban_length(&self.settings, st.previous_bans(&net));
-        // Stamped with the failure's own time: a backlog replayed late does not lengthen it.
+        // Stamped with the failure's own time: a backlog read late does not lengthen it.
         let until = t + len.as_secs() as i64;
-        let ban = Ban {
+        self.pending.push(Ban {
             net,
             until: Some(until),
             reason: rule.to_string(),
             failures,
             banned_at: t,
-        };
-        // Durable first: once this returns, a crash cannot lose the ban.
-        if let Err(e) = st.record_ban(ban) {
-            self.say(format_args!(
-                "error: cannot record ban of {net}: {e}; not banned"
-            ));
-            return None;
-        }
-        self.metrics.ban("log");
-        let fw = self.fw.as_mut().expect("state implies firewall");
-        match fw.ban(net, Some(until)) {
-            Ok(()) => self.say(format_args!(
-                "ban {net} for {}: {failures} failures ({rule})",
-                crate::duration::format(len)
-            )),
-            Err(e) => {
-                self.say(format_args!(
-                    "error: firewall refused ban of {net}: {e}; will retry"
-                ));
-                self.retry.push((net, Some(until)));
-            }
+        });
+        self.pending_nets.insert(net);
+        if self.pending.len() >= BATCH_MAX {
+            self.flush(now);
         }
         Some(net)
     }
 
+    /// Keep `<state_dir>/health.json` (journal trouble, unreadable logs) for `status` and
+    /// `verify`. Opened by the caller at start, while space is sure to be there.
+    pub fn set_health_file(&mut self, h: state::HealthFile) {
+        self.health = Some(h);
+    }
+
+    /// The followed logs that cannot be read now, with why (empty when all can).
+    pub fn set_unreadable(&mut self, logs: Vec<(std::path::PathBuf, String)>) {
+        self.unreadable = logs;
+    }
+
+    fn publish_health(&mut self, now: i64) {
+        let Some(hf) = &self.health else { return };
+        let st = self.state.as_ref();
+        let h = state::Health {
+            journal_error: st.and_then(|s| s.journal_error().map(str::to_owned)),
+            unwritten: st.map_or(0, State::unwritten),
+            unreadable: self
+                .unreadable
+                .iter()
+                .map(|(p, e)| state::Unreadable {
+                    path: p.clone(),
+                    error: e.clone(),
+                })
+                .collect(),
+            updated_at: 0,
+        };
+        // Written when something changed, and once a minute so readers see it is current.
+        let same = self.health_said.as_ref() == Some(&h);
+        if same && now.saturating_sub(hf.written_at()) < 60 {
+            return;
+        }
+        let h2 = state::Health {
+            updated_at: now,
+            ..h.clone()
+        };
+        if hf.write(&h2, now).is_ok() {
+            self.health_said = Some(h);
+        }
+    }
+
+    /// Bans decided but not yet recorded and applied.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Record every ban decided since the last flush in one journal write (fsynced before the
+    /// firewall is touched: a crash loses none), then apply them in one firewall batch. The
+    /// caller flushes after each read of the logs; [`Engine::tick`] flushes too.
+    pub fn flush(&mut self, now: i64) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let bans = std::mem::take(&mut self.pending);
+        self.pending_nets.clear();
+        let st = self.state.as_mut().expect("pending bans imply a state");
+        let held = st.unwritten();
+        match st.record_bans(bans.clone()) {
+            // The firewall still bans; the records stay in memory and are written by the
+            // first append that works (tick retries).
+            Err(e) => self.journal_failing(now, &e.to_string()),
+            Ok(()) if held > 0 => {
+                self.journal_said = None;
+                self.say(format_args!(
+                    "the ban journal is writable again: wrote the {held} records held in memory"
+                ));
+            }
+            Ok(()) => {}
+        }
+        for _ in &bans {
+            self.metrics.ban("log");
+        }
+        let batch: Vec<(IpNet, Option<i64>)> = bans.iter().map(|b| (b.net, b.until)).collect();
+        let fw = self.fw.as_mut().expect("state implies firewall");
+        match fw.ban_many(&batch) {
+            Ok(()) => {
+                for b in &bans {
+                    let len = std::time::Duration::from_secs(
+                        b.until.map_or(0, |u| u.saturating_sub(b.banned_at).max(0)) as u64,
+                    );
+                    self.say(format_args!(
+                        "ban {} for {}: {} failures ({})",
+                        b.net,
+                        crate::duration::format(len),
+                        b.failures,
+                        b.reason
+                    ));
+                }
+            }
+            Err(e) => {
+                self.say(format_args!(
+                    "error: firewall refused a batch of {} bans ({}…): {e}; will retry",
+                    batch.len(),
+                    batch[0].0
+                ));
+                self.retry.extend(batch);
+            }
+        }
+    }
+
+    /// The journal cannot be written: loud, but at most once a minute while it lasts.
+    fn journal_failing(&mut self, now: i64, why: &str) {
+        let held = self.state.as_ref().map_or(0, State::unwritten);
+        if self
+            .journal_said
+            .is_some_and(|t| now.saturating_sub(t) < 60)
+        {
+            return;
+        }
+        self.journal_said = Some(now);
+        self.say(format_args!(
+            "error: cannot write the ban journal: {why}; {held} records are held in memory only \
+             (the firewall still bans; retried every second; a crash now would lose them)"
+        ));
+    }
+
     /// Housekeeping; call often (it does its work at most once a second).
     pub fn tick(&mut self, now: i64) -> Result<()> {
+        self.flush(now);
         if now == self.last_second {
             return Ok(());
         }
@@ -645,29 +817,54 @@ impl Engine {
             fs.prov.flush_stale(now, &mut self.released);
         }
         self.act_on_released(now);
+        self.flush(now);
         self.report_not_believed(now);
+        // Storage faults are said and survived here, never returned: a full disk must not
+        // stop the banning.
+        let mut journal_err: Option<String> = None;
         if let (Some(st), Some(fw)) = (self.state.as_mut(), self.fw.as_mut()) {
+            let mut msgs = vec![];
+            if st.unwritten() > 0 {
+                match st.retry_unwritten() {
+                    Ok(n) => {
+                        self.journal_said = None;
+                        msgs.push(format!(
+                            "the ban journal is writable again: wrote the {n} records held in memory"
+                        ));
+                    }
+                    Err(e) => journal_err = Some(e.to_string()),
+                }
+            }
             // Others' `astpatch ban`/`unban`: they applied the firewall change themselves;
             // taking the records in is what makes expiry and reconciliation respect them.
-            st.refresh()?;
-            let mut msgs = vec![];
+            if let Err(e) = st.refresh() {
+                msgs.push(format!("warning: cannot read the ban journal: {e}"));
+            }
             for net in st.expired(now) {
-                st.record_unban(net, "expired", now)?;
+                // Applied in memory even when it cannot be written (then kept and retried).
+                if let Err(e) = st.record_unban(net, "expired", now) {
+                    journal_err = Some(e.to_string());
+                }
                 match fw.unban(net) {
                     Ok(()) => msgs.push(format!("unban {net}: ban expired")),
                     Err(e) => msgs.push(format!("error: unban {net}: {e}")),
                 }
             }
             let retry = std::mem::take(&mut self.retry);
-            for (net, until) in retry {
-                if st.get(&net).is_none() {
-                    continue;
-                }
-                if let Err(e) = fw.ban(net, until) {
-                    msgs.push(format!("error: firewall still refuses ban of {net}: {e}"));
-                    self.retry.push((net, until));
+            let retry: Vec<(IpNet, Option<i64>)> = retry
+                .into_iter()
+                .filter(|(net, _)| st.get(net).is_some())
+                .collect();
+            if !retry.is_empty() {
+                if let Err(e) = fw.ban_many(&retry) {
+                    msgs.push(format!(
+                        "error: firewall still refuses {} bans ({}…): {e}",
+                        retry.len(),
+                        retry[0].0
+                    ));
+                    self.retry = retry;
                 } else {
-                    msgs.push(format!("ban {net}: applied on retry"));
+                    msgs.push(format!("{} bans applied on retry", retry.len()));
                 }
             }
             if recheck_due(self.last_recheck, now, self.recheck_every) {
@@ -681,8 +878,16 @@ impl Engine {
                     )),
                 }
             }
-            if st.journal_lines() > 10_000 + 2 * st.active_bans(now).len() as u64 {
-                st.compact(now)?;
+            if st.unwritten() == 0
+                && st.journal_lines() > 10_000 + 2 * st.active_bans(now).len() as u64
+                && now.saturating_sub(self.compact_failed_at) >= 60
+            {
+                if let Err(e) = st.compact(now) {
+                    self.compact_failed_at = now;
+                    msgs.push(format!(
+                        "warning: cannot compact the ban journal: {e}; it keeps growing until it can"
+                    ));
+                }
             }
             // Published when it changed (or once a minute), not every second: each write is
             // a temp file, two fsyncs and a rename.
@@ -695,7 +900,7 @@ impl Engine {
             };
             let counts = (self.tracker.len(), self.total_failed, nb);
             if self.published != Some(counts) || now.saturating_sub(self.published_at) >= 60 {
-                state::write_stats(
+                let written = state::write_stats(
                     st.dir(),
                     &state::Stats {
                         currently_failing: counts.0,
@@ -707,14 +912,30 @@ impl Engine {
                         ami: self.ami_link.clone(),
                         updated_at: now,
                     },
-                )?;
+                );
                 self.published = Some(counts);
                 self.published_at = now;
+                // Only a status file: a warning, said when it starts failing.
+                match written {
+                    Ok(()) => self.stats_failing = false,
+                    Err(e) if !self.stats_failing => {
+                        self.stats_failing = true;
+                        msgs.push(format!(
+                            "warning: cannot write {}: {e}; `astpatch status` shows older counts until it can (banning goes on)",
+                            state::STATS_FILE
+                        ));
+                    }
+                    Err(_) => {}
+                }
             }
             for m in msgs {
                 self.say(format_args!("{m}"));
             }
         }
+        if let Some(e) = journal_err {
+            self.journal_failing(now, &e);
+        }
+        self.publish_health(now);
         if now.saturating_sub(self.last_expire) >= 60 {
             self.last_expire = now;
             self.tracker.expire(now);
@@ -855,9 +1076,19 @@ mod tests {
         Arc<AtomicBool>,
         Arc<AtomicBool>,
         Arc<AtomicBool>,
+        /// The size of every ban_many call.
+        Arc<Mutex<Vec<usize>>>,
     );
 
     impl Firewall for MemFw {
+        fn ban_many(&mut self, bans: &[(IpNet, Option<i64>)]) -> Result<()> {
+            crate::firewall::refuse_ipv6_in(bans, self.ipv6())?;
+            self.4.lock().unwrap().push(bans.len());
+            for (n, u) in bans {
+                self.ban(*n, *u)?;
+            }
+            Ok(())
+        }
         fn ensure(&mut self) -> Result<()> {
             self.1.store(false, Ordering::SeqCst);
             Ok(())
@@ -1083,6 +1314,112 @@ mod tests {
         assert_eq!(fw.list().unwrap(), vec![net]);
     }
 
+    /// Issue 12, item 1: what one read recognised goes to the journal in one write and to the
+    /// firewall in one batch, each ban stamped with its own last failure.
+    #[test]
+    fn one_read_is_one_batch_and_each_ban_keeps_its_own_time() {
+        let d = tempfile::tempdir().unwrap();
+        let fw = MemFw::default();
+        let mut e = engine(d.path(), &fw, settings());
+        let p = std::path::Path::new("/var/log/asterisk/messages");
+        let now = 1_795_521_600; // 2026-11-24 12:00:00 UTC
+        let at = |secs: i64, addr: &str| {
+            LINE.replace(
+                "2026-11-24 10:11:12",
+                &crate::logs::frame::format_utc(now - secs).replace(" UTC", ""),
+            )
+            .replace("ADDR", addr)
+            .into_bytes()
+        };
+        for i in 0..300 {
+            let a = format!("203.0.{}.{}", i / 200, i % 200 + 1);
+            for _ in 0..3 {
+                e.on_log_line(p, &at(i % 60, &a), now);
+            }
+        }
+        assert!(fw.list().unwrap().is_empty(), "nothing before the flush");
+        assert_eq!(e.pending(), 300);
+        e.flush(now);
+        assert_eq!(*fw.4.lock().unwrap(), [300], "one batch");
+        assert_eq!(fw.list().unwrap().len(), 300);
+        let st = State::open(d.path()).unwrap();
+        assert_eq!(st.active_bans(now).len(), 300);
+        let b = st.get(&"203.0.0.60/32".parse().unwrap()).unwrap();
+        assert_eq!(b.banned_at, now - 59, "its own failure time");
+        assert_eq!(b.until, Some(now - 59 + 3600));
+        // A live line dated beyond findtime says the clock is off: it counts as now.
+        for _ in 0..3 {
+            e.on_log_line(p, &at(86_400, "203.0.9.9"), now);
+        }
+        e.flush(now);
+        let st = State::open(d.path()).unwrap();
+        assert_eq!(
+            st.get(&"203.0.9.9/32".parse().unwrap()).unwrap().banned_at,
+            now
+        );
+    }
+
+    /// Issue 12, item 5: a journal that cannot be written (here: a full device) is loud, the
+    /// firewall still bans, the records wait in memory and are written once it works again;
+    /// health.json says so meanwhile, and the engine never stops.
+    #[test]
+    fn a_full_disk_under_the_journal_degrades_and_recovers() {
+        let d = tempfile::tempdir().unwrap();
+        let j = d.path().join(state::JOURNAL);
+        std::os::unix::fs::symlink("/dev/full", &j).unwrap();
+        let fw = MemFw::default();
+        let said = Said::default();
+        let mut e = Engine::new(
+            settings(),
+            Some(State::open(d.path()).unwrap()),
+            Some(Box::new(fw.clone())),
+            vec![],
+            false,
+            Box::new(said.clone()),
+        );
+        e.set_health_file(state::HealthFile::open(d.path()).unwrap());
+        for t in 0..3 {
+            e.on_line(&line("203.0.113.7"), 1000 + t);
+        }
+        assert_eq!(fw.list().unwrap().len(), 1, "banned all the same");
+        for t in 3..70 {
+            e.on_line(&line(&format!("203.0.113.{}", 10 + t / 3)), 1000 + t);
+            e.tick(1000 + t).unwrap();
+        }
+        let text = said.text();
+        assert!(
+            text.contains("error: cannot write the ban journal"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("error: cannot write the ban journal").count(),
+            2,
+            "once a minute: {text}"
+        );
+        let h = state::read_health(d.path()).unwrap();
+        assert!(h.journal_error.is_some() && h.unwritten > 10, "{h:?}");
+        let banned = fw.list().unwrap().len();
+        assert!(banned > 10);
+        // A periodic check must not remove what only memory holds.
+        e.set_recheck_every(1);
+        e.tick(1100).unwrap();
+        assert_eq!(fw.list().unwrap().len(), banned);
+        // Space again.
+        std::fs::remove_file(&j).unwrap();
+        e.tick(1101).unwrap();
+        assert!(
+            said.text().contains("the ban journal is writable again"),
+            "{}",
+            said.text()
+        );
+        let st = State::open(d.path()).unwrap();
+        assert_eq!(st.active_bans(1101).len(), banned);
+        assert_eq!(st.total_banned(), banned as u64);
+        e.tick(1200).unwrap();
+        let h = state::read_health(d.path()).unwrap();
+        assert_eq!((h.journal_error, h.unwritten), (None, 0));
+    }
+
     #[test]
     fn forged_lines_inside_a_dumped_sip_packet_are_never_read() {
         let d = tempfile::tempdir().unwrap();
@@ -1107,6 +1444,7 @@ mod tests {
         for _ in 0..3 {
             e.on_log_line(log, &line("203.0.113.7"), 1000);
         }
+        e.flush(1000);
         assert_eq!(fw.list().unwrap().len(), 1);
         // The same forged lines outside a dump would have banned: the skip is what saved it.
         let d2 = tempfile::tempdir().unwrap();
@@ -1115,6 +1453,7 @@ mod tests {
         for _ in 0..3 {
             e2.on_log_line(log, forged.as_bytes(), 1000);
         }
+        e2.flush(1000);
         assert_eq!(fw2.list().unwrap().len(), 1);
     }
 

@@ -76,6 +76,11 @@ pub struct State {
     pub recovered_from: Option<PathBuf>,
     /// False for read-only views (`status`, `verify`): never truncate or move the journal.
     repair: bool,
+    /// Records applied in memory that could not be written (disk full, I/O error): written
+    /// before anything else by the next append or compaction that works.
+    unwritten: Vec<Record>,
+    /// Why the journal could not be written, while it cannot.
+    journal_error: Option<String>,
 }
 
 /// Exclusive `flock` on a file, released on drop.
@@ -228,6 +233,111 @@ pub fn read_stats(dir: &Path) -> Option<Stats> {
     read_json(dir, STATS_FILE)
 }
 
+/// `<state_dir>/health.json`: what is wrong with the watcher's storage and logs, for
+/// `status` and `verify`. Unlike the other status files it is written in place into room
+/// reserved at start, so it can still say "the disk is full" when the disk is full.
+pub const HEALTH_FILE: &str = "health.json";
+const HEALTH_ROOM: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Health {
+    /// Why the ban journal cannot be written, while it cannot.
+    pub journal_error: Option<String>,
+    /// Records held in memory only meanwhile.
+    pub unwritten: usize,
+    /// Followed logs that cannot be read.
+    pub unreadable: Vec<Unreadable>,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Unreadable {
+    pub path: PathBuf,
+    pub error: String,
+}
+
+/// The open health file with its room reserved.
+pub struct HealthFile {
+    file: File,
+    written_at: std::cell::Cell<i64>,
+}
+
+impl HealthFile {
+    /// Open (creating) the file and fill its whole room, so later writes need no new space.
+    pub fn open(dir: &Path) -> Result<HealthFile> {
+        let path = dir.join(HEALTH_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .mode(0o644)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        let hf = HealthFile {
+            file,
+            written_at: std::cell::Cell::new(i64::MIN),
+        };
+        let blank = Health::default();
+        hf.write(&blank, i64::MIN)
+            .map_err(|e| Error::io(&path, e))?;
+        hf.file.sync_all().map_err(|e| Error::io(&path, e))?;
+        Ok(hf)
+    }
+
+    /// Overwrite the room with `h` (JSON padded with spaces). Lists too long are cut.
+    pub fn write(&self, h: &Health, now: i64) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let mut h = h.clone();
+        let mut text = serde_json::to_vec(&h).expect("json");
+        while text.len() >= HEALTH_ROOM && !h.unreadable.is_empty() {
+            h.unreadable.truncate(h.unreadable.len() / 2);
+            text = serde_json::to_vec(&h).expect("json");
+        }
+        if let Some(e) = h
+            .journal_error
+            .as_mut()
+            .filter(|_| text.len() >= HEALTH_ROOM)
+        {
+            e.truncate(200);
+            text = serde_json::to_vec(&h).expect("json");
+        }
+        text.resize(HEALTH_ROOM, b' ');
+        text[HEALTH_ROOM - 1] = b'\n';
+        self.file.write_all_at(&text, 0)?;
+        self.written_at.set(now);
+        Ok(())
+    }
+
+    /// When it was last written (unix seconds).
+    pub fn written_at(&self) -> i64 {
+        self.written_at.get()
+    }
+}
+
+/// What the watcher last said in health.json; None when absent or unreadable.
+pub fn read_health(dir: &Path) -> Option<Health> {
+    let bytes = fs::read(dir.join(HEALTH_FILE)).ok()?;
+    serde_json::from_slice(bytes.trim_ascii()).ok()
+}
+
+/// Where the watcher stands in each log, for a restart to resume from.
+pub const POSITIONS_FILE: &str = "positions.json";
+
+pub fn write_positions(dir: &Path, p: &[(PathBuf, crate::logs::follow::Position)]) -> Result<()> {
+    write_json(dir, POSITIONS_FILE, &p)
+}
+
+/// The saved positions; none when absent or unreadable (then logs start as on first use).
+pub fn read_positions(
+    dir: &Path,
+) -> std::collections::HashMap<PathBuf, crate::logs::follow::Position> {
+    read_json::<Vec<(PathBuf, crate::logs::follow::Position)>>(dir, POSITIONS_FILE)
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
 /// A small status file others read: replaced atomically, world-readable.
 fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<()> {
     let path = dir.join(name);
@@ -261,6 +371,8 @@ impl State {
             lines: 0,
             recovered_from: None,
             repair: true,
+            unwritten: vec![],
+            journal_error: None,
         };
         let _l = st.lock()?;
         st.catch_up()?;
@@ -281,6 +393,8 @@ impl State {
             lines: 0,
             recovered_from: None,
             repair: false,
+            unwritten: vec![],
+            journal_error: None,
         };
         if dir.join(JOURNAL).exists() {
             st.catch_up()?;
@@ -316,13 +430,16 @@ impl State {
             Err(e) => return Err(Error::io(&path, e)),
         };
         let meta = file.metadata().map_err(|e| Error::io(&path, e))?;
+        let mut reread = false;
         if meta.ino() != self.ino || meta.len() < self.offset {
             // Replaced by compaction (ours or a CLI's) or truncated: read it all again.
             self.reset();
             self.ino = meta.ino();
+            reread = true;
         }
         if meta.len() == self.offset {
-            return Ok(false);
+            self.reapply_unwritten(reread);
+            return Ok(reread);
         }
         file.seek(SeekFrom::Start(self.offset))
             .map_err(|e| Error::io(&path, e))?;
@@ -383,7 +500,17 @@ impl State {
         }
         self.lines += rest[..whole].iter().filter(|&&b| b == b'\n').count() as u64;
         self.offset += whole as u64;
+        self.reapply_unwritten(reread);
         Ok(true)
+    }
+
+    /// After reading the journal afresh, what only memory holds is applied again on top.
+    fn reapply_unwritten(&mut self, reread: bool) {
+        if reread && !self.unwritten.is_empty() {
+            for r in self.unwritten.clone() {
+                self.apply(r);
+            }
+        }
     }
 
     fn reset(&mut self) {
@@ -413,13 +540,46 @@ impl State {
         }
     }
 
-    /// Append records durably (write + fsync) under the lock, then apply them.
+    /// Append records durably (write + fsync) under the lock, then apply them. When the
+    /// journal cannot be written (a full disk, an I/O error), the records are applied in
+    /// memory all the same, kept, and written first by the next append that works; the error
+    /// is returned so the caller says so, and [`State::journal_error`] tells until then.
     fn append(&mut self, records: Vec<Record>) -> Result<()> {
+        let held = self.unwritten.len();
+        let mut all = std::mem::take(&mut self.unwritten);
+        all.extend(records);
+        if all.is_empty() {
+            return Ok(());
+        }
+        match self.write_records(&all) {
+            Ok(()) => {
+                self.journal_error = None;
+                if held > 0 {
+                    // Those were applied when they failed: read everything back once, so
+                    // history and totals count them once.
+                    let _l = self.lock()?;
+                    self.reset();
+                    self.catch_up()?;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                for r in &all[held..] {
+                    self.apply(r.clone());
+                }
+                self.unwritten = all;
+                self.journal_error = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    fn write_records(&mut self, records: &[Record]) -> Result<()> {
         let _l = self.lock()?;
         self.catch_up()?;
         let path = self.journal();
         let mut text = Vec::new();
-        for r in &records {
+        for r in records {
             serde_json::to_writer(&mut text, r).expect("json");
             text.push(b'\n');
         }
@@ -429,11 +589,23 @@ impl State {
             .mode(0o600)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        f.write_all(&text).map_err(|e| Error::io(&path, e))?;
-        f.sync_data().map_err(|e| Error::io(&path, e))?;
-        if self.ino == 0 {
-            // A new file: its directory entry must be durable too.
-            crate::atomic::sync_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        let before = f.metadata().map_err(|e| Error::io(&path, e))?.len();
+        let written = f
+            .write_all(&text)
+            .and_then(|()| f.sync_data())
+            .and_then(|()| {
+                if self.ino == 0 {
+                    // A new file: its directory entry must be durable too.
+                    crate::atomic::sync_dir(&self.dir)
+                } else {
+                    Ok(())
+                }
+            });
+        if let Err(e) = written {
+            // A short write (ENOSPC halfway) would leave a torn line that the next append
+            // glues onto: cut it off (shrinking needs no space).
+            let _ = f.set_len(before);
+            return Err(Error::io(&path, e));
         }
         // Read back what we wrote (and anything raced in before it) in order.
         self.catch_up()?;
@@ -443,6 +615,31 @@ impl State {
     /// Record a ban. Returns only once it is on disk: then change the firewall.
     pub fn record_ban(&mut self, ban: Ban) -> Result<()> {
         self.append(vec![Record::Ban(ban)])
+    }
+
+    /// Record many bans with one write and one fsync.
+    pub fn record_bans(&mut self, bans: Vec<Ban>) -> Result<()> {
+        self.append(bans.into_iter().map(Record::Ban).collect())
+    }
+
+    /// Write what only memory holds, if anything. Ok(n) records written.
+    pub fn retry_unwritten(&mut self) -> Result<usize> {
+        let n = self.unwritten.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        self.append(vec![])?;
+        Ok(n)
+    }
+
+    /// Records held in memory only (the journal could not be written).
+    pub fn unwritten(&self) -> usize {
+        self.unwritten.len()
+    }
+
+    /// Why the journal cannot be written, while it cannot.
+    pub fn journal_error(&self) -> Option<&str> {
+        self.journal_error.as_deref()
     }
 
     pub fn record_unban(&mut self, net: IpNet, why: &str, now: i64) -> Result<()> {
@@ -523,6 +720,9 @@ impl State {
             Ok(())
         })
         .map_err(|e| Error::io(&path, e))?;
+        // The snapshot was made from memory, which held the unwritten records too.
+        self.unwritten.clear();
+        self.journal_error = None;
         self.reset();
         self.catch_up()?;
         Ok(())

@@ -175,10 +175,12 @@ pub enum Command {
     },
     /// Follow Asterisk's logs and ban addresses that fail too often (like fail2ban).
     ///
-    /// Follows each log across rotation (rename, copytruncate, delete-and-recreate) and waits
-    /// for logs that do not exist yet; starts at their end unless --from-start. Counts failures
-    /// per source address (maxretry within findtime); with --ban it records each ban durably,
-    /// then puts it into the firewall, expires it on time, and at start restores every ban the
+    /// Follows each log across rotation (rename, copytruncate, compression, delete-and-recreate,
+    /// several rotations while it was behind) and waits for logs that do not exist yet; starts
+    /// at their end unless --from-start, and with --ban a restart resumes where the last run
+    /// stopped (state_dir/positions.json). Counts failures per source address (maxretry within
+    /// findtime); with --ban it records each batch of bans durably, then puts it into the
+    /// firewall in one batch, expires bans on time, and at start restores every ban the
     /// firewall lost (reboot, iptables -F). Without --ban it only reports what it would ban.
     #[command(
         after_help = "Examples:\n  astpatch watch                      # dry: report what would be banned\n  astpatch watch --ban\n  astpatch watch --ban --backend nftables --log /var/log/asterisk/messages\n  astpatch install-watcher            # run it under systemd"
@@ -194,7 +196,9 @@ pub enum Command {
         backend: BackendArg,
         #[command(flatten)]
         state: StateDirArg,
-        /// Read the logs from their beginning (default: only lines written from now on).
+        /// Read the logs from their beginning, each failure at its own time (default: only
+        /// lines written from now on). A log with a position saved by an earlier --ban run
+        /// resumes there instead.
         #[arg(long)]
         from_start: bool,
     },

@@ -108,6 +108,21 @@ pub fn run_status(
         ),
         None => println!("Firewall:           unknown (cannot read it; root needed)"),
     }
+    if let Some(e) = &s.journal_error {
+        println!(
+            "Ban journal:        {}: {e}; {} records held in memory only (the firewall still bans; a crash now loses them)",
+            style.bad("NOT WRITABLE"),
+            s.unwritten_records
+        );
+    }
+    for u in &s.unreadable_logs {
+        println!(
+            "Unreadable log:     {} {}: {} (its failures are not counted)",
+            style.bad("cannot read"),
+            u.path.display(),
+            u.error
+        );
+    }
     println!(
         "Currently failing:  {}",
         opt(s.currently_failing.map(|v| v.to_string()))

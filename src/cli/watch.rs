@@ -80,10 +80,19 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
     }
     // Positions are fixed before anything announces readiness (start-up line, pid file), so
     // "start at the end" means the end as of when we said we were watching.
+    // A banning watcher resumes each log where the last one stopped (a report-only run
+    // neither reads nor writes positions); --from-start applies to logs without one.
+    let resume = if args.ban {
+        state::read_positions(&settings.state_dir)
+    } else {
+        Default::default()
+    };
     let mut follower = Follower::new(
         &settings.logs,
         FollowOptions {
             from_start: args.from_start,
+            resume,
+            lookback: settings.findtime,
             ..FollowOptions::default()
         },
     );
@@ -98,6 +107,7 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
         let st = State::open(&settings.state_dir)?;
         let mut fw =
             firewall::for_backend_with(settings.backend, Box::new(SystemRunner::host()), ipv6);
+        fw.keep_session();
         fw.ensure()?;
         let mut e = Engine::new(
             settings.clone(),
@@ -107,12 +117,18 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
             args.from_start,
             out,
         );
+        match state::HealthFile::open(&settings.state_dir) {
+            Ok(h) => e.set_health_file(h),
+            Err(err) => println!("warning: {err}; `astpatch status` cannot show storage trouble"),
+        }
         let r = e.reconcile(now_secs())?;
         println!(
             "astpatch watch: backend {}, {} active bans ({} re-added to the firewall, {} unknown removed, {} expired)",
             settings.backend, r.active, r.readded, r.removed_unknown, r.expired
         );
-        state::write_pid_file(
+        // Without it `status` and `verify` do not see the watcher, but it bans all the same:
+        // a full disk must not keep it from starting.
+        if let Err(err) = state::write_pid_file(
             &settings.state_dir,
             &state::PidFile {
                 pid: std::process::id(),
@@ -120,7 +136,11 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
                 backend: settings.backend,
                 started_at: now_secs(),
             },
-        )?;
+        ) {
+            println!(
+                "error: {err}; banning goes on, but `astpatch status` and `verify` will not see this watcher until it is restarted with room on the disk"
+            );
+        }
         e
     } else {
         println!("astpatch watch: report only (no --ban): nothing is banned");
@@ -156,6 +176,8 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
     } else {
         Duration::from_millis(250)
     };
+    let mut unreadable_said: Option<i64> = None;
+    let mut positions_at = i64::MIN;
     let result = (|| -> Result<()> {
         while !STOP.load(Ordering::SeqCst) {
             let now = now_secs();
@@ -163,13 +185,13 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
             // them in order before each line.
             let events = std::cell::RefCell::new(Vec::<std::path::PathBuf>::new());
             let engine_cell = std::cell::RefCell::new(&mut engine);
-            follower.read_available(
-                &mut |path, line| {
+            let more = follower.read_available(
+                &mut |path, line, replay| {
                     let mut e = engine_cell.borrow_mut();
                     for p in events.borrow_mut().drain(..) {
                         e.file_restarted(&p);
                     }
-                    e.on_log_line(path, line, now);
+                    e.on_log_line_as(path, line, replay, now);
                 },
                 &mut |ev| match ev {
                     Event::Opened(p) => {
@@ -177,16 +199,54 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
                         events.borrow_mut().push(p);
                     }
                     Event::Rotated(p) => {
-                        println!("{} was rotated; following the new file", p.display());
+                        println!(
+                            "{} was rotated; following the new file (the old one is read to its end)",
+                            p.display()
+                        );
                         events.borrow_mut().push(p);
                     }
                     Event::Truncated(p) => {
                         println!("{} was truncated; reading from its start", p.display());
                         events.borrow_mut().push(p);
                     }
+                    Event::FromCopy(p, copy) => println!(
+                        "{}: the lines not yet read when it was truncated are read from {}",
+                        p.display(),
+                        copy.display()
+                    ),
                     Event::LineTooLong(p) => {
                         println!("warning: {}: skipped an overlong line", p.display())
                     }
+                    Event::Unreadable(p, why) => {
+                        println!("error: cannot read {}: {why}; its failures are not counted until it can be read", p.display());
+                        unreadable_said = Some(now);
+                    }
+                    Event::Readable(p) => println!("{} can be read again", p.display()),
+                    Event::Resumed {
+                        log,
+                        from,
+                        offset,
+                        newer,
+                    } => {
+                        if log == from {
+                            println!("{}: resuming at byte {offset} where the last run stopped", log.display());
+                        } else {
+                            println!(
+                                "{}: rotated while no watcher ran; resuming in {} at byte {offset}, then {newer} newer rotated files and the log",
+                                log.display(),
+                                from.display()
+                            );
+                        }
+                    }
+                    Event::Missed(p, n) => println!(
+                        "{}: rotated {} more times since the last look; reading those files too",
+                        p.display(),
+                        n
+                    ),
+                    Event::ResumeLost(p) => println!(
+                        "{}: the file the last run read is gone; reading the log from its start",
+                        p.display()
+                    ),
                 },
             );
             for p in events.borrow_mut().drain(..) {
@@ -195,11 +255,39 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
             if let Some(rx) = &ami {
                 drain_ami(&mut engine, rx, now_secs());
             }
+            // The batch of what this read recognised, then housekeeping.
             engine.tick(now_secs())?;
+            let unreadable = follower.unreadable();
+            if !unreadable.is_empty()
+                && unreadable_said.is_none_or(|t| now.saturating_sub(t) >= UNREADABLE_EVERY)
+            {
+                unreadable_said = Some(now);
+                for (p, why) in &unreadable {
+                    println!(
+                        "error: still cannot read {}: {why}; its failures are not counted",
+                        p.display()
+                    );
+                }
+            }
+            engine.set_unreadable(unreadable);
+            // Positions only after the bans of the lines before them are recorded (tick
+            // flushed them): a restart resumes after nothing it has not acted on.
+            if args.ban
+                && (now.saturating_sub(positions_at) >= POSITIONS_EVERY
+                    || STOP.load(Ordering::SeqCst))
+            {
+                positions_at = now;
+                save_positions(&settings.state_dir, &mut follower);
+            }
             if RELOAD.swap(false, Ordering::SeqCst) {
                 reload(&mut engine, &args);
             }
-            follower.wait(wait);
+            if !more {
+                follower.wait(wait);
+            }
+        }
+        if args.ban {
+            save_positions(&settings.state_dir, &mut follower);
         }
         Ok(())
     })();
@@ -237,6 +325,31 @@ fn drain_ami(engine: &mut Engine, rx: &std::sync::mpsc::Receiver<Note>, now: i64
                     crate::duration::format(retry_in)
                 );
                 engine.set_ami_link(false, format!("down: {why}"));
+            }
+        }
+    }
+}
+
+/// Seconds between two reports of a log that stays unreadable.
+pub const UNREADABLE_EVERY: i64 = 300;
+
+/// Seconds between two saves of the logs' positions.
+pub const POSITIONS_EVERY: i64 = 2;
+
+/// A position file that cannot be written is a warning, said when it starts failing.
+fn save_positions(dir: &std::path::Path, follower: &mut Follower) {
+    static FAILING: AtomicBool = AtomicBool::new(false);
+    match state::write_positions(dir, &follower.positions()) {
+        Ok(()) => {
+            if FAILING.swap(false, Ordering::SeqCst) {
+                println!("log positions are saved again");
+            }
+        }
+        Err(e) => {
+            if !FAILING.swap(true, Ordering::SeqCst) {
+                println!(
+                    "warning: cannot save the log positions: {e}; a restart now would resume from the last saved ones"
+                );
             }
         }
     }

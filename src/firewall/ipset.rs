@@ -123,6 +123,25 @@ impl Firewall for Ipset {
         Ok(())
     }
 
+    fn ban_many(&mut self, bans: &[(IpNet, Option<i64>)]) -> Result<()> {
+        super::refuse_ipv6_in(bans, self.ipv6)?;
+        if bans.len() <= 1 {
+            // One `ipset add` is cheaper than a restore.
+            return bans.iter().try_for_each(|(n, u)| self.ban(*n, *u));
+        }
+        let now = now();
+        let mut batch = String::with_capacity(bans.len() * 48);
+        for (net, until) in bans {
+            batch.push_str(&add_line(set_of(net), net, *until, now));
+        }
+        let argv = ["ipset", "restore"];
+        let out = self.runner.run(&argv, Some(batch.as_bytes()))?;
+        if !out.success {
+            return Err(command_failed(&argv, &out, MODULES));
+        }
+        Ok(())
+    }
+
     fn unban(&mut self, net: IpNet) -> Result<()> {
         if net.addr().is_ipv6() && !self.ipv6 {
             return Ok(()); // nothing IPv6 is held
@@ -244,6 +263,38 @@ mod tests {
         let line = b.lines().find(|l| l.starts_with("add astpatch4")).unwrap();
         let t: i64 = line.split_whitespace().nth(4).unwrap().parse().unwrap();
         assert!((99..=100).contains(&t), "{line}");
+    }
+
+    #[test]
+    fn a_batch_is_one_restore_with_each_timeout() {
+        let r = Recorder::default();
+        let mut fw = Ipset::new(Box::new(r.clone()));
+        let t = now();
+        fw.ban_many(&[
+            ("192.0.2.7/32".parse().unwrap(), Some(t + 100)),
+            ("192.0.2.8/32".parse().unwrap(), Some(t + 200)),
+            ("2001:db8::/64".parse().unwrap(), None),
+        ])
+        .unwrap();
+        assert_eq!(r.calls(), ["ipset restore"]);
+        let b = r.stdin_of("ipset restore").unwrap();
+        let lines: Vec<&str> = b.lines().collect();
+        assert_eq!(lines.len(), 3, "{b}");
+        assert!(lines[0].starts_with("add astpatch4 192.0.2.7/32 timeout "));
+        assert!(lines[1].starts_with("add astpatch4 192.0.2.8/32 timeout "));
+        assert_eq!(lines[2], "add astpatch6 2001:db8::/64 timeout 0 -exist");
+        let t1: i64 = lines[1].split_whitespace().nth(4).unwrap().parse().unwrap();
+        assert!((199..=200).contains(&t1), "{b}");
+        let mut v4only = Ipset::new(Box::new(r.clone())).with_ipv6(false);
+        assert!(
+            v4only
+                .ban_many(&[
+                    ("192.0.2.9/32".parse().unwrap(), None),
+                    ("2001:db8::/64".parse().unwrap(), None)
+                ])
+                .is_err()
+        );
+        assert_eq!(r.calls().len(), 1, "refused before anything ran");
     }
 
     #[test]

@@ -106,6 +106,34 @@ impl Firewall for Iptables {
         Ok(())
     }
 
+    fn ban_many(&mut self, bans: &[(IpNet, Option<i64>)]) -> Result<()> {
+        super::refuse_ipv6_in(bans, self.ipv6)?;
+        if bans.len() <= 1 {
+            return bans.iter().try_for_each(|(n, u)| self.ban(*n, *u));
+        }
+        // Appended without a check per rule (that would be a process per ban): the engine
+        // only bans what its state does not hold, and a duplicate rule is harmless (unban
+        // deletes every copy; the periodic check compares sets, not counts).
+        for (t, v6) in [("iptables-restore", false), ("ip6tables-restore", true)] {
+            let mut batch = String::from("*filter\n");
+            let mut any = false;
+            for (net, _) in bans.iter().filter(|(n, _)| n.addr().is_ipv6() == v6) {
+                batch.push_str(&format!("-A {CHAIN} -s {net} -j DROP\n"));
+                any = true;
+            }
+            if !any {
+                continue;
+            }
+            batch.push_str("COMMIT\n");
+            let argv = [t, "-w", "--noflush"];
+            let out = self.runner.run(&argv, Some(batch.as_bytes()))?;
+            if !out.success {
+                return Err(command_failed(&argv, &out, MODULES));
+            }
+        }
+        Ok(())
+    }
+
     fn unban(&mut self, net: IpNet) -> Result<()> {
         if net.addr().is_ipv6() && !self.ipv6 {
             return Ok(()); // nothing IPv6 is held
@@ -284,6 +312,22 @@ mod tests {
         assert!(
             !calls.iter().any(|c| c.starts_with("ip6tables -w -A")),
             "{calls:?}"
+        );
+    }
+
+    #[test]
+    fn a_batch_appends_to_our_chain_in_one_restore_per_family() {
+        let r = Recorder::default();
+        let mut fw = Iptables::new(Box::new(r.clone()));
+        fw.ban_many(&[
+            ("192.0.2.7/32".parse().unwrap(), None),
+            ("192.0.2.8/32".parse().unwrap(), Some(5)),
+        ])
+        .unwrap();
+        assert_eq!(r.calls(), ["iptables-restore -w --noflush"]);
+        assert_eq!(
+            r.stdin_of("iptables-restore").unwrap(),
+            "*filter\n-A ASTPATCH -s 192.0.2.7/32 -j DROP\n-A ASTPATCH -s 192.0.2.8/32 -j DROP\nCOMMIT\n"
         );
     }
 

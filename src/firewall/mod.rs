@@ -46,6 +46,7 @@ pub mod host;
 pub mod ipset;
 pub mod iptables;
 pub mod ipv6;
+pub mod libnft;
 pub mod nftables;
 
 /// What a finished command left behind.
@@ -60,6 +61,11 @@ pub struct Output {
 /// exit is reported in [`Output::success`] so callers can tell "absent" from "broken".
 pub trait CommandRunner: Send {
     fn run(&self, argv: &[&str], stdin: Option<&[u8]>) -> Result<Output>;
+    /// True when commands run in this process's own network namespace, unchanged: then a
+    /// backend may do the same through a library instead (libnftables).
+    fn local(&self) -> bool {
+        false
+    }
 }
 
 /// Runs commands on this host, or inside a network namespace when built with [`SystemRunner::in_netns`].
@@ -82,6 +88,10 @@ impl SystemRunner {
 }
 
 impl CommandRunner for SystemRunner {
+    fn local(&self) -> bool {
+        self.prefix.is_empty()
+    }
+
     fn run(&self, argv: &[&str], stdin: Option<&[u8]>) -> Result<Output> {
         let full: Vec<&str> = self
             .prefix
@@ -221,6 +231,17 @@ pub trait Firewall: Send {
     /// Drop traffic from `net` (idempotent). `until` is a unix time; backends with kernel
     /// timeouts let the kernel expire it too.
     fn ban(&mut self, net: IpNet, until: Option<i64>) -> Result<()>;
+    /// Drop traffic from every net in `bans`, each with its own end time, in as few commands
+    /// as the backend allows (`nft -f -`, `ipset restore`, `*-restore --noflush`): what one
+    /// read of the logs recognised goes in together, so a burst costs a process or two, not
+    /// one per ban. An IPv6 net on a host without IPv6 is refused like [`Firewall::ban`] does,
+    /// before anything changes.
+    fn ban_many(&mut self, bans: &[(IpNet, Option<i64>)]) -> Result<()> {
+        for (net, until) in bans {
+            self.ban(*net, *until)?;
+        }
+        Ok(())
+    }
     /// Stop dropping `net` (idempotent: absent is fine).
     fn unban(&mut self, net: IpNet) -> Result<()>;
     /// What the kernel holds now.
@@ -237,6 +258,10 @@ pub trait Firewall: Send {
     fn restore(&mut self, bans: &[(IpNet, Option<i64>)]) -> Result<()>;
     /// Remove every object the backend created.
     fn teardown(&mut self) -> Result<()>;
+    /// A long-lived caller (the watcher) may keep a session open across batches where the
+    /// backend has one (nftables: libnftables instead of an `nft` process per batch). One-shot
+    /// commands do not: they behave exactly like the tools.
+    fn keep_session(&mut self) {}
     fn name(&self) -> Backend;
     /// False when the host has no IPv6 ([`ipv6`]): then only IPv4 bans are held, an IPv6 ban
     /// is refused and nothing of the IPv6 half (ip6tables, the inet6 set) is touched.
@@ -315,6 +340,14 @@ pub(crate) fn raise_hook(
         return Err(command_failed(&argv, &out, modules));
     }
     Ok(true)
+}
+
+/// Refuse a batch holding an IPv6 net when the host has none (before anything changes).
+pub(crate) fn refuse_ipv6_in(bans: &[(IpNet, Option<i64>)], ipv6: bool) -> Result<()> {
+    match bans.iter().find(|(n, _)| n.addr().is_ipv6()) {
+        Some((n, _)) if !ipv6 => Err(ipv6::refuse(n)),
+        _ => Ok(()),
+    }
 }
 
 /// The longest kernel timeout ipset accepts (its limit: 2^31 ms).

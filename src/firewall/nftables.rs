@@ -7,7 +7,9 @@
 use ipnet::IpNet;
 
 use super::Backend;
-use super::{CommandRunner, Firewall, command_failed, ipv6, now, parse_net, timeout_secs};
+use super::{
+    CommandRunner, Firewall, Output, command_failed, ipv6, libnft, now, parse_net, timeout_secs,
+};
 use crate::error::Result;
 
 pub const TABLE: &str = "astpatch";
@@ -19,6 +21,17 @@ pub struct Nftables {
     /// rules need no IPv6 stack (the hooks and set types are nf_tables' own), so the table
     /// stays as it is; only IPv6 bans are refused, as with the other backends.
     ipv6: bool,
+    /// libnftables kept loaded (batches without starting `nft`), when the runner runs here.
+    session: std::sync::Mutex<Session>,
+}
+
+enum Session {
+    /// One-shot use: `nft` processes.
+    Untried,
+    /// [`Firewall::keep_session`] asked for the library; opened at the first batch.
+    Wanted,
+    Open(libnft::Session),
+    Absent,
 }
 
 const SETS: [&str; 4] = ["addr4", "addr6", "net4", "net6"];
@@ -96,9 +109,36 @@ pub fn parse_set_json(text: &str) -> Vec<IpNet> {
         .collect()
 }
 
+/// One `nft -f` transaction that adds every ban with its own timeout. As in a single ban,
+/// add (so the delete is valid), delete, add with the timeout: an element already held gets
+/// the new timeout. Chunked so no statement gets huge.
+pub(crate) fn ban_batch(bans: &[(IpNet, Option<i64>)], now: i64) -> String {
+    let mut text = String::with_capacity(bans.len() * 100 + 64);
+    for set in SETS {
+        let of_set: Vec<&(IpNet, Option<i64>)> =
+            bans.iter().filter(|(n, _)| set_of(n) == set).collect();
+        for chunk in of_set.chunks(1000) {
+            let keys: Vec<String> = chunk.iter().map(|(n, _)| key(n)).collect();
+            let keys = keys.join(", ");
+            let els: Vec<String> = chunk.iter().map(|(n, u)| element(n, *u, now)).collect();
+            text.push_str(&format!(
+                "add element inet {TABLE} {set} {{ {keys} }}\n\
+                 delete element inet {TABLE} {set} {{ {keys} }}\n\
+                 add element inet {TABLE} {set} {{ {} }}\n",
+                els.join(", ")
+            ));
+        }
+    }
+    text
+}
+
 impl Nftables {
     pub fn new(runner: Box<dyn CommandRunner>) -> Self {
-        Nftables { runner, ipv6: true }
+        Nftables {
+            runner,
+            ipv6: true,
+            session: std::sync::Mutex::new(Session::Untried),
+        }
     }
 
     /// Refuse IPv6 bans when `on` is false (the host has no IPv6 stack).
@@ -107,9 +147,43 @@ impl Nftables {
         self
     }
 
+    /// `text` through `nft -f -`: in libnftables when the caller asked to keep a session
+    /// ([`Firewall::keep_session`]), `nft` is installed (without it, the tool's absence is
+    /// reported as always, and nothing is touched), the library loads, and the runner runs
+    /// commands in our own namespace; ASTPATCH_NFT_PROCESS=1 forces the process.
+    fn run_text(&self, text: &str) -> Result<Output> {
+        let mut s = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        if matches!(*s, Session::Wanted) {
+            *s = if self.runner.local()
+                && std::env::var_os("ASTPATCH_NFT_PROCESS").is_none()
+                && super::tool_installed("nft")
+            {
+                libnft::Session::open().map_or(Session::Absent, Session::Open)
+            } else {
+                Session::Absent
+            };
+        }
+        if let Session::Open(lib) = &mut *s {
+            return Ok(match lib.run(text) {
+                Ok(stdout) => Output {
+                    success: true,
+                    stdout,
+                    stderr: String::new(),
+                },
+                Err(stderr) => Output {
+                    success: false,
+                    stdout: String::new(),
+                    stderr,
+                },
+            });
+        }
+        drop(s);
+        self.runner.run(&["nft", "-f", "-"], Some(text.as_bytes()))
+    }
+
     fn batch(&self, text: &str) -> Result<()> {
         let argv = ["nft", "-f", "-"];
-        let out = self.runner.run(&argv, Some(text.as_bytes()))?;
+        let out = self.run_text(text)?;
         if !out.success {
             return Err(command_failed(&argv, &out, MODULES));
         }
@@ -156,6 +230,15 @@ impl Firewall for Nftables {
         ))
     }
 
+    fn ban_many(&mut self, bans: &[(IpNet, Option<i64>)]) -> Result<()> {
+        super::refuse_ipv6_in(bans, self.ipv6)?;
+        if bans.is_empty() {
+            return Ok(());
+        }
+        let text = ban_batch(bans, now());
+        self.batch(&text)
+    }
+
     fn unban(&mut self, net: IpNet) -> Result<()> {
         if net.addr().is_ipv6() && !self.ipv6 {
             return Ok(()); // nothing IPv6 is held
@@ -168,7 +251,7 @@ impl Firewall for Nftables {
             key(&net)
         );
         let argv = ["nft", "-f", "-"];
-        let out = self.runner.run(&argv, Some(text.as_bytes()))?;
+        let out = self.run_text(&text)?;
         if out.success || out.stderr.contains("No such file or directory") {
             return Ok(());
         }
@@ -233,6 +316,13 @@ impl Firewall for Nftables {
         Backend::Nftables
     }
 
+    fn keep_session(&mut self) {
+        let s = self.session.get_mut().unwrap_or_else(|e| e.into_inner());
+        if matches!(*s, Session::Untried) {
+            *s = Session::Wanted;
+        }
+    }
+
     fn ipv6(&self) -> bool {
         self.ipv6
     }
@@ -249,6 +339,50 @@ mod tests {
         assert_eq!(set_of(&n("2001:db8::1/128")), "addr6");
         assert_eq!(set_of(&n("192.0.2.0/24")), "net4");
         assert_eq!(set_of(&n("2001:db8::/64")), "net6");
+    }
+
+    /// One-shot commands (`astpatch ban`, status, purge) behave exactly like the tools: only
+    /// a caller that keeps a session (the watcher) may use libnftables. (A `ban` on a host
+    /// without `nft` must report the missing tool and touch nothing, not go through the
+    /// library.)
+    #[test]
+    fn only_a_kept_session_bypasses_the_nft_process() {
+        use crate::firewall::fake::Recorder;
+        struct Local(Recorder);
+        impl CommandRunner for Local {
+            fn run(&self, argv: &[&str], stdin: Option<&[u8]>) -> Result<Output> {
+                self.0.run(argv, stdin)
+            }
+            fn local(&self) -> bool {
+                true
+            }
+        }
+        let r = Recorder::default();
+        let fw = Nftables::new(Box::new(Local(r.clone())));
+        fw.batch("add table inet astpatch\n").unwrap();
+        assert_eq!(r.calls(), ["nft -f -"]);
+    }
+
+    #[test]
+    fn a_batch_is_one_transaction_with_each_timeout() {
+        let n = |s: &str| s.parse::<IpNet>().unwrap();
+        let text = ban_batch(
+            &[
+                (n("192.0.2.1/32"), Some(1100)),
+                (n("192.0.2.2/32"), Some(1200)),
+                (n("2001:db8::/64"), None),
+            ],
+            1000,
+        );
+        assert_eq!(
+            text,
+            "add element inet astpatch addr4 { 192.0.2.1, 192.0.2.2 }\n\
+             delete element inet astpatch addr4 { 192.0.2.1, 192.0.2.2 }\n\
+             add element inet astpatch addr4 { 192.0.2.1 timeout 100s, 192.0.2.2 timeout 200s }\n\
+             add element inet astpatch net6 { 2001:db8::/64 }\n\
+             delete element inet astpatch net6 { 2001:db8::/64 }\n\
+             add element inet astpatch net6 { 2001:db8::/64 }\n"
+        );
     }
 
     #[test]

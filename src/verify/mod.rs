@@ -150,6 +150,9 @@ pub fn verify(inp: &Inputs, firewall: &dyn Fn(Backend) -> Box<dyn Firewall>) -> 
     checks.push(logging);
     let state_dir = under(inp.root, &inp.settings.state_dir);
     checks.push(check_watcher(inp.root, &state_dir, &notice_files));
+    if state::watcher_running(&state_dir) {
+        checks.extend(judge_health(state::read_health(&state_dir).as_ref()));
+    }
     checks.push(check_firewall(&state_dir, inp.settings, firewall));
     checks.extend(check_ami(inp, dirs.as_ref()));
     checks.extend(check_trust_setting(inp.settings.patched));

@@ -225,3 +225,79 @@ pub fn judge_watcher(
         }
     }
 }
+
+/// What the running watcher says is wrong with its storage and logs (health.json): a ban
+/// journal it cannot write, logs it cannot read. No row when all is well.
+pub fn judge_health(h: Option<&state::Health>) -> Option<Check> {
+    const NAME: &str = "watcher-health";
+    let h = h?;
+    let mut what = vec![];
+    let mut fixes = vec![];
+    if let Some(e) = &h.journal_error {
+        what.push(format!(
+            "cannot write its ban journal ({e}); {} records are held in memory only and a crash would lose them",
+            h.unwritten
+        ));
+        fixes.push(
+            "free space (or fix the file system) under the state dir; the watcher writes them as soon as it can"
+                .to_string(),
+        );
+    }
+    if !h.unreadable.is_empty() {
+        let list: Vec<String> = h
+            .unreadable
+            .iter()
+            .map(|u| format!("{} ({})", shown(&u.path), u.error))
+            .collect();
+        what.push(format!(
+            "cannot read {}: their failures are not counted",
+            list.join(", ")
+        ));
+        fixes.push(
+            "let the watcher read them (owner/mode, or the unit's CAP_DAC_READ_SEARCH); it picks them up by itself"
+                .to_string(),
+        );
+    }
+    if what.is_empty() {
+        return None;
+    }
+    Some(Check::new(NAME, Status::Fail, what.join("; ")).fix(fixes.join("; ")))
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::*;
+
+    #[test]
+    fn storage_and_log_trouble_of_the_running_watcher_fail_with_a_fix() {
+        assert!(judge_health(None).is_none());
+        assert!(judge_health(Some(&state::Health::default())).is_none());
+        let h = state::Health {
+            journal_error: Some("No space left on device (os error 28)".into()),
+            unwritten: 12,
+            unreadable: vec![state::Unreadable {
+                path: "/var/log/asterisk/security".into(),
+                error: "Permission denied (os error 13)".into(),
+            }],
+            updated_at: 1,
+        };
+        let c = judge_health(Some(&h)).unwrap();
+        assert_eq!(c.status, Status::Fail);
+        assert!(
+            c.detail.contains("No space left") && c.detail.contains("12 records"),
+            "{}",
+            c.detail
+        );
+        assert!(
+            c.detail
+                .contains("/var/log/asterisk/security (Permission denied"),
+            "{}",
+            c.detail
+        );
+        let fix = c.fix.unwrap();
+        assert!(
+            fix.contains("free space") && fix.contains("CAP_DAC_READ_SEARCH"),
+            "{fix}"
+        );
+    }
+}
