@@ -142,6 +142,9 @@ pub struct Settings {
     /// program (or `logger -t mallory`) that looks like Asterisk's is not believed.
     #[serde(skip_serializing_if = "is_default_ident")]
     pub syslog_ident: Vec<String>,
+    /// Share bans with a fleet of PBXes through CrowdSec's Local API ([`crate::fleet`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crowdsec: Option<crate::fleet::Crowdsec>,
 }
 
 fn default_ident() -> Vec<String> {
@@ -172,6 +175,7 @@ impl Default for Settings {
             ipv6_prefix: None,
             metrics_file: None,
             syslog_ident: default_ident(),
+            crowdsec: None,
         }
     }
 }
@@ -264,6 +268,9 @@ impl Settings {
                 ));
             }
         }
+        if let Some(cs) = &self.crowdsec {
+            cs.validate()?;
+        }
         if let Some(inc) = &self.bantime_increment {
             if inc.factor < 1 {
                 return Err("bantime_increment.factor: must be at least 1".into());
@@ -313,7 +320,7 @@ fn nets_or_addrs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D
 }
 
 /// serde glue: durations as fail2ban-style text (`10m`) or bare seconds.
-mod duration_serde {
+pub(crate) mod duration_serde {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};

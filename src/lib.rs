@@ -24,6 +24,7 @@ pub mod duration;
 pub mod error;
 pub mod exit_codes;
 pub mod firewall;
+pub mod fleet;
 pub mod follow;
 pub mod install;
 pub mod jail;

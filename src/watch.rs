@@ -113,6 +113,8 @@ pub struct Engine {
     published: Option<(usize, u64, Counts)>,
     published_at: i64,
     out: Box<dyn Write + Send>,
+    /// Told after each ban is recorded (the fleet thread's nudge); must not block.
+    on_ban: Option<Box<dyn FnMut() + Send>>,
 }
 
 impl Engine {
@@ -168,7 +170,14 @@ impl Engine {
             published: None,
             published_at: i64::MIN,
             out,
+            on_ban: None,
         }
+    }
+
+    /// Called after every ban recorded in the journal (the fleet pushes it; it must not
+    /// block: the log loop never waits on the network).
+    pub fn set_on_ban(&mut self, f: Box<dyn FnMut() + Send>) {
+        self.on_ban = Some(f);
     }
 
     /// The settings in force.
@@ -557,6 +566,9 @@ impl Engine {
             return None;
         }
         self.metrics.ban("log");
+        if let Some(f) = self.on_ban.as_mut() {
+            f();
+        }
         let fw = self.fw.as_mut().expect("state implies firewall");
         match fw.ban(net, Some(until)) {
             Ok(()) => self.say(format_args!(

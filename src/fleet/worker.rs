@@ -1,0 +1,475 @@
+//! The fleet thread: push what the journal holds and the LAPI lacks, pull the decision stream
+//! every `pull_every`, keep the fleet objects equal to what is held, and say how the link is.
+//! The watcher's loop only [`Handle::nudge`]s it (a bounded channel, `try_send`: never waits).
+use std::collections::{BTreeSet, HashSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::client::{Lapi, LinkError};
+use super::enforce::Enforcer;
+use super::link::Link;
+use super::pull::Fleet;
+use super::push::{Ledger, alert_for, pending};
+use super::settings::{Credentials, Crowdsec};
+use crate::config::Settings;
+use crate::firewall::now_secs;
+use crate::state::State;
+
+/// Alerts per `POST /v1/alerts`.
+const PUSH_CHUNK: usize = 100;
+/// After a failed push, wait this long before the next try (pulls keep their own rhythm).
+const PUSH_BACKOFF: i64 = 5;
+/// How often the fleet objects are checked for outside damage (a flush, a reboot's rules).
+const CHECK_EVERY: i64 = 60;
+
+pub struct Handle {
+    tx: SyncSender<Msg>,
+    join: Option<std::thread::JoinHandle<()>>,
+}
+
+enum Msg {
+    Nudge,
+    Stop,
+}
+
+impl Handle {
+    /// Something changed (a ban was recorded): look now rather than at the next second.
+    pub fn nudge(&self) {
+        match self.tx.try_send(Msg::Nudge) {
+            Ok(()) | Err(TrySendError::Full(_)) => {}
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // Blocking send is fine here: the thread drains its channel every round.
+        let _ = self.tx.send(Msg::Stop);
+        if let Some(j) = self.join.take() {
+            let _ = j.join();
+        }
+    }
+}
+
+pub struct Worker {
+    pub cs: Crowdsec,
+    pub creds: Credentials,
+    pub settings: Settings,
+    pub lapi: Box<dyn Lapi>,
+    pub enforcer: Option<Enforcer>,
+    pub fleet_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub local_now: fn() -> Vec<IpAddr>,
+    pub ipv6: bool,
+    pub say: Box<dyn FnMut(String) + Send>,
+    token: Option<(String, i64)>,
+    state: Option<State>,
+    ledger: Ledger,
+    fleet: Fleet,
+    link: Link,
+    started: bool,
+    next_pull: i64,
+    next_push: i64,
+    last_check: i64,
+    refused_said: HashSet<(IpNet, String)>,
+    dirty: bool,
+}
+
+impl Worker {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        cs: Crowdsec,
+        creds: Credentials,
+        settings: Settings,
+        lapi: Box<dyn Lapi>,
+        enforcer: Option<Enforcer>,
+        ipv6: bool,
+        say: Box<dyn FnMut(String) + Send>,
+    ) -> crate::error::Result<Worker> {
+        let state_dir = settings.state_dir.clone();
+        let fleet_dir = super::dir(&state_dir);
+        std::fs::create_dir_all(&fleet_dir).map_err(|e| crate::error::Error::io(&fleet_dir, e))?;
+        let ledger = Ledger::load(&fleet_dir)?;
+        let fleet = Fleet::load(&fleet_dir).unwrap_or_default();
+        let link = Link {
+            url: cs.url.clone(),
+            push: cs.push,
+            pull: cs.pull,
+            ..super::link::read(&fleet_dir).unwrap_or_default()
+        };
+        Ok(Worker {
+            cs,
+            creds,
+            settings,
+            lapi,
+            enforcer,
+            fleet_dir,
+            state_dir,
+            local_now: crate::policy::local_addresses,
+            ipv6,
+            say,
+            token: None,
+            state: None,
+            ledger,
+            fleet,
+            link,
+            started: false,
+            next_pull: i64::MIN,
+            next_push: i64::MIN,
+            last_check: i64::MIN,
+            refused_said: HashSet::new(),
+            dirty: true,
+        })
+    }
+
+    /// Run on a thread of its own until the handle is dropped.
+    pub fn spawn(mut self) -> Handle {
+        let (tx, rx) = sync_channel(16);
+        let join = std::thread::Builder::new()
+            .name("astpatch-fleet".into())
+            .spawn(move || self.run(rx))
+            .expect("spawn fleet thread");
+        Handle {
+            tx,
+            join: Some(join),
+        }
+    }
+
+    fn run(&mut self, rx: Receiver<Msg>) {
+        // Fleet bans held before a restart go back in at once, before the LAPI answers.
+        self.enforce(now_secs());
+        loop {
+            self.round(now_secs());
+            match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(Msg::Stop) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Ok(Msg::Nudge) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            // Several nudges in a burst are one round.
+            while let Ok(m) = rx.try_recv() {
+                if matches!(m, Msg::Stop) {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn error(&mut self, what: &str, e: &LinkError, now: i64) {
+        let text = format!("{what}: {e}");
+        if self.link.last_error.as_deref() != Some(&text) {
+            (self.say)(format!("fleet: {text}; local banning goes on"));
+        }
+        self.link.last_error = Some(text);
+        self.link.last_error_at = Some(now);
+        self.dirty = true;
+    }
+
+    fn ok(&mut self) {
+        if self.link.last_error.is_some() {
+            (self.say)("fleet: the LAPI answers again".into());
+            self.link.last_error = None;
+            self.dirty = true;
+        }
+    }
+
+    /// One pass: push, pull when due, enforce, publish.
+    pub fn round(&mut self, now: i64) {
+        let local_bans = self.local_bans(now);
+        if self.cs.push {
+            self.push(&local_bans, now);
+        }
+        let mut changed = false;
+        if self.cs.pull && now >= self.next_pull {
+            self.next_pull = now + self.cs.pull_every.as_secs() as i64;
+            changed |= self.pull(now);
+        }
+        changed |= self.fleet.expire(now) > 0;
+        let lifted = super::pull::load_lifted(&self.fleet_dir);
+        if lifted != self.fleet.lifted {
+            self.fleet.lifted = lifted;
+            changed = true;
+        }
+        if changed || self.dirty || now.saturating_sub(self.last_check) >= CHECK_EVERY {
+            self.enforce_with(&local_bans, now);
+        }
+        if self.dirty {
+            self.link.updated_at = now;
+            if let Err(e) = super::link::write(&self.fleet_dir, &self.link) {
+                (self.say)(format!("fleet: cannot write link status: {e}"));
+            }
+            self.dirty = false;
+        }
+    }
+
+    fn local_bans(&mut self, now: i64) -> Vec<crate::state::Ban> {
+        if self.state.is_none() {
+            self.state = State::load(&self.state_dir).ok();
+        }
+        match self.state.as_mut() {
+            Some(st) => {
+                let _ = st.refresh();
+                st.active_bans(now)
+            }
+            None => vec![],
+        }
+    }
+
+    fn token(&mut self, now: i64) -> Result<String, LinkError> {
+        if let Some((t, exp)) = &self.token {
+            // Renewed five minutes before it runs out.
+            if *exp - 300 > now {
+                return Ok(t.clone());
+            }
+        }
+        let (id, pw) = self.creds.machine.clone().expect("push implies a machine");
+        let (t, exp) = self.lapi.login(&id, &pw)?;
+        self.token = Some((t.clone(), exp));
+        Ok(t)
+    }
+
+    fn push(&mut self, active: &[crate::state::Ban], now: i64) {
+        let work = pending(active, &self.ledger, now);
+        let queued = (work.push.len(), work.delete.len());
+        if queued != (self.link.pushes_queued, self.link.deletes_queued) {
+            self.link.pushes_queued = queued.0;
+            self.link.deletes_queued = queued.1;
+            self.dirty = true;
+        }
+        if !work.forget.is_empty() {
+            for n in &work.forget {
+                self.ledger.pushed.remove(n);
+            }
+            self.save_ledger();
+        }
+        if (work.push.is_empty() && work.delete.is_empty()) || now < self.next_push {
+            return;
+        }
+        if let Err(e) = self.push_now(work, now) {
+            if e.is_auth() {
+                self.token = None;
+            }
+            self.next_push = now + PUSH_BACKOFF;
+            self.error("push", &e, now);
+        } else {
+            self.ok();
+        }
+    }
+
+    fn save_ledger(&mut self) {
+        if let Err(e) = self.ledger.save(&self.fleet_dir) {
+            (self.say)(format!("fleet: cannot write the push ledger: {e}"));
+        }
+    }
+
+    fn push_now(&mut self, work: super::push::Work, now: i64) -> Result<(), LinkError> {
+        let token = self.token(now)?;
+        let machine = self.cs.machine_id.clone().unwrap_or_default();
+        for chunk in work.push.chunks(PUSH_CHUNK) {
+            let alerts: Vec<_> = chunk.iter().map(|b| alert_for(b, &machine, now)).collect();
+            let ids = self.lapi.push(&token, &alerts)?;
+            if ids.len() != chunk.len() {
+                return Err(LinkError::Protocol(format!(
+                    "{} alerts sent, {} ids back",
+                    chunk.len(),
+                    ids.len()
+                )));
+            }
+            for (b, id) in chunk.iter().zip(ids) {
+                // The decision ids are what a later unban deletes; learned now, while known.
+                let decisions = self.lapi.alert_decisions(&token, &id).unwrap_or_default();
+                self.ledger.pushed.insert(
+                    b.net,
+                    super::push::Pushed {
+                        banned_at: b.banned_at,
+                        until: b.until,
+                        alert_id: id,
+                        decisions,
+                    },
+                );
+            }
+            self.save_ledger();
+            self.link.pushes_queued = self.link.pushes_queued.saturating_sub(chunk.len());
+            self.link.last_push = Some(now);
+            self.dirty = true;
+            (self.say)(format!(
+                "fleet: pushed {} ban{} to {}",
+                chunk.len(),
+                if chunk.len() == 1 { "" } else { "s" },
+                self.cs.base_url()
+            ));
+        }
+        for (net, ids) in work.delete {
+            let mut ids = ids;
+            if ids.is_empty() {
+                let alert = self.ledger.pushed.get(&net).map(|p| p.alert_id.clone());
+                if let Some(a) = alert {
+                    ids = self.lapi.alert_decisions(&token, &a)?;
+                }
+            }
+            for id in &ids {
+                self.lapi.delete_decision(&token, *id)?;
+            }
+            self.ledger.pushed.remove(&net);
+            self.save_ledger();
+            self.link.deletes_queued = self.link.deletes_queued.saturating_sub(1);
+            self.dirty = true;
+            (self.say)(format!(
+                "fleet: {net} was unbanned here; deleted its decision on the LAPI"
+            ));
+        }
+        Ok(())
+    }
+
+    /// True when what is held changed.
+    fn pull(&mut self, now: i64) -> bool {
+        let key = self.creds.api_key.clone().expect("pull implies a key");
+        match self.lapi.stream(&key, !self.started) {
+            Ok(s) => {
+                let startup = !self.started;
+                self.started = true;
+                let (added, removed) = self.fleet.take(s, startup, now);
+                self.link.last_pull = Some(now);
+                self.link.decisions_held = self.fleet.held.len();
+                self.dirty = true;
+                self.ok();
+                if added + removed > 0 || startup {
+                    (self.say)(format!(
+                        "fleet: {}{added} new, {removed} ended; {} decisions held",
+                        if startup { "stream at start: " } else { "" },
+                        self.fleet.held.len()
+                    ));
+                    if let Err(e) = self.fleet.save(&self.fleet_dir) {
+                        (self.say)(format!("fleet: cannot keep the decisions: {e}"));
+                    }
+                    return true;
+                }
+                false
+            }
+            Err(e) => {
+                self.error("pull", &e, now);
+                false
+            }
+        }
+    }
+
+    fn enforce(&mut self, now: i64) {
+        let local = self.local_bans(now);
+        self.enforce_with(&local, now);
+    }
+
+    fn enforce_with(&mut self, local: &[crate::state::Ban], now: i64) {
+        let Some(enf) = self.enforcer.as_mut() else {
+            return;
+        };
+        let bans: BTreeSet<IpNet> = local.iter().map(|b| b.net).collect();
+        let addrs = (self.local_now)();
+        let want = super::pull::desired(&self.fleet, &self.settings, &addrs, &bans, self.ipv6, now);
+        let mut msgs = vec![];
+        for (net, origin, why) in &want.refused {
+            if self.refused_said.insert((*net, origin.clone())) {
+                msgs.push(format!(
+                    "fleet: not enforcing {net} (decision from {origin}): {why}"
+                ));
+            }
+        }
+        if now.saturating_sub(self.last_check) >= CHECK_EVERY {
+            self.last_check = now;
+            if enf.held() > 0 || !want.nets.is_empty() {
+                match enf.intact() {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        msgs.push(
+                            "fleet: the fleet firewall objects were gone; loading them again"
+                                .into(),
+                        );
+                        enf.reload_next();
+                    }
+                    Err(e) => msgs.push(format!("fleet: firewall check: {e}")),
+                }
+            }
+        }
+        match enf.apply(&want.nets, now) {
+            Ok(r) => {
+                if r.added + r.removed > 0 {
+                    msgs.push(format!(
+                        "fleet: firewall +{} -{}{}; {} fleet bans in place",
+                        r.added,
+                        r.removed,
+                        if r.full { " (full load)" } else { "" },
+                        enf.held()
+                    ));
+                }
+            }
+            Err(e) => msgs.push(format!("error: fleet firewall: {e}; trying again")),
+        }
+        let held = enf.held();
+        if (held, want.refused.len()) != (self.link.enforced, self.link.refused) {
+            self.link.enforced = held;
+            self.link.refused = want.refused.len();
+            self.dirty = true;
+        }
+        for m in msgs {
+            (self.say)(m);
+        }
+    }
+}
+
+/// A cheap clone of the handle's sender, for the log loop.
+#[derive(Clone)]
+pub struct Nudger(SyncSender<Msg>);
+
+impl Nudger {
+    pub fn nudge(&self) {
+        let _ = self.0.try_send(Msg::Nudge);
+    }
+}
+
+impl Handle {
+    pub fn nudger(&self) -> Nudger {
+        Nudger(self.tx.clone())
+    }
+}
+
+/// Start the fleet thread when `[crowdsec]` is set: the secrets are read (an unreadable file
+/// is an error at start, not a silent fleet of one), the firewall objects are those of the
+/// watcher's backend.
+pub fn start(settings: &Settings, ipv6: bool) -> crate::error::Result<Option<Handle>> {
+    let Some(cs) = settings.crowdsec.clone() else {
+        return Ok(None);
+    };
+    let creds = cs.credentials()?;
+    let enforcer = cs.pull.then(|| {
+        Enforcer::new(
+            settings.backend,
+            Box::new(crate::firewall::SystemRunner::host()),
+            ipv6,
+        )
+    });
+    println!(
+        "fleet: CrowdSec LAPI {} (push {}, pull {} every {})",
+        cs.base_url(),
+        if cs.push { "on" } else { "off" },
+        if cs.pull { "on" } else { "off" },
+        crate::duration::format(cs.pull_every)
+    );
+    let lapi = Box::new(super::client::Http::new(cs.base_url()));
+    let w = Worker::new(
+        cs,
+        creds,
+        settings.clone(),
+        lapi,
+        enforcer,
+        ipv6,
+        Box::new(|m| {
+            use std::io::Write;
+            let mut o = std::io::stdout().lock();
+            let _ = writeln!(o, "{m}");
+            let _ = o.flush();
+        }),
+    )?;
+    Ok(Some(w.spawn()))
+}
