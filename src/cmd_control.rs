@@ -175,6 +175,9 @@ pub struct Status {
     pub currently_banned: usize,
     pub total_banned: u64,
     pub banned: Vec<BanInfo>,
+    /// The CrowdSec link and the fleet's bans, when `[crowdsec]` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<crate::fleet::status::FleetStatus>,
 }
 
 pub fn status(settings: &Settings, fw: &dyn Firewall, now: i64) -> Result<Status> {
@@ -213,6 +216,7 @@ pub fn status(settings: &Settings, fw: &dyn Firewall, now: i64) -> Result<Status
         currently_banned: banned.len(),
         total_banned: st.total_banned(),
         banned,
+        fleet: crate::fleet::status::report(settings, now),
     })
 }
 
@@ -292,6 +296,9 @@ pub fn run_status(settings: &Settings, json: bool, style: Style) -> Result<u8> {
             left,
             b.ban.reason
         );
+    }
+    if let Some(f) = &s.fleet {
+        crate::fleet::status::print(f, now_secs(), style);
     }
     Ok(exit_codes::SUCCESS)
 }

@@ -2,7 +2,14 @@
 //! crowdsec 1.4.6 runs as `crowdsec -no-cs` on sqlite in a temp dir (tests/common/crowdsec.rs).
 mod common;
 
-use common::crowdsec::{Lapi, require_crowdsec};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::crowdsec::{Lapi, LapiNet, require_crowdsec};
+use common::netns::Pair;
 
 /// The harness itself: a LAPI comes up, takes a machine and a bouncer, and both can log in
 /// or pull; the decisions list starts empty.
@@ -28,4 +35,362 @@ fn lapi_harness_starts_and_takes_a_machine_and_a_bouncer() {
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!(d[0].0, "198.51.100.9");
     assert_eq!(d[0].1, "cscli");
+}
+
+const PJSIP: &str = "NOTICE[4242] res_pjsip/pjsip_distributor.c: Request 'REGISTER' from '<sip:100@10.250.0.1>' failed for 'ADDR:5060' (callid: 1a2b3c) - No matching endpoint found";
+
+fn append_failures(log: &Path, addr: &str, n: usize) {
+    let mut f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(log)
+        .unwrap();
+    for _ in 0..n {
+        writeln!(f, "[2026-11-26 18:00:00] {}", PJSIP.replace("ADDR", addr)).unwrap();
+    }
+}
+
+/// One PBX: a watcher with `--ban` in its namespace, its log, state and settings.
+struct Pbx {
+    pair: Pair,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    /// Output of every run so far.
+    out: String,
+    runs: u32,
+}
+
+impl Pbx {
+    fn new(
+        name: &str,
+        backend: &str,
+        url: &str,
+        password: &str,
+        api_key: &str,
+        ignore: &[&str],
+    ) -> Pbx {
+        let pair = Pair::new();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("asterisk.log"), "").unwrap();
+        let mut ignoreip = vec!["127.0.0.0/8".to_owned(), "::1".to_owned()];
+        ignoreip.extend(ignore.iter().map(|s| s.to_string()));
+        let quoted: Vec<String> = ignoreip.iter().map(|s| format!("\"{s}\"")).collect();
+        std::fs::write(d.join("password"), format!("{password}\n")).unwrap();
+        let cfg = format!(
+            "logs = [\"{log}\"]\nstate_dir = \"{state}\"\nbackend = \"{backend}\"\nmaxretry = 3\n\
+             ignoreip = [{ign}]\n\n[crowdsec]\nurl = \"{url}\"\nmachine_id = \"{name}\"\n\
+             password_file = \"{pw}\"\napi_key = \"{api_key}\"\npull_every = \"1s\"\n",
+            log = d.join("asterisk.log").display(),
+            state = d.join("state").display(),
+            ign = quoted.join(", "),
+            pw = d.join("password").display(),
+        );
+        std::fs::write(d.join("astpatch.toml"), cfg).unwrap();
+        Pbx {
+            pair,
+            dir,
+            child: None,
+            out: String::new(),
+            runs: 0,
+        }
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("asterisk.log")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn out_path(&self) -> PathBuf {
+        self.dir.path().join(format!("watch-{}.out", self.runs))
+    }
+
+    fn start(&mut self) {
+        self.runs += 1;
+        let _ = std::fs::remove_file(self.state().join("watch.pid"));
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.pair.pbx, common::bin()])
+            .args(["watch", "--ban", "--config"])
+            .arg(self.dir.path().join("astpatch.toml"))
+            .env("ASTPATCH_RECHECK_SECS", "1")
+            .stdout(std::fs::File::create(self.out_path()).unwrap())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.wait_for(|p| p.state().join("watch.pid").exists(), "watcher start");
+    }
+
+    /// SIGKILL: nothing of the watcher gets to run.
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.out
+            .push_str(&std::fs::read_to_string(self.out_path()).unwrap_or_default());
+    }
+
+    fn output(&self) -> String {
+        self.out.clone() + &std::fs::read_to_string(self.out_path()).unwrap_or_default()
+    }
+
+    fn wait_for(&self, mut cond: impl FnMut(&Pbx) -> bool, what: &str) {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(15) {
+            if cond(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "{}: timed out waiting for {what}; watcher said:\n{}",
+            self.pair.pbx,
+            self.output()
+        );
+    }
+
+    /// Seconds until `cond` held, at most `limit`.
+    fn within(&self, limit: Duration, mut cond: impl FnMut(&Pbx) -> bool, what: &str) -> Duration {
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if cond(self) {
+                return t0.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "{}: not within {limit:?}: {what}; watcher said:\n{}",
+            self.pair.pbx,
+            self.output()
+        );
+    }
+
+    fn reaches(&self, v6: bool) -> bool {
+        self.pair.peer_reaches(v6)
+    }
+
+    fn status(&self) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.pair.pbx, common::bin()])
+            .args(["status", "--config"])
+            .arg(self.dir.path().join("astpatch.toml"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn fleet_objects(&self) -> String {
+        let out = self.pair.exec(
+            &self.pair.pbx,
+            &["nft", "list", "table", "inet", "astpatch-fleet"],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Pbx {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The whole issue-14 story on nftables with real packets: two PBXes in two namespaces
+/// share one real LAPI (in a third); the attacker is the peer's address, the same in both
+/// pairs.
+#[test]
+fn two_pbxes_share_bans_through_a_real_lapi() {
+    let name = "two_pbxes_share_bans_through_a_real_lapi";
+    if !common::require_root(name) || !require_crowdsec(name) {
+        return;
+    }
+    let t_start = Instant::now();
+    let mut net = LapiNet::new();
+    let mut lapi = Lapi::start(Some(&net.ns), "0.0.0.0");
+    lapi.add_machine("pbx-a", "pbx-a-password-0123456789");
+    lapi.add_machine("pbx-b", "pbx-b-password-0123456789");
+    let key_a = lapi.add_bouncer("astpatch-pbx-a");
+    let key_b = lapi.add_bouncer("astpatch-pbx-b");
+    // B never bans the peer's IPv6 address, whatever the fleet says.
+    let (peer4, peer6) = ("10.250.0.2", "fd00:a57::2");
+    let mut a = Pbx::new(
+        "pbx-a",
+        "nftables",
+        "",
+        "pbx-a-password-0123456789",
+        &key_a,
+        &[],
+    );
+    let url_a = net.link(&a.pair.pbx, lapi.port);
+    let mut b = Pbx::new(
+        "pbx-b",
+        "nftables",
+        "",
+        "pbx-b-password-0123456789",
+        &key_b,
+        &[peer6],
+    );
+    let url_b = net.link(&b.pair.pbx, lapi.port);
+    for (p, url) in [(&a, &url_a), (&b, &url_b)] {
+        let cfg = p.dir.path().join("astpatch.toml");
+        let t = std::fs::read_to_string(&cfg).unwrap();
+        std::fs::write(&cfg, t.replace("url = \"\"", &format!("url = \"{url}\""))).unwrap();
+    }
+    a.start();
+    b.start();
+    assert!(a.reaches(false) && b.reaches(false) && b.reaches(true));
+
+    // 1. The attacker fails on A: A bans it, pushes, B pulls and drops it within pull_every.
+    append_failures(&a.log(), peer4, 3);
+    a.wait_for(|p| !p.reaches(false), "A drops the attacker");
+    let took = b.within(
+        Duration::from_secs(6),
+        |p| !p.reaches(false),
+        "B drops the attacker A banned",
+    );
+    eprintln!("A's ban dropped on B after {took:?} (pull_every 1s)");
+    let d = lapi.decisions();
+    assert!(
+        d.iter()
+            .any(|(v, o, s)| v == peer4 && o == "crowdsec" && s == "astpatch/asterisk-auth"),
+        "{d:?}"
+    );
+    // The alert means something to `cscli alerts inspect`: machine, scenario, rule, count.
+    let alerts = lapi.cscli_ok(&["alerts", "list", "-o", "json"]);
+    assert!(
+        alerts.contains("pbx-a") && alerts.contains("astpatch/asterisk-auth"),
+        "{alerts}"
+    );
+    // A does not apply its own decision a second time: its fleet objects stay empty.
+    a.wait_for(|p| p.output().contains("stream"), "A pulled");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!a.fleet_objects().contains(peer4), "{}", a.fleet_objects());
+    assert!(b.fleet_objects().contains(peer4), "{}", b.fleet_objects());
+    assert!(b.output().contains("fleet: "), "{}", b.output());
+
+    // 2. `cscli decisions delete` lets it back in on both.
+    lapi.cscli_ok(&["decisions", "delete", "--ip", peer4]);
+    b.within(
+        Duration::from_secs(6),
+        |p| p.reaches(false),
+        "B lets it back in",
+    );
+    a.within(
+        Duration::from_secs(6),
+        |p| p.reaches(false),
+        "A lets it back in",
+    );
+    assert!(
+        a.output().contains("its decision was deleted on the LAPI"),
+        "{}",
+        a.output()
+    );
+
+    // 3. A decision from elsewhere is enforced on both; one for B's ignoreip is not on B.
+    lapi.cscli_ok(&[
+        "decisions",
+        "add",
+        "--ip",
+        peer4,
+        "--duration",
+        "1h",
+        "--reason",
+        "pbx-z",
+    ]);
+    lapi.cscli_ok(&[
+        "decisions",
+        "add",
+        "--ip",
+        peer6,
+        "--duration",
+        "1h",
+        "--reason",
+        "pbx-z",
+    ]);
+    a.within(
+        Duration::from_secs(6),
+        |p| !p.reaches(false) && !p.reaches(true),
+        "A enforces cscli's decisions",
+    );
+    b.within(
+        Duration::from_secs(6),
+        |p| !p.reaches(false),
+        "B enforces cscli's decision",
+    );
+    b.wait_for(
+        |p| {
+            p.output().contains(&format!(
+                "not enforcing {peer6}/128 (decision from cscli): overlaps ignoreip"
+            ))
+        },
+        "B says it refused",
+    );
+    assert!(
+        b.reaches(true),
+        "B's ignoreip address is never banned by the fleet"
+    );
+    assert_eq!(
+        b.output()
+            .matches(&format!("not enforcing {peer6}/128"))
+            .count(),
+        1,
+        "said once"
+    );
+    let st = b.status();
+    assert!(
+        st.contains("Fleet decisions:    2 held, 1 enforced here, 1 refused"),
+        "{st}"
+    );
+    assert!(
+        st.contains("not enforced: refusing to ban fd00:a57::2/128: overlaps ignoreip"),
+        "{st}"
+    );
+    lapi.cscli_ok(&["decisions", "delete", "--all"]);
+    a.within(
+        Duration::from_secs(6),
+        |p| p.reaches(false) && p.reaches(true),
+        "A lets both back in",
+    );
+
+    // 4. The LAPI goes away: local bans go on, pushes wait; it comes back: they arrive.
+    lapi.stop();
+    append_failures(&a.log(), peer6, 3);
+    a.wait_for(|p| !p.reaches(true), "A bans locally without the LAPI");
+    a.wait_for(
+        |p| p.output().contains("push: LAPI unreachable"),
+        "A says the LAPI is gone",
+    );
+    let st = a.status();
+    assert!(st.contains("Fleet pushes:       1 queued"), "{st}");
+    assert!(st.contains("LAPI unreachable"), "{st}");
+    lapi.run();
+    a.within(
+        Duration::from_secs(10),
+        |_| lapi.decisions().iter().any(|(v, _, _)| v == peer6),
+        "the queued push arrives",
+    );
+
+    // 5. Same after kill -9 of the watcher while the LAPI is away.
+    lapi.stop();
+    append_failures(&a.log(), "198.51.100.20", 3);
+    a.wait_for(
+        |p| p.output().contains("ban 198.51.100.20"),
+        "A bans 198.51.100.20",
+    );
+    a.kill9();
+    lapi.run();
+    a.start();
+    a.within(
+        Duration::from_secs(10),
+        |_| {
+            lapi.decisions()
+                .iter()
+                .any(|(v, _, _)| v == "198.51.100.20")
+        },
+        "the push queued before kill -9 arrives",
+    );
+    eprintln!("whole scenario: {:?}", t_start.elapsed());
 }

@@ -14,6 +14,7 @@ pub mod link;
 pub mod pull;
 pub mod push;
 pub mod settings;
+pub mod status;
 pub mod worker;
 
 use std::path::{Path, PathBuf};

@@ -14,8 +14,11 @@ use crate::error::{Error, Result};
 use crate::state::Ban;
 
 pub const LEDGER: &str = "pushed.json";
-/// The `origin` of our decisions, as `cscli decisions list` shows it in its Source column.
-pub const ORIGIN: &str = "astpatch";
+/// The `origin` of our decisions (`cscli decisions list`'s Source column). CrowdSec's own
+/// agents write `crowdsec`; cscli 1.4.6 lists only `crowdsec` and `cscli` decisions unless
+/// given `-a`, so any other origin would hide our bans from the operator's first look. Ours
+/// are told apart by their scenario (`astpatch/…`) and the machine that sent them.
+pub const ORIGIN: &str = "crowdsec";
 /// CrowdSec wants a duration; a ban without an end is pushed as ten years.
 const FOREVER_SECS: i64 = 10 * 365 * 86_400;
 

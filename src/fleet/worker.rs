@@ -329,6 +329,21 @@ impl Worker {
         let key = self.creds.api_key.clone().expect("pull implies a key");
         match self.lapi.stream(&key, !self.started) {
             Ok(s) => {
+                // Our own decisions deleted on the LAPI (`cscli decisions delete`): the fleet
+                // lifted that ban, so it ends here too.
+                let gone: BTreeSet<i64> = s.deleted.iter().flatten().map(|d| d.id).collect();
+                let ours: Vec<(IpNet, i64)> = self
+                    .ledger
+                    .pushed
+                    .iter()
+                    .filter(|(_, p)| {
+                        !p.decisions.is_empty() && p.decisions.iter().all(|d| gone.contains(d))
+                    })
+                    .map(|(n, p)| (*n, p.banned_at))
+                    .collect();
+                for (net, banned_at) in ours {
+                    self.lift_local(net, banned_at, now);
+                }
                 let startup = !self.started;
                 self.started = true;
                 let (added, removed) = self.fleet.take(s, startup, now);
@@ -353,6 +368,36 @@ impl Worker {
                 self.error("pull", &e, now);
                 false
             }
+        }
+    }
+
+    /// End the local ban of `net` (if it is still the one we pushed): recorded, then taken
+    /// out of the local firewall objects, as `astpatch unban` does.
+    fn lift_local(&mut self, net: IpNet, banned_at: i64, now: i64) {
+        self.ledger.pushed.remove(&net);
+        self.save_ledger();
+        let result = (|| -> crate::error::Result<bool> {
+            let mut st = State::open(&self.state_dir)?;
+            if st.get(&net).is_none_or(|b| b.banned_at != banned_at) {
+                return Ok(false);
+            }
+            st.record_unban(net, "decision deleted on the LAPI", now)?;
+            let mut fw = crate::firewall::for_backend_with(
+                self.settings.backend,
+                Box::new(crate::firewall::SystemRunner::host()),
+                self.ipv6,
+            );
+            fw.unban(net)?;
+            Ok(true)
+        })();
+        match result {
+            Ok(true) => (self.say)(format!(
+                "fleet: unban {net}: its decision was deleted on the LAPI"
+            )),
+            Ok(false) => {}
+            Err(e) => (self.say)(format!(
+                "error: fleet: {net}'s decision was deleted on the LAPI but the local ban stays: {e}"
+            )),
         }
     }
 

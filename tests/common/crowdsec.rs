@@ -272,3 +272,64 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// A network namespace of its own for the LAPI, joined by one veth link to each PBX
+/// namespace (LAPI side 10.251.N.1, PBX side 10.251.N.2): the PBXes reach it without any
+/// interface on the host. Drop deletes the namespace (and so its links).
+pub struct LapiNet {
+    pub ns: String,
+    links: u32,
+}
+
+impl LapiNet {
+    pub fn new() -> LapiNet {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let ns = format!(
+            "astp-{}-lapi{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        sh(&["ip", "netns", "add", &ns]);
+        sh(&["ip", "netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+        LapiNet { ns, links: 0 }
+    }
+
+    /// Link `pbx_ns` to the LAPI namespace; returns the URL the PBX reaches the LAPI at.
+    pub fn link(&mut self, pbx_ns: &str, port: u16) -> String {
+        self.links += 1;
+        let n = self.links;
+        let (here, there) = (format!("l{n}"), format!("fl{n}"));
+        sh(&[
+            "ip", "netns", "exec", &self.ns, "ip", "link", "add", &here, "type", "veth", "peer",
+            "name", &there,
+        ]);
+        sh(&[
+            "ip", "netns", "exec", &self.ns, "ip", "link", "set", &there, "netns", pbx_ns,
+        ]);
+        for (ns, dev, addr) in [
+            (self.ns.as_str(), here.as_str(), format!("10.251.{n}.1/24")),
+            (pbx_ns, there.as_str(), format!("10.251.{n}.2/24")),
+        ] {
+            sh(&[
+                "ip", "netns", "exec", ns, "ip", "addr", "add", &addr, "dev", dev,
+            ]);
+            sh(&["ip", "netns", "exec", ns, "ip", "link", "set", dev, "up"]);
+        }
+        format!("http://10.251.{n}.1:{port}")
+    }
+}
+
+impl Drop for LapiNet {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+fn sh(argv: &[&str]) {
+    let st = Command::new(argv[0])
+        .args(&argv[1..])
+        .status()
+        .expect("spawn");
+    assert!(st.success(), "{argv:?} failed");
+}
