@@ -93,15 +93,31 @@ pub fn run_unban(
     let net = policy::parse_target(target)?;
     let known = st.get(&net).is_some();
     let in_kernel = fw.list().map(|l| l.contains(&net)).unwrap_or(false);
+    let watcher = state::watcher_running(&settings.state_dir);
     if !known && !in_kernel {
+        // Not banned here: perhaps by the fleet (kept apart; lifted here only).
+        if let Some(msg) =
+            crate::fleet::unban::lift_fleet_ban(settings, backend(settings), &net, watcher, now)?
+        {
+            println!("{} {msg}", style.ok("unbanned"));
+            return Ok(exit_codes::SUCCESS);
+        }
         return Err(crate::error::Error::nothing_to_do(
             format!("{net} is not banned"),
             Some("`astpatch status` lists the current bans"),
         ));
     }
+    // Asked before our own decision is deleted (which it must not count as the fleet's).
+    let fleet_holds = crate::fleet::unban::still_held(settings, &net, now);
     st.record_unban(net, "manual", now)?;
     fw.unban(net)?;
     println!("{} {net}", style.ok("unbanned"));
+    if let Some(note) = crate::fleet::unban::after_local_unban(settings, &net, watcher) {
+        println!("{note}");
+    }
+    if let Some(note) = fleet_holds {
+        println!("{note}");
+    }
     Ok(exit_codes::SUCCESS)
 }
 
@@ -136,6 +152,9 @@ fn run_purge(settings: &Settings, style: Style) -> Result<u8> {
         }
         firewall::for_backend(b, Box::new(SystemRunner::host())).teardown()?;
         println!("{} {b}: astpatch's objects removed", style.ok("purged"));
+    }
+    for o in crate::fleet::enforce::teardown(&SystemRunner::host())? {
+        println!("{} fleet: {o} removed", style.ok("purged"));
     }
     Ok(exit_codes::SUCCESS)
 }

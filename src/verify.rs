@@ -138,6 +138,7 @@ pub fn verify(inp: &Inputs, firewall: &dyn Fn(Backend) -> Box<dyn Firewall>) -> 
     checks.push(check_watcher(inp.root, &state_dir, &notice_files));
     checks.push(check_firewall(&state_dir, inp.settings, firewall));
     checks.extend(check_trust_setting(inp.settings.patched));
+    checks.extend(check_fleet(inp.settings, &state_dir));
     VerifyReport {
         ok: checks.iter().all(|c| c.status != Status::Fail),
         checks,
@@ -1020,6 +1021,30 @@ pub fn judge_watcher(
             }
         }
     }
+}
+
+/// The CrowdSec link, when `[crowdsec]` is set ([`crate::fleet::verify`]).
+fn check_fleet(settings: &Settings, state_dir: &Path) -> Vec<Check> {
+    use crate::fleet::verify::Verdict;
+    crate::fleet::verify::rows(
+        settings,
+        state::watcher_running(state_dir),
+        crate::firewall::now_secs(),
+    )
+    .into_iter()
+    .map(|r| {
+        let status = match r.verdict {
+            Verdict::Pass => Status::Pass,
+            Verdict::Warn => Status::Warn,
+            Verdict::Fail => Status::Fail,
+        };
+        let c = Check::new(r.name, status, r.detail);
+        match r.fix {
+            Some(f) => c.fix(f),
+            None => c,
+        }
+    })
+    .collect()
 }
 
 fn check_firewall(

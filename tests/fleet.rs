@@ -183,6 +183,22 @@ impl Pbx {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `astpatch ARGS --config …` in the PBX's namespace: (success, stdout+stderr).
+    fn cli(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.pair.pbx, common::bin()])
+            .args(args)
+            .arg("--config")
+            .arg(self.dir.path().join("astpatch.toml"))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+
     fn fleet_objects(&self) -> String {
         let out = self.pair.exec(
             &self.pair.pbx,
@@ -246,8 +262,9 @@ fn two_pbxes_share_bans_through_a_real_lapi() {
     // 1. The attacker fails on A: A bans it, pushes, B pulls and drops it within pull_every.
     append_failures(&a.log(), peer4, 3);
     a.wait_for(|p| !p.reaches(false), "A drops the attacker");
+    // pull_every (1 s), plus the push and one packet probe (600 ms when dropped).
     let took = b.within(
-        Duration::from_secs(6),
+        Duration::from_secs(3),
         |p| !p.reaches(false),
         "B drops the attacker A banned",
     );
@@ -265,11 +282,40 @@ fn two_pbxes_share_bans_through_a_real_lapi() {
         "{alerts}"
     );
     // A does not apply its own decision a second time: its fleet objects stay empty.
-    a.wait_for(|p| p.output().contains("stream"), "A pulled");
+    a.wait_for(|p| p.output().contains("full list"), "A pulled");
     std::thread::sleep(Duration::from_millis(1500));
     assert!(!a.fleet_objects().contains(peer4), "{}", a.fleet_objects());
     assert!(b.fleet_objects().contains(peer4), "{}", b.fleet_objects());
     assert!(b.output().contains("fleet: "), "{}", b.output());
+
+    // A Range ban by hand travels as a Range decision.
+    let (ok, said) = a.cli(&["ban", "198.51.100.0/24"]);
+    assert!(ok, "{said}");
+    b.wait_for(
+        |p| p.fleet_objects().contains("198.51.100.0/24"),
+        "B holds A's Range ban",
+    );
+    assert!(
+        lapi.decisions()
+            .iter()
+            .any(|(v, _, s)| v == "198.51.100.0/24" && s == "astpatch/manual"),
+        "{:?}",
+        lapi.decisions()
+    );
+    // verify checks the login and the stream (without taking the watcher's delta).
+    let (_, said) = a.cli(&["verify"]);
+    assert!(
+        said.contains("logged in as watcher machine pbx-a")
+            && said.contains("bouncer key taken; the watcher pulled"),
+        "{said}"
+    );
+
+    let (ok, said) = a.cli(&["unban", "198.51.100.0/24"]);
+    assert!(ok, "{said}");
+    b.wait_for(
+        |p| !p.fleet_objects().contains("198.51.100.0/24"),
+        "B drops A's Range ban once A lifted it",
+    );
 
     // 2. `cscli decisions delete` lets it back in on both.
     lapi.cscli_ok(&["decisions", "delete", "--ip", peer4]);
@@ -287,6 +333,29 @@ fn two_pbxes_share_bans_through_a_real_lapi() {
         a.output().contains("its decision was deleted on the LAPI"),
         "{}",
         a.output()
+    );
+
+    // 2b. A manual unban on A of a ban A pushed deletes its decision: B lets it back in too.
+    append_failures(&a.log(), peer4, 3);
+    a.wait_for(|p| !p.reaches(false), "A drops the attacker again");
+    b.within(
+        Duration::from_secs(6),
+        |p| !p.reaches(false),
+        "B drops it again",
+    );
+    let (ok, said) = a.cli(&["unban", peer4]);
+    assert!(ok, "{said}");
+    assert!(said.contains("the watcher deletes its decision"), "{said}");
+    a.within(Duration::from_secs(3), |p| p.reaches(false), "A lets it in");
+    b.within(
+        Duration::from_secs(6),
+        |p| p.reaches(false),
+        "B lets it in after A's unban",
+    );
+    assert!(
+        !lapi.decisions().iter().any(|(v, _, _)| v == peer4),
+        "{:?}",
+        lapi.decisions()
     );
 
     // 3. A decision from elsewhere is enforced on both; one for B's ignoreip is not on B.
@@ -339,6 +408,20 @@ fn two_pbxes_share_bans_through_a_real_lapi() {
         1,
         "said once"
     );
+    // Unbanning a fleet ban on A lifts it on A only.
+    let (ok, said) = a.cli(&["unban", peer4]);
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("lifted the fleet's ban of 10.250.0.2/32 here (decision from cscli")
+            && said.contains("cscli decisions delete --ip 10.250.0.2"),
+        "{said}"
+    );
+    a.within(
+        Duration::from_secs(3),
+        |p| p.reaches(false),
+        "A lifts the fleet's ban here",
+    );
+    assert!(!b.reaches(false), "B still enforces it");
     let st = b.status();
     assert!(
         st.contains("Fleet decisions:    2 held, 1 enforced here, 1 refused"),

@@ -129,6 +129,10 @@ pub trait Lapi: Send {
     /// Delete one decision; false when it was already gone.
     fn delete_decision(&mut self, token: &str, id: i64) -> LinkResult<bool>;
     fn stream(&mut self, api_key: &str, startup: bool) -> LinkResult<Stream>;
+    /// Check a bouncer key without moving its stream on: a second `stream` caller with the
+    /// same key would take the changes the watcher's next delta pull is owed (1.4.6 keeps
+    /// one "last pull" per bouncer). `GET /v1/decisions?ip=` for an address of TEST-NET-1.
+    fn probe_key(&mut self, api_key: &str) -> LinkResult<()>;
 }
 
 pub struct Http {
@@ -264,5 +268,14 @@ impl Lapi for Http {
             .call()
             .map_err(link_error)?;
         json(r)
+    }
+
+    fn probe_key(&mut self, api_key: &str) -> LinkResult<()> {
+        self.agent
+            .get(&self.url("/v1/decisions?ip=192.0.2.1"))
+            .set("X-Api-Key", api_key)
+            .call()
+            .map_err(link_error)?;
+        Ok(())
     }
 }

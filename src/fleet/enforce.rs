@@ -422,6 +422,34 @@ impl Enforcer {
     }
 }
 
+/// Take one network out of the fleet objects now (`astpatch unban` while no watcher runs);
+/// absent is fine.
+pub fn remove_one(backend: Backend, runner: &dyn CommandRunner, net: &IpNet) -> Result<()> {
+    let n = net.to_string();
+    match backend {
+        Backend::Nftables => {
+            let text = format!(
+                "delete element inet {NFT_TABLE} {} {{ {} }}\n",
+                nft_set(net),
+                nft_key(net)
+            );
+            runner.run(&["nft", "-f", "-"], Some(text.as_bytes()))?;
+        }
+        Backend::Ipset => {
+            runner.run(&["ipset", "del", ipset_of(net), &n, "-exist"], None)?;
+        }
+        Backend::Iptables => {
+            let t = if net.addr().is_ipv4() {
+                "iptables"
+            } else {
+                "ip6tables"
+            };
+            runner.run(&[t, "-w", "-D", CHAIN, "-s", &n, "-j", "DROP"], None)?;
+        }
+    }
+    Ok(())
+}
+
 /// Remove the fleet objects of every backend (`unban --all --purge`); true when any existed.
 pub fn teardown(runner: &dyn CommandRunner) -> Result<Vec<String>> {
     let mut said = vec![];

@@ -15,6 +15,8 @@ pub mod pull;
 pub mod push;
 pub mod settings;
 pub mod status;
+pub mod unban;
+pub mod verify;
 pub mod worker;
 
 use std::path::{Path, PathBuf};

@@ -175,17 +175,23 @@ pub struct Desired {
 /// The fleet objects' content: every held decision with time left, except what may never be
 /// banned here (the same rules as a local ban: loopback, link-local, ignoreip, this host's
 /// addresses), what a local ban already drops, and what was lifted here by hand.
+/// `own` are the ids of decisions we pushed ourselves: the local ban is their enforcement.
 pub fn desired(
     fleet: &Fleet,
     settings: &Settings,
     local_addrs: &[IpAddr],
     local_bans: &BTreeSet<IpNet>,
+    own: &BTreeSet<i64>,
     ipv6: bool,
     now: i64,
 ) -> Desired {
     let mut d = Desired::default();
-    for h in fleet.held.values() {
+    for (id, h) in &fleet.held {
         if h.until <= now || fleet.lifted.contains_key(&h.net) {
+            continue;
+        }
+        if own.contains(id) {
+            d.covered += 1;
             continue;
         }
         if let Err(e) = crate::policy::check_bannable(&h.net, settings, local_addrs) {
@@ -316,7 +322,7 @@ mod tests {
         };
         let local = ["10.0.0.5".parse().unwrap()];
         let bans: BTreeSet<IpNet> = ["203.0.113.8/32".parse().unwrap()].into();
-        let d = desired(&f, &settings, &local, &bans, true, 10);
+        let d = desired(&f, &settings, &local, &bans, &BTreeSet::new(), true, 10);
         assert_eq!(
             d.nets.keys().map(|n| n.to_string()).collect::<Vec<_>>(),
             vec!["203.0.113.7/32"]

@@ -62,7 +62,7 @@ impl Ledger {
 }
 
 /// What a round has to do for the push side.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Work {
     /// Bans the LAPI has not taken yet.
     pub push: Vec<Ban>,

@@ -25,6 +25,10 @@ const PUSH_CHUNK: usize = 100;
 const PUSH_BACKOFF: i64 = 5;
 /// How often the fleet objects are checked for outside damage (a flush, a reboot's rules).
 const CHECK_EVERY: i64 = 60;
+/// How often the whole decision list is pulled again (`startup=true`) instead of the delta:
+/// 1.4.6 keeps one "last pull" per bouncer key, so a second caller with our key (another
+/// bouncer given the same key by mistake) would take changes our next delta is owed.
+const FULL_EVERY: i64 = 3600;
 
 pub struct Handle {
     tx: SyncSender<Msg>,
@@ -73,7 +77,10 @@ pub struct Worker {
     fleet: Fleet,
     link: Link,
     started: bool,
-    next_pull: i64,
+    last_full: i64,
+    /// Pulls run on the monotonic clock, to the millisecond: `pull_every` is the promise
+    /// of how soon a fleet ban reaches this PBX.
+    next_pull: std::time::Instant,
     next_push: i64,
     last_check: i64,
     refused_said: HashSet<(IpNet, String)>,
@@ -119,7 +126,8 @@ impl Worker {
             fleet,
             link,
             started: false,
-            next_pull: i64::MIN,
+            last_full: i64::MIN,
+            next_pull: std::time::Instant::now(),
             next_push: i64::MIN,
             last_check: i64::MIN,
             refused_said: HashSet::new(),
@@ -145,7 +153,11 @@ impl Worker {
         self.enforce(now_secs());
         loop {
             self.round(now_secs());
-            match rx.recv_timeout(Duration::from_millis(500)) {
+            let wait = self
+                .next_pull
+                .saturating_duration_since(std::time::Instant::now())
+                .clamp(Duration::from_millis(10), Duration::from_millis(500));
+            match rx.recv_timeout(wait) {
                 Ok(Msg::Stop) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                 Ok(Msg::Nudge) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             }
@@ -183,8 +195,12 @@ impl Worker {
             self.push(&local_bans, now);
         }
         let mut changed = false;
-        if self.cs.pull && now >= self.next_pull {
-            self.next_pull = now + self.cs.pull_every.as_secs() as i64;
+        if self.cs.pull && std::time::Instant::now() >= self.next_pull {
+            self.next_pull = std::time::Instant::now() + self.cs.pull_every;
+            // A full list now and then heals a delta another caller with our key took.
+            if self.started && now.saturating_sub(self.last_full) >= FULL_EVERY {
+                self.started = false;
+            }
             changed |= self.pull(now);
         }
         changed |= self.fleet.expire(now) > 0;
@@ -248,7 +264,13 @@ impl Worker {
         if (work.push.is_empty() && work.delete.is_empty()) || now < self.next_push {
             return;
         }
-        if let Err(e) = self.push_now(work, now) {
+        let mut result = self.push_now(work.clone(), now);
+        if result.as_ref().is_err_and(LinkError::is_auth) && self.token.take().is_some() {
+            // A LAPI restarted with a new signing key (1.4.6 draws one per start) refuses
+            // the token it gave us: log in again at once, once.
+            result = self.push_now(work, now);
+        }
+        if let Err(e) = result {
             if e.is_auth() {
                 self.token = None;
             }
@@ -312,6 +334,8 @@ impl Worker {
             }
             for id in &ids {
                 self.lapi.delete_decision(&token, *id)?;
+                // Gone now; not applied here in the moment before the stream says so.
+                self.fleet.held.remove(id);
             }
             self.ledger.pushed.remove(&net);
             self.save_ledger();
@@ -329,6 +353,9 @@ impl Worker {
         let key = self.creds.api_key.clone().expect("pull implies a key");
         match self.lapi.stream(&key, !self.started) {
             Ok(s) => {
+                if !self.started {
+                    self.last_full = now;
+                }
                 // Our own decisions deleted on the LAPI (`cscli decisions delete`): the fleet
                 // lifted that ban, so it ends here too.
                 let gone: BTreeSet<i64> = s.deleted.iter().flatten().map(|d| d.id).collect();
@@ -354,7 +381,7 @@ impl Worker {
                 if added + removed > 0 || startup {
                     (self.say)(format!(
                         "fleet: {}{added} new, {removed} ended; {} decisions held",
-                        if startup { "stream at start: " } else { "" },
+                        if startup { "full list: " } else { "" },
                         self.fleet.held.len()
                     ));
                     if let Err(e) = self.fleet.save(&self.fleet_dir) {
@@ -412,7 +439,21 @@ impl Worker {
         };
         let bans: BTreeSet<IpNet> = local.iter().map(|b| b.net).collect();
         let addrs = (self.local_now)();
-        let want = super::pull::desired(&self.fleet, &self.settings, &addrs, &bans, self.ipv6, now);
+        let own: BTreeSet<i64> = self
+            .ledger
+            .pushed
+            .values()
+            .flat_map(|p| p.decisions.iter().copied())
+            .collect();
+        let want = super::pull::desired(
+            &self.fleet,
+            &self.settings,
+            &addrs,
+            &bans,
+            &own,
+            self.ipv6,
+            now,
+        );
         let mut msgs = vec![];
         for (net, origin, why) in &want.refused {
             if self.refused_said.insert((*net, origin.clone())) {
