@@ -477,3 +477,84 @@ fn two_pbxes_share_bans_through_a_real_lapi() {
     );
     eprintln!("whole scenario: {:?}", t_start.elapsed());
 }
+
+/// Per backend, the fleet objects for real: a decision from elsewhere (IPv4 host, IPv6
+/// host) drops the peer, its deletion lets it in; a flush of the fleet objects from outside
+/// is repaired; the local objects are left alone.
+fn fleet_objects_roundtrip(backend: &str) {
+    let name = format!("fleet_objects_roundtrip_{backend}");
+    if !common::require_root(&name) || !require_crowdsec(&name) {
+        return;
+    }
+    let mut net = LapiNet::new();
+    let lapi = Lapi::start(Some(&net.ns), "0.0.0.0");
+    let key = lapi.add_bouncer("astpatch-pbx-c");
+    lapi.add_machine("pbx-c", "pbx-c-password-0123456789");
+    let mut c = Pbx::new("pbx-c", backend, "", "pbx-c-password-0123456789", &key, &[]);
+    let url = net.link(&c.pair.pbx, lapi.port);
+    let cfg = c.dir.path().join("astpatch.toml");
+    let t = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, t.replace("url = \"\"", &format!("url = \"{url}\""))).unwrap();
+    c.start();
+    assert!(c.reaches(false) && c.reaches(true));
+    for v in ["10.250.0.2", "fd00:a57::2"] {
+        lapi.cscli_ok(&["decisions", "add", "--ip", v, "--duration", "1h"]);
+    }
+    c.within(
+        Duration::from_secs(4),
+        |p| !p.reaches(false) && !p.reaches(true),
+        "both families dropped",
+    );
+    // Nothing went into the local objects: `status` lists no local ban, two fleet bans.
+    let st = c.status();
+    assert!(st.contains("Currently banned:   0"), "{st}");
+    assert!(st.contains("Fleet bans (2):"), "{st}");
+    // Flushed from outside: the periodic check puts them back.
+    match backend {
+        "ipset" => {
+            c.pair
+                .exec_ok(&c.pair.pbx, &["ipset", "flush", "astpatch-fleet4"]);
+            c.pair.exec_ok(
+                &c.pair.pbx,
+                &[
+                    "iptables",
+                    "-D",
+                    "INPUT",
+                    "-m",
+                    "set",
+                    "--match-set",
+                    "astpatch-fleet4",
+                    "src",
+                    "-j",
+                    "DROP",
+                ],
+            );
+        }
+        _ => {
+            c.pair
+                .exec_ok(&c.pair.pbx, &["iptables", "-F", "astpatch-fleet"]);
+        }
+    }
+    assert!(c.reaches(false), "flushed: the peer passes for now");
+    c.within(
+        Duration::from_secs(5),
+        |p| !p.reaches(false),
+        "the fleet objects repaired",
+    );
+    lapi.cscli_ok(&["decisions", "delete", "--all"]);
+    c.within(
+        Duration::from_secs(4),
+        |p| p.reaches(false) && p.reaches(true),
+        "both let in again",
+    );
+}
+
+#[test]
+fn fleet_objects_roundtrip_ipset() {
+    fleet_objects_roundtrip("ipset");
+}
+
+#[test]
+fn fleet_objects_roundtrip_iptables() {
+    fleet_objects_roundtrip("iptables");
+}

@@ -271,9 +271,58 @@ impl Enforcer {
         Ok(())
     }
 
-    /// True when our objects and hooks are all in the kernel (a cheap check, for the
-    /// periodic repair).
-    pub fn intact(&self) -> Result<bool> {
+    /// How many entries of one family the kernel should hold now (those the kernel may
+    /// already have timed out left aside).
+    fn expected(&self, v6: bool, now: i64) -> usize {
+        self.applied
+            .iter()
+            .filter(|(n, u)| n.addr().is_ipv6() == v6 && **u > now + 2)
+            .count()
+    }
+
+    /// True when our objects and hooks are all in the kernel and no entry is missing (a
+    /// cheap check, for the periodic repair: ipset and iptables count their entries; for
+    /// nftables the table and chain must be there, as `nft flush ruleset` removes them).
+    pub fn intact(&self, now: i64) -> Result<bool> {
+        match self.backend {
+            Backend::Ipset => {
+                for (i, (set, _)) in families(self.ipv6).iter().enumerate() {
+                    let out = self.runner.run(&["ipset", "list", "-t", set], None)?;
+                    let n = out
+                        .stdout
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Number of entries: "))
+                        .and_then(|n| n.trim().parse::<usize>().ok());
+                    if !out.success || n.is_none_or(|n| n < self.expected(i == 1, now)) {
+                        return Ok(false);
+                    }
+                }
+            }
+            Backend::Iptables => {
+                let tables: &[&str] = if self.ipv6 {
+                    &["iptables", "ip6tables"]
+                } else {
+                    &["iptables"]
+                };
+                for (i, t) in tables.iter().enumerate() {
+                    let out = self.runner.run(&[t, "-w", "-S", CHAIN], None)?;
+                    let n = out.stdout.lines().filter(|l| l.starts_with("-A ")).count();
+                    let want = self
+                        .applied
+                        .keys()
+                        .filter(|k| k.addr().is_ipv6() == (i == 1))
+                        .count();
+                    if !out.success || n < want {
+                        return Ok(false);
+                    }
+                }
+            }
+            Backend::Nftables => {}
+        }
+        self.hooks_present()
+    }
+
+    fn hooks_present(&self) -> Result<bool> {
         match self.backend {
             Backend::Nftables => {
                 let out = self

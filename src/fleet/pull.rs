@@ -343,9 +343,15 @@ mod tests {
         // Lifted by hand: left out.
         f.lifted.insert("203.0.113.7/32".parse().unwrap(), 3600);
         assert!(
-            desired(&f, &settings, &local, &bans, true, 10)
+            desired(&f, &settings, &local, &bans, &BTreeSet::new(), true, 10)
                 .nets
                 .is_empty()
         );
+        // Our own decision (by id) is never applied, even with no local ban left for it.
+        f.lifted.clear();
+        let own: BTreeSet<i64> = [5].into();
+        let d = desired(&f, &settings, &local, &BTreeSet::new(), &own, true, 10);
+        assert!(!d.nets.contains_key(&"203.0.113.7/32".parse().unwrap()));
+        assert!(d.nets.contains_key(&"203.0.113.8/32".parse().unwrap()));
     }
 }

@@ -85,6 +85,7 @@ pub struct Worker {
     last_check: i64,
     refused_said: HashSet<(IpNet, String)>,
     dirty: bool,
+    check_every: i64,
 }
 
 impl Worker {
@@ -132,6 +133,11 @@ impl Worker {
             last_check: i64::MIN,
             refused_said: HashSet::new(),
             dirty: true,
+            // Tests shorten the periodic check, as they do the local one's.
+            check_every: std::env::var("ASTPATCH_RECHECK_SECS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(CHECK_EVERY),
         })
     }
 
@@ -209,7 +215,7 @@ impl Worker {
             self.fleet.lifted = lifted;
             changed = true;
         }
-        if changed || self.dirty || now.saturating_sub(self.last_check) >= CHECK_EVERY {
+        if changed || self.dirty || now.saturating_sub(self.last_check) >= self.check_every {
             self.enforce_with(&local_bans, now);
         }
         if self.dirty {
@@ -462,10 +468,10 @@ impl Worker {
                 ));
             }
         }
-        if now.saturating_sub(self.last_check) >= CHECK_EVERY {
+        if now.saturating_sub(self.last_check) >= self.check_every {
             self.last_check = now;
             if enf.held() > 0 || !want.nets.is_empty() {
-                match enf.intact() {
+                match enf.intact(now) {
                     Ok(true) => {}
                     Ok(false) => {
                         msgs.push(
@@ -558,4 +564,174 @@ pub fn start(settings: &Settings, ipv6: bool) -> crate::error::Result<Option<Han
         }),
     )?;
     Ok(Some(w.spawn()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::client::{Alert, LinkResult, Stream};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    struct Lapi0 {
+        up: bool,
+        logins: usize,
+        /// Tokens it accepts (a restart forgets them).
+        valid: Vec<String>,
+        alerts: Vec<Alert>,
+        expire_in: i64,
+    }
+
+    #[derive(Clone, Default)]
+    struct FakeLapi(Arc<Mutex<Lapi0>>);
+
+    impl FakeLapi {
+        fn down(&self) -> Result<(), LinkError> {
+            if self.0.lock().unwrap().up {
+                Ok(())
+            } else {
+                Err(LinkError::Unreachable("connection refused".into()))
+            }
+        }
+    }
+
+    impl Lapi for FakeLapi {
+        fn login(&mut self, _: &str, _: &str) -> LinkResult<(String, i64)> {
+            self.down()?;
+            let mut l = self.0.lock().unwrap();
+            l.logins += 1;
+            let t = format!("t{}", l.logins);
+            l.valid.push(t.clone());
+            Ok((t, now_secs() + l.expire_in))
+        }
+        fn push(&mut self, token: &str, alerts: &[Alert]) -> LinkResult<Vec<String>> {
+            self.down()?;
+            let mut l = self.0.lock().unwrap();
+            if !l.valid.iter().any(|t| t == token) {
+                return Err(LinkError::Refused {
+                    code: 401,
+                    message: "signature is invalid".into(),
+                });
+            }
+            let base = l.alerts.len();
+            l.alerts.extend_from_slice(alerts);
+            Ok((0..alerts.len())
+                .map(|i| (base + i + 1).to_string())
+                .collect())
+        }
+        fn alert_decisions(&mut self, _: &str, id: &str) -> LinkResult<Vec<i64>> {
+            Ok(vec![id.parse().unwrap()])
+        }
+        fn delete_decision(&mut self, _: &str, _: i64) -> LinkResult<bool> {
+            self.down()?;
+            Ok(true)
+        }
+        fn stream(&mut self, _: &str, _: bool) -> LinkResult<Stream> {
+            self.down()?;
+            Ok(Stream::default())
+        }
+        fn probe_key(&mut self, _: &str) -> LinkResult<()> {
+            Ok(())
+        }
+    }
+
+    fn worker(dir: &std::path::Path, lapi: FakeLapi) -> Worker {
+        let cs: Crowdsec = toml::from_str(
+            "url = \"http://lapi:8080\"\nmachine_id = \"pbx-a\"\npassword = \"p\"\npull = false",
+        )
+        .unwrap();
+        let creds = cs.credentials().unwrap();
+        let settings = Settings {
+            state_dir: dir.to_owned(),
+            ..Settings::default()
+        };
+        Worker::new(
+            cs,
+            creds,
+            settings,
+            Box::new(lapi),
+            None,
+            true,
+            Box::new(|_| {}),
+        )
+        .unwrap()
+    }
+
+    fn ban(st: &mut State, net: &str, now: i64) {
+        st.record_ban(crate::state::Ban {
+            net: net.parse().unwrap(),
+            until: Some(now + 3600),
+            reason: "chan_sip".into(),
+            failures: 5,
+            banned_at: now,
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn pushes_wait_while_the_lapi_is_away_and_survive_a_restart_of_the_watcher() {
+        let d = tempfile::tempdir().unwrap();
+        let lapi = FakeLapi::default();
+        lapi.0.lock().unwrap().expire_in = 3600;
+        let mut st = State::open(d.path()).unwrap();
+        let now = now_secs();
+        ban(&mut st, "203.0.113.7/32", now);
+        let mut w = worker(d.path(), lapi.clone());
+        w.round(now);
+        assert_eq!(w.link.pushes_queued, 1);
+        assert!(
+            w.link
+                .last_error
+                .as_deref()
+                .unwrap()
+                .contains("unreachable")
+        );
+        // The watcher dies; a new one finds the same ban still to push (the journal is the
+        // queue), and pushes it once the LAPI answers.
+        drop(w);
+        let mut w = worker(d.path(), lapi.clone());
+        lapi.0.lock().unwrap().up = true;
+        w.round(now + 10);
+        assert_eq!(lapi.0.lock().unwrap().alerts.len(), 1);
+        assert_eq!(w.link.pushes_queued, 0);
+        assert!(w.link.last_error.is_none());
+        // Pushed once: later rounds send nothing more.
+        w.round(now + 11);
+        assert_eq!(lapi.0.lock().unwrap().alerts.len(), 1);
+        // And a fresh watcher knows it from the ledger.
+        let mut w = worker(d.path(), lapi.clone());
+        w.round(now + 12);
+        assert_eq!(lapi.0.lock().unwrap().alerts.len(), 1);
+    }
+
+    #[test]
+    fn the_token_is_renewed_before_it_expires_and_at_once_after_a_refusal() {
+        let d = tempfile::tempdir().unwrap();
+        let lapi = FakeLapi::default();
+        {
+            let mut l = lapi.0.lock().unwrap();
+            l.up = true;
+            l.expire_in = 3600;
+        }
+        let mut st = State::open(d.path()).unwrap();
+        let now = now_secs();
+        let mut w = worker(d.path(), lapi.clone());
+        ban(&mut st, "203.0.113.7/32", now);
+        w.round(now);
+        ban(&mut st, "203.0.113.8/32", now);
+        w.round(now + 1);
+        assert_eq!(lapi.0.lock().unwrap().logins, 1, "one token for both");
+        // Within five minutes of its end: renewed.
+        ban(&mut st, "203.0.113.9/32", now);
+        w.round(now + 3400);
+        assert_eq!(lapi.0.lock().unwrap().logins, 2);
+        // The LAPI restarted and forgot every token: refused once, logged in again, pushed.
+        lapi.0.lock().unwrap().valid.clear();
+        ban(&mut st, "203.0.113.10/32", now);
+        w.round(now + 3401);
+        let l = lapi.0.lock().unwrap();
+        assert_eq!(l.logins, 3);
+        assert_eq!(l.alerts.len(), 4);
+        assert!(w.link.last_error.is_none());
+    }
 }
