@@ -558,3 +558,188 @@ fn fleet_objects_roundtrip_ipset() {
 fn fleet_objects_roundtrip_iptables() {
     fleet_objects_roundtrip("iptables");
 }
+
+/// `scripts/bench-fleet` (ignored in the suite): a real LAPI holding N decisions (default
+/// 100,000: 90% IPv4 hosts, 10% IPv6 hosts); prints the first stream's cost, step by step and
+/// end to end through the watcher, per backend, and what a steady-state pull costs.
+#[test]
+#[ignore]
+fn bench_fleet_stream() {
+    use astpatch::fleet::client::{Http, Lapi as _};
+    use astpatch::fleet::enforce::Enforcer;
+    use astpatch::fleet::pull::{Fleet, desired};
+    if !common::require_root("bench_fleet_stream") || !require_crowdsec("bench_fleet_stream") {
+        return;
+    }
+    let n: usize = std::env::var("ASTPATCH_BENCH_DECISIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let mut net = LapiNet::new();
+    let lapi = Lapi::start(Some(&net.ns), "0.0.0.0");
+    let key = lapi.add_bouncer("astpatch-bench");
+    let csv = lapi.dir().join("decisions.csv");
+    let mut text = String::from("duration,scope,value\n");
+    for i in 0..n {
+        if i % 10 == 9 {
+            text.push_str(&format!("4h,ip,2a02:db8:{:x}::{:x}\n", i >> 16, i & 0xffff));
+        } else {
+            text.push_str(&format!(
+                "4h,ip,44.{}.{}.{}\n",
+                (i >> 16) & 255,
+                (i >> 8) & 255,
+                i & 255
+            ));
+        }
+    }
+    std::fs::write(&csv, text).unwrap();
+    let t = Instant::now();
+    lapi.cscli_ok(&["decisions", "import", "-i", csv.to_str().unwrap()]);
+    println!(
+        "setup: cscli decisions import of {n} decisions: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // Step by step, in process, against the fleet objects in a namespace of their own.
+    let pair = Pair::new();
+    let url = net.link(&pair.pbx, lapi.port);
+    let settings = astpatch::config::Settings::default();
+    let (stream, t_stream) = common::netns::in_netns(&pair.pbx, {
+        let (url, key) = (url.clone(), key.clone());
+        move || {
+            let mut http = Http::new(&url);
+            let t = Instant::now();
+            let s = http.stream(&key, true).unwrap();
+            (s, t.elapsed())
+        }
+    });
+    let now = astpatch::firewall::now_secs();
+    let t = Instant::now();
+    let mut fleet = Fleet::default();
+    let (added, _) = fleet.take(stream, true, now);
+    let t_take = t.elapsed();
+    let t = Instant::now();
+    let want = desired(
+        &fleet,
+        &settings,
+        &[],
+        &Default::default(),
+        &Default::default(),
+        true,
+        now,
+    );
+    let t_desired = t.elapsed();
+    assert_eq!(added, n);
+    assert_eq!(want.nets.len(), n);
+    println!(
+        "first stream (startup=true), {n} decisions: LAPI answer + transfer + parse {:.2} s; held {:.0} ms; filtered (ignoreip, own, covered) {:.0} ms",
+        t_stream.as_secs_f64(),
+        t_take.as_secs_f64() * 1e3,
+        t_desired.as_secs_f64() * 1e3
+    );
+    for backend in ["nftables", "ipset"] {
+        let b: astpatch::config::Backend = serde_json::from_str(&format!("\"{backend}\"")).unwrap();
+        let mut enf = Enforcer::new(
+            b,
+            Box::new(astpatch::firewall::SystemRunner::in_netns(&pair.pbx)),
+            true,
+        );
+        let t = Instant::now();
+        enf.apply(&want.nets, now).unwrap();
+        let full = t.elapsed();
+        // One more decision, as a steady-state change.
+        let mut more = want.nets.clone();
+        more.insert("45.1.2.3/32".parse().unwrap(), now + 3600);
+        let t = Instant::now();
+        enf.apply(&more, now).unwrap();
+        let one = t.elapsed();
+        let t = Instant::now();
+        enf.apply(&more, now).unwrap();
+        let none = t.elapsed();
+        println!(
+            "{backend:>9}: {n} fleet bans into the kernel in {:.2} s (one batch); +1 decision {:.1} ms; nothing changed {:.3} ms",
+            full.as_secs_f64(),
+            one.as_secs_f64() * 1e3,
+            none.as_secs_f64() * 1e3
+        );
+        let _ = pair.exec(
+            &pair.pbx,
+            &["nft", "delete", "table", "inet", "astpatch-fleet"],
+        );
+    }
+    drop(pair);
+
+    // End to end: the watcher starts against the LAPI holding n decisions; time from its
+    // start line to "fleet bans in place", per backend.
+    for backend in ["nftables", "ipset"] {
+        let mut p = Pbx::new("bench", backend, "", "unused", &key, &[]);
+        let url = net.link(&p.pair.pbx, lapi.port);
+        let cfg = p.dir.path().join("astpatch.toml");
+        let t = std::fs::read_to_string(&cfg).unwrap();
+        let t = t
+            .replace("url = \"\"", &format!("url = \"{url}\"\npush = false"))
+            .replace("machine_id = \"bench\"\n", "");
+        let t = t
+            .lines()
+            .filter(|l| !l.starts_with("password_file"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&cfg, t + "\n").unwrap();
+        let t0 = Instant::now();
+        p.start();
+        p.within(
+            Duration::from_secs(60),
+            |p| p.output().contains(&format!("{n} fleet bans in place")),
+            "all fleet bans in place",
+        );
+        let total = t0.elapsed();
+        // Steady state: pull_every 1s, nothing changes; the watcher's CPU over 20 s.
+        let pid = p.child.as_ref().unwrap().id();
+        let cpu = |pid: u32| -> f64 {
+            // `ip netns exec` execs the watcher: the child's pid is the watcher's.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let f: Vec<&str> = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
+            let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+                + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            ticks / 100.0
+        };
+        std::thread::sleep(Duration::from_secs(2));
+        let c0 = cpu(pid);
+        std::thread::sleep(Duration::from_secs(20));
+        let c1 = cpu(pid);
+        println!(
+            "{backend:>9}: watcher start → {n} fleet bans in place: {:.2} s end to end; then idle with pull_every 1s: {:.1} ms CPU per pull",
+            total.as_secs_f64(),
+            (c1 - c0) * 1e3 / 20.0
+        );
+        p.kill9();
+    }
+
+    // A delta pull when nothing changed, from this side.
+    let pair = Pair::new();
+    let url = net.link(&pair.pbx, lapi.port);
+    let times = common::netns::in_netns(&pair.pbx, move || {
+        let mut http = Http::new(&url);
+        http.stream(&key, true).unwrap();
+        (0..20)
+            .map(|_| {
+                let t = Instant::now();
+                let s = http.stream(&key, false).unwrap();
+                assert!(s.new.unwrap_or_default().is_empty());
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect::<Vec<f64>>()
+    });
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    println!(
+        "steady-state delta pull, nothing changed ({n} decisions held on the LAPI): p50 {:.1} ms, max {:.1} ms (round trip, mostly the LAPI's query)",
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() - 1]
+    );
+}

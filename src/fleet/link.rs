@@ -34,7 +34,11 @@ pub fn read(fleet_dir: &Path) -> Option<Link> {
     serde_json::from_slice(&b).ok()
 }
 
+/// Replaced whole (temp file + rename: a reader never sees half of it) but not fsynced: it is
+/// rewritten at every pull and only `status` reads it; a crash loses nothing that matters.
 pub fn write(fleet_dir: &Path, l: &Link) -> std::io::Result<()> {
     let bytes = serde_json::to_vec_pretty(l).expect("json");
-    crate::atomic::write(&fleet_dir.join(LINK), &bytes, Some(0o600))
+    let tmp = fleet_dir.join(format!("{LINK}.tmp"));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, fleet_dir.join(LINK))
 }

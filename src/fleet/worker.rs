@@ -86,6 +86,10 @@ pub struct Worker {
     refused_said: HashSet<(IpNet, String)>,
     dirty: bool,
     check_every: i64,
+    /// Local bans at the last enforcement.
+    last_local: BTreeSet<IpNet>,
+    /// The last enforcement failed (or none ran yet): try again next round.
+    enforce_pending: bool,
 }
 
 impl Worker {
@@ -138,6 +142,8 @@ impl Worker {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(CHECK_EVERY),
+            last_local: BTreeSet::new(),
+            enforce_pending: true,
         })
     }
 
@@ -215,7 +221,16 @@ impl Worker {
             self.fleet.lifted = lifted;
             changed = true;
         }
-        if changed || self.dirty || now.saturating_sub(self.last_check) >= self.check_every {
+        // The firewall is looked at only when something it depends on changed (the held
+        // decisions, the local bans, what was lifted), after a failure, or for the periodic
+        // check: a pull that brought nothing costs one HTTP round trip and no command.
+        let local_set: BTreeSet<IpNet> = local_bans.iter().map(|b| b.net).collect();
+        if changed
+            || self.enforce_pending
+            || local_set != self.last_local
+            || now.saturating_sub(self.last_check) >= self.check_every
+        {
+            self.last_local = local_set;
             self.enforce_with(&local_bans, now);
         }
         if self.dirty {
@@ -484,7 +499,9 @@ impl Worker {
                 }
             }
         }
-        match enf.apply(&want.nets, now) {
+        let result = enf.apply(&want.nets, now);
+        self.enforce_pending = result.is_err();
+        match result {
             Ok(r) => {
                 if r.added + r.removed > 0 {
                     msgs.push(format!(
