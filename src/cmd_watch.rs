@@ -151,7 +151,7 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
         e
     };
     // The fleet link (CrowdSec LAPI) on a thread of its own; dropped (stopped) at return.
-    let _fleet = if args.ban {
+    let fleet = if args.ban {
         crate::fleet::worker::start(&settings, ipv6)?.inspect(|h| {
             let h = h.nudger();
             engine.set_on_ban(Box::new(move || h.nudge()));
@@ -211,6 +211,9 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
             engine.tick(now_secs())?;
             if RELOAD.swap(false, Ordering::SeqCst) {
                 reload(&mut engine, &args);
+                if let Some(f) = &fleet {
+                    f.set_settings(engine.settings());
+                }
             }
             follower.wait(Duration::from_millis(250));
         }

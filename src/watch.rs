@@ -209,6 +209,11 @@ impl Engine {
             ));
             new.state_dir = old.state_dir.clone();
         }
+        if new.crowdsec != old.crowdsec {
+            // The fleet thread took its settings at start (and ignoreip with them).
+            notes.push("[crowdsec] changes only with a restart; keeping the old link".into());
+            new.crowdsec = old.crowdsec.clone();
+        }
         if new.maxretry != old.maxretry || new.findtime != old.findtime {
             notes.push(format!(
                 "maxretry {} within {}: failure counts start afresh",

@@ -33,6 +33,7 @@ const FULL_EVERY: i64 = 3600;
 pub struct Handle {
     tx: SyncSender<Msg>,
     join: Option<std::thread::JoinHandle<()>>,
+    shared: std::sync::Arc<std::sync::Mutex<Settings>>,
 }
 
 enum Msg {
@@ -51,12 +52,12 @@ impl Handle {
 }
 
 impl Drop for Handle {
+    /// Asks the thread to stop and does not wait: it may be inside an HTTP call (up to its
+    /// timeout), and the watcher's shutdown must not hang on the network. Everything it
+    /// writes is replaced whole (temp + rename), so ending the process under it is safe.
     fn drop(&mut self) {
-        // Blocking send is fine here: the thread drains its channel every round.
-        let _ = self.tx.send(Msg::Stop);
-        if let Some(j) = self.join.take() {
-            let _ = j.join();
-        }
+        let _ = self.tx.try_send(Msg::Stop);
+        drop(self.join.take());
     }
 }
 
@@ -64,6 +65,7 @@ pub struct Worker {
     pub cs: Crowdsec,
     pub creds: Credentials,
     pub settings: Settings,
+    shared: std::sync::Arc<std::sync::Mutex<Settings>>,
     pub lapi: Box<dyn Lapi>,
     pub enforcer: Option<Enforcer>,
     pub fleet_dir: PathBuf,
@@ -117,6 +119,7 @@ impl Worker {
         Ok(Worker {
             cs,
             creds,
+            shared: std::sync::Arc::new(std::sync::Mutex::new(settings.clone())),
             settings,
             lapi,
             enforcer,
@@ -150,6 +153,7 @@ impl Worker {
     /// Run on a thread of its own until the handle is dropped.
     pub fn spawn(mut self) -> Handle {
         let (tx, rx) = sync_channel(16);
+        let shared = self.shared.clone();
         let join = std::thread::Builder::new()
             .name("astpatch-fleet".into())
             .spawn(move || self.run(rx))
@@ -157,6 +161,7 @@ impl Worker {
         Handle {
             tx,
             join: Some(join),
+            shared,
         }
     }
 
@@ -202,11 +207,18 @@ impl Worker {
 
     /// One pass: push, pull when due, enforce, publish.
     pub fn round(&mut self, now: i64) {
+        let mut reloaded = false;
+        if let Ok(s) = self.shared.lock() {
+            if *s != self.settings {
+                self.settings = s.clone();
+                reloaded = true;
+            }
+        }
         let local_bans = self.local_bans(now);
         if self.cs.push {
             self.push(&local_bans, now);
         }
-        let mut changed = false;
+        let mut changed = reloaded;
         if self.cs.pull && std::time::Instant::now() >= self.next_pull {
             self.next_pull = std::time::Instant::now() + self.cs.pull_every;
             // A full list now and then heals a delta another caller with our key took.
@@ -541,6 +553,15 @@ impl Handle {
     pub fn nudger(&self) -> Nudger {
         Nudger(self.tx.clone())
     }
+
+    /// New settings after SIGHUP: a new ignoreip (or ipv6_prefix) holds for the fleet's
+    /// decisions from the next round on. The link itself changes only with a restart.
+    pub fn set_settings(&self, s: &Settings) {
+        if let Ok(mut g) = self.shared.lock() {
+            *g = s.clone();
+        }
+        let _ = self.tx.try_send(Msg::Nudge);
+    }
 }
 
 /// Start the fleet thread when `[crowdsec]` is set: the secrets are read (an unreadable file
@@ -597,6 +618,7 @@ mod tests {
         valid: Vec<String>,
         alerts: Vec<Alert>,
         expire_in: i64,
+        stream: Stream,
     }
 
     #[derive(Clone, Default)]
@@ -643,9 +665,13 @@ mod tests {
             self.down()?;
             Ok(true)
         }
-        fn stream(&mut self, _: &str, _: bool) -> LinkResult<Stream> {
+        fn stream(&mut self, _: &str, startup: bool) -> LinkResult<Stream> {
             self.down()?;
-            Ok(Stream::default())
+            Ok(if startup {
+                self.0.lock().unwrap().stream.clone()
+            } else {
+                Stream::default()
+            })
         }
         fn probe_key(&mut self, _: &str) -> LinkResult<()> {
             Ok(())
@@ -750,5 +776,73 @@ mod tests {
         assert_eq!(l.logins, 3);
         assert_eq!(l.alerts.len(), 4);
         assert!(w.link.last_error.is_none());
+    }
+
+    #[test]
+    fn a_new_ignoreip_after_sighup_takes_a_fleet_ban_out_at_the_next_round() {
+        use crate::firewall::fake::Recorder;
+        let d = tempfile::tempdir().unwrap();
+        let lapi = FakeLapi::default();
+        {
+            let mut l = lapi.0.lock().unwrap();
+            l.up = true;
+            l.stream = Stream {
+                new: Some(vec![crate::fleet::client::Decision {
+                    id: 7,
+                    origin: "cscli".into(),
+                    scenario: "manual".into(),
+                    scope: "Ip".into(),
+                    kind: "ban".into(),
+                    value: "203.0.113.7".into(),
+                    duration: "1h".into(),
+                }]),
+                deleted: None,
+            };
+        }
+        let cs: Crowdsec =
+            toml::from_str("url = \"http://lapi:8080\"\napi_key = \"k\"\npush = false").unwrap();
+        let creds = cs.credentials().unwrap();
+        let settings = Settings {
+            state_dir: d.path().to_owned(),
+            ..Settings::default()
+        };
+        let rec = Recorder::default();
+        let enf = Enforcer::new(
+            crate::config::Backend::Nftables,
+            Box::new(rec.clone()),
+            true,
+        );
+        let mut w = Worker::new(
+            cs,
+            creds,
+            settings.clone(),
+            Box::new(lapi),
+            Some(enf),
+            true,
+            Box::new(|_| {}),
+        )
+        .unwrap();
+        w.local_now = Vec::new;
+        let now = now_secs();
+        w.round(now);
+        assert!(
+            rec.stdin_of("nft -f -")
+                .unwrap()
+                .contains("203.0.113.7 timeout"),
+            "{:?}",
+            rec.calls()
+        );
+        *w.shared.lock().unwrap() = Settings {
+            ignoreip: vec!["203.0.113.0/24".parse().unwrap()],
+            ..settings
+        };
+        w.round(now);
+        let calls = rec.calls.lock().unwrap().clone();
+        let last = calls.last().unwrap().1.clone().unwrap();
+        assert!(
+            last.contains("delete element inet astpatch-fleet addr4 { 203.0.113.7 }"),
+            "{last}"
+        );
+        assert_eq!(w.link.refused, 1);
     }
 }
