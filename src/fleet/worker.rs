@@ -21,6 +21,8 @@ use crate::state::State;
 
 /// Alerts per `POST /v1/alerts`.
 const PUSH_CHUNK: usize = 100;
+/// Pushed alerts whose decision ids are asked for per round.
+const LEARN_PER_ROUND: usize = 10;
 /// After a failed push, wait this long before the next try (pulls keep their own rhythm).
 const PUSH_BACKOFF: i64 = 5;
 /// How often the fleet objects are checked for outside damage (a flush, a reboot's rules).
@@ -294,7 +296,11 @@ impl Worker {
             }
             self.save_ledger();
         }
-        if (work.push.is_empty() && work.delete.is_empty()) || now < self.next_push {
+        if now < self.next_push {
+            return;
+        }
+        if work.push.is_empty() && work.delete.is_empty() {
+            self.learn_ids(now);
             return;
         }
         let mut result = self.push_now(work.clone(), now);
@@ -312,6 +318,33 @@ impl Worker {
         } else {
             self.ok();
         }
+    }
+
+    /// Ask the LAPI for the decision ids of a few pushed alerts that lack them.
+    fn learn_ids(&mut self, now: i64) {
+        let todo: Vec<(IpNet, String)> = self
+            .ledger
+            .pushed
+            .iter()
+            .filter(|(_, p)| p.decisions.is_empty() && p.until.is_none_or(|u| u > now))
+            .take(LEARN_PER_ROUND)
+            .map(|(n, p)| (*n, p.alert_id.clone()))
+            .collect();
+        if todo.is_empty() {
+            return;
+        }
+        let Ok(token) = self.token(now) else { return };
+        for (net, alert) in todo {
+            match self.lapi.alert_decisions(&token, &alert) {
+                Ok(ids) if !ids.is_empty() => {
+                    if let Some(p) = self.ledger.pushed.get_mut(&net) {
+                        p.decisions = ids;
+                    }
+                }
+                _ => return,
+            }
+        }
+        self.save_ledger();
     }
 
     fn save_ledger(&mut self) {
@@ -333,9 +366,16 @@ impl Worker {
                     ids.len()
                 )));
             }
+            let few = chunk.len() <= LEARN_PER_ROUND;
             for (b, id) in chunk.iter().zip(ids) {
-                // The decision ids are what a later unban deletes; learned now, while known.
-                let decisions = self.lapi.alert_decisions(&token, &id).unwrap_or_default();
+                // The decision ids (what an unban deletes, how our own decisions are known in
+                // the stream): asked for at once after a few pushes, a few per round after a
+                // burst (a backlog of thousands must not become thousands of requests at once).
+                let decisions = if few {
+                    self.lapi.alert_decisions(&token, &id).unwrap_or_default()
+                } else {
+                    vec![]
+                };
                 self.ledger.pushed.insert(
                     b.net,
                     super::push::Pushed {
@@ -844,5 +884,42 @@ mod tests {
             "{last}"
         );
         assert_eq!(w.link.refused, 1);
+    }
+
+    #[test]
+    fn after_a_burst_the_decision_ids_are_learned_a_few_per_round() {
+        let d = tempfile::tempdir().unwrap();
+        let lapi = FakeLapi::default();
+        {
+            let mut l = lapi.0.lock().unwrap();
+            l.up = true;
+            l.expire_in = 3600;
+        }
+        let mut st = State::open(d.path()).unwrap();
+        let now = now_secs();
+        for i in 0..25 {
+            ban(&mut st, &format!("203.0.113.{i}/32"), now);
+        }
+        let mut w = worker(d.path(), lapi.clone());
+        w.round(now);
+        assert_eq!(lapi.0.lock().unwrap().alerts.len(), 25, "one POST");
+        let unknown = |w: &Worker| {
+            w.ledger
+                .pushed
+                .values()
+                .filter(|p| p.decisions.is_empty())
+                .count()
+        };
+        assert_eq!(unknown(&w), 25);
+        w.round(now + 1);
+        assert_eq!(unknown(&w), 15);
+        w.round(now + 2);
+        w.round(now + 3);
+        assert_eq!(unknown(&w), 0);
+        assert_eq!(
+            Ledger::load(&w.fleet_dir).unwrap(),
+            w.ledger,
+            "kept on disk"
+        );
     }
 }
