@@ -547,6 +547,23 @@ fn fleet_objects_roundtrip(backend: &str) {
         |p| p.reaches(false) && p.reaches(true),
         "both let in again",
     );
+    // Uninstall: `unban --all --purge` removes the fleet objects too.
+    c.kill9();
+    let (ok, said) = c.cli(&["unban", "--all", "--purge"]);
+    assert!(ok && said.contains("fleet: "), "{said}");
+    let gone = match backend {
+        "ipset" => !c
+            .pair
+            .exec(&c.pair.pbx, &["ipset", "list", "-n", "astpatch-fleet4"])
+            .status
+            .success(),
+        _ => !c
+            .pair
+            .exec(&c.pair.pbx, &["iptables", "-S", "astpatch-fleet"])
+            .status
+            .success(),
+    };
+    assert!(gone, "{said}");
 }
 
 #[test]
