@@ -303,7 +303,10 @@ fn two_pbxes_share_bans_through_a_real_lapi() {
         lapi.decisions()
     );
     // verify checks the login and the stream (without taking the watcher's delta).
-    let (_, said) = a.cli(&["verify"]);
+    // (An Asterisk of our own naming, stopped: the host may run others.)
+    let conf = a.dir.path().join("asterisk.conf");
+    std::fs::write(&conf, "[directories]\n").unwrap();
+    let (_, said) = a.cli(&["verify", "--asterisk-conf", conf.to_str().unwrap()]);
     assert!(
         said.contains("logged in as watcher machine pbx-a")
             && said.contains("bouncer key taken; the watcher pulled"),
@@ -408,6 +411,16 @@ fn two_pbxes_share_bans_through_a_real_lapi() {
         1,
         "said once"
     );
+    // A decision on the LAPI's own address would cut A's link: refused, said once.
+    lapi.cscli_ok(&["decisions", "add", "--ip", "10.251.1.1", "--duration", "1h"]);
+    a.wait_for(
+        |p| {
+            p.output().contains(
+                "not enforcing 10.251.1.1/32 (decision from cscli): it covers the LAPI's address",
+            )
+        },
+        "A refuses to ban the LAPI",
+    );
     // Unbanning a fleet ban on A lifts it on A only.
     let (ok, said) = a.cli(&["unban", peer4]);
     assert!(ok, "{said}");
@@ -424,7 +437,7 @@ fn two_pbxes_share_bans_through_a_real_lapi() {
     assert!(!b.reaches(false), "B still enforces it");
     let st = b.status();
     assert!(
-        st.contains("Fleet decisions:    2 held, 1 enforced here, 1 refused"),
+        st.contains("Fleet decisions:    3 held, 2 enforced here, 1 refused"),
         "{st}"
     );
     assert!(

@@ -94,6 +94,8 @@ pub struct Worker {
     last_local: BTreeSet<IpNet>,
     /// The last enforcement failed (or none ran yet): try again next round.
     enforce_pending: bool,
+    /// The LAPI's addresses (from the URL; a name is resolved once, at start).
+    lapi_addrs: Vec<IpAddr>,
 }
 
 impl Worker {
@@ -149,6 +151,7 @@ impl Worker {
                 .unwrap_or(CHECK_EVERY),
             last_local: BTreeSet::new(),
             enforce_pending: true,
+            lapi_addrs: vec![],
         })
     }
 
@@ -168,6 +171,7 @@ impl Worker {
     }
 
     fn run(&mut self, rx: Receiver<Msg>) {
+        self.lapi_addrs = lapi_addrs(self.cs.base_url());
         // Fleet bans held before a restart go back in at once, before the LAPI answers.
         self.enforce(now_secs());
         loop {
@@ -518,7 +522,7 @@ impl Worker {
             .values()
             .flat_map(|p| p.decisions.iter().copied())
             .collect();
-        let want = super::pull::desired(
+        let mut want = super::pull::desired(
             &self.fleet,
             &self.settings,
             &addrs,
@@ -527,6 +531,25 @@ impl Worker {
             self.ipv6,
             now,
         );
+        // A decision on the LAPI's own address would cut the fleet link itself.
+        let lapi = self.lapi_addrs.clone();
+        want.nets.retain(|net, _| {
+            let hit = lapi.iter().any(|a| net.contains(a));
+            if hit {
+                let origin = self
+                    .fleet
+                    .held
+                    .values()
+                    .find(|h| h.net == *net)
+                    .map_or(String::new(), |h| h.origin.clone());
+                want.refused.push((
+                    *net,
+                    origin,
+                    format!("it covers the LAPI's address ({})", self.cs.base_url()),
+                ));
+            }
+            !hit
+        });
         let mut msgs = vec![];
         for (net, origin, why) in &want.refused {
             if self.refused_said.insert((*net, origin.clone())) {
@@ -577,6 +600,27 @@ impl Worker {
             (self.say)(m);
         }
     }
+}
+
+/// The addresses the LAPI's URL names (a literal, or what the name resolves to now).
+pub fn lapi_addrs(url: &str) -> Vec<IpAddr> {
+    use std::net::ToSocketAddrs;
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && p.parse::<u16>().is_ok() => {
+            (h, p.parse().unwrap_or(80))
+        }
+        _ => (hostport, if url.starts_with("https") { 443 } else { 80 }),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(a) = host.parse::<IpAddr>() {
+        return vec![a];
+    }
+    (host, port)
+        .to_socket_addrs()
+        .map(|it| it.map(|sa| sa.ip()).collect())
+        .unwrap_or_default()
 }
 
 /// A cheap clone of the handle's sender, for the log loop.
@@ -920,6 +964,22 @@ mod tests {
             Ledger::load(&w.fleet_dir).unwrap(),
             w.ledger,
             "kept on disk"
+        );
+    }
+
+    #[test]
+    fn the_lapi_address_comes_from_the_url() {
+        assert_eq!(
+            lapi_addrs("http://10.0.0.10:8080"),
+            vec!["10.0.0.10".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            lapi_addrs("https://[2001:db8::10]:8443/"),
+            vec!["2001:db8::10".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            lapi_addrs("http://192.0.2.1"),
+            vec!["192.0.2.1".parse::<IpAddr>().unwrap()]
         );
     }
 }
