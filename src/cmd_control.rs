@@ -61,6 +61,18 @@ pub fn run_ban(
         crate::duration::format(len),
         fw.name()
     );
+    if let Some(cs) = settings.crowdsec.as_ref().filter(|c| c.push) {
+        // The journal is the fleet's push queue: the watcher's fleet thread sends it.
+        println!(
+            "fleet: the watcher pushes it to {} {}",
+            cs.base_url(),
+            if state::watcher_running(&settings.state_dir) {
+                "now (or when the LAPI answers again)"
+            } else {
+                "when it next runs"
+            }
+        );
+    }
     Ok(exit_codes::SUCCESS)
 }
 
