@@ -58,6 +58,9 @@ struct Pbx {
     /// Output of every run so far.
     out: String,
     runs: u32,
+    /// ASTPATCH_RECHECK_SECS: the tests check the firewall every second; the bench leaves
+    /// the production minute so its idle figure is the steady state's.
+    recheck: &'static str,
 }
 
 impl Pbx {
@@ -93,6 +96,7 @@ impl Pbx {
             child: None,
             out: String::new(),
             runs: 0,
+            recheck: "1",
         }
     }
 
@@ -115,7 +119,7 @@ impl Pbx {
             .args(["netns", "exec", &self.pair.pbx, common::bin()])
             .args(["watch", "--ban", "--config"])
             .arg(self.dir.path().join("astpatch.toml"))
-            .env("ASTPATCH_RECHECK_SECS", "1")
+            .env("ASTPATCH_RECHECK_SECS", self.recheck)
             .stdout(std::fs::File::create(self.out_path()).unwrap())
             .stderr(Stdio::inherit())
             .spawn()
@@ -715,6 +719,7 @@ fn bench_fleet_stream() {
             .collect::<Vec<_>>()
             .join("\n");
         std::fs::write(&cfg, t + "\n").unwrap();
+        p.recheck = "60";
         let t0 = Instant::now();
         p.start();
         p.within(

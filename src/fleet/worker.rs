@@ -96,6 +96,8 @@ pub struct Worker {
     enforce_pending: bool,
     /// The LAPI's addresses (from the URL; a name is resolved once, at start).
     lapi_addrs: Vec<IpAddr>,
+    /// The push and the pull side's current error.
+    errors: [Option<String>; 2],
 }
 
 impl Worker {
@@ -152,6 +154,7 @@ impl Worker {
             last_local: BTreeSet::new(),
             enforce_pending: true,
             lapi_addrs: vec![],
+            errors: [None, None],
         })
     }
 
@@ -193,20 +196,25 @@ impl Worker {
         }
     }
 
-    fn error(&mut self, what: &str, e: &LinkError, now: i64) {
+    /// Push and pull fail and recover apart (a wrong password leaves the pull working):
+    /// each side says its own error once and its recovery once; `status` shows the latest.
+    fn error(&mut self, what: &'static str, e: &LinkError, now: i64) {
         let text = format!("{what}: {e}");
-        if self.link.last_error.as_deref() != Some(&text) {
+        let slot = usize::from(what == "pull");
+        if self.errors[slot].as_deref() != Some(&text) {
             (self.say)(format!("fleet: {text}; local banning goes on"));
+            self.errors[slot] = Some(text.clone());
         }
         self.link.last_error = Some(text);
         self.link.last_error_at = Some(now);
         self.dirty = true;
     }
 
-    fn ok(&mut self) {
-        if self.link.last_error.is_some() {
-            (self.say)("fleet: the LAPI answers again".into());
-            self.link.last_error = None;
+    fn ok(&mut self, what: &'static str) {
+        let slot = usize::from(what == "pull");
+        if self.errors[slot].take().is_some() {
+            (self.say)(format!("fleet: {what} works again"));
+            self.link.last_error = self.errors[1 - slot].clone();
             self.dirty = true;
         }
     }
@@ -307,11 +315,11 @@ impl Worker {
             self.learn_ids(now);
             return;
         }
-        let mut result = self.push_now(work.clone(), now);
+        let mut result = self.push_now(work, now);
         if result.as_ref().is_err_and(LinkError::is_auth) && self.token.take().is_some() {
             // A LAPI restarted with a new signing key (1.4.6 draws one per start) refuses
             // the token it gave us: log in again at once, once.
-            result = self.push_now(work, now);
+            result = self.push_now(pending(active, &self.ledger, now), now);
         }
         if let Err(e) = result {
             if e.is_auth() {
@@ -320,7 +328,7 @@ impl Worker {
             self.next_push = now + PUSH_BACKOFF;
             self.error("push", &e, now);
         } else {
-            self.ok();
+            self.ok("push");
         }
     }
 
@@ -454,7 +462,7 @@ impl Worker {
                 self.link.last_pull = Some(now);
                 self.link.decisions_held = self.fleet.held.len();
                 self.dirty = true;
-                self.ok();
+                self.ok("pull");
                 if added + removed > 0 || startup {
                     (self.say)(format!(
                         "fleet: {}{added} new, {removed} ended; {} decisions held",
