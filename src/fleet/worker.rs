@@ -212,8 +212,17 @@ impl Worker {
 
     fn ok(&mut self, what: &'static str) {
         let slot = usize::from(what == "pull");
-        if self.errors[slot].take().is_some() {
+        let had = self.errors[slot].take().is_some();
+        if had {
             (self.say)(format!("fleet: {what} works again"));
+        }
+        // Also an error a previous run of the watcher left in link.json.
+        let stale = self
+            .link
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with(what));
+        if had || stale {
             self.link.last_error = self.errors[1 - slot].clone();
             self.dirty = true;
         }
