@@ -46,6 +46,9 @@ pub struct Fleet {
     /// `unban` writes (the watcher's fleet thread owns `held.json`).
     #[serde(skip)]
     pub lifted: BTreeMap<IpNet, i64>,
+    /// The earliest end among `held` (0: not known yet, look).
+    #[serde(skip)]
+    next_expiry: i64,
 }
 
 impl Fleet {
@@ -72,28 +75,48 @@ impl Fleet {
     /// Take in one stream answer. At startup the answer is the whole list: what we held and
     /// it does not name is gone. Returns (decisions added, removed).
     pub fn take(&mut self, s: Stream, startup: bool, now: i64) -> (usize, usize) {
-        let old: BTreeSet<i64> = self.held.keys().copied().collect();
+        let (mut added, mut removed) = (0, 0);
         if startup {
-            self.held.clear();
-        }
-        for d in s.deleted.unwrap_or_default() {
-            self.held.remove(&d.id);
-        }
-        for d in s.new.unwrap_or_default() {
-            if let Some(h) = held_of(&d, now) {
-                self.held.insert(d.id, h);
+            let old = std::mem::take(&mut self.held);
+            self.next_expiry = i64::MAX;
+            for d in s.new.unwrap_or_default() {
+                if let Some(h) = held_of(&d, now) {
+                    self.next_expiry = self.next_expiry.min(h.until);
+                    self.held.insert(d.id, h);
+                }
+            }
+            added = self.held.keys().filter(|id| !old.contains_key(id)).count();
+            removed = old.keys().filter(|id| !self.held.contains_key(id)).count();
+        } else {
+            // A delta touches only what it names: no pass over everything held.
+            for d in s.deleted.unwrap_or_default() {
+                removed += usize::from(self.held.remove(&d.id).is_some());
+            }
+            for d in s.new.unwrap_or_default() {
+                if let Some(h) = held_of(&d, now) {
+                    self.next_expiry = self.next_expiry.min(h.until);
+                    added += usize::from(self.held.insert(d.id, h).is_none());
+                }
             }
         }
-        self.expire(now);
+        removed += self.expire(now);
         self.lifted.retain(|_, u| *u > now);
-        let new: BTreeSet<i64> = self.held.keys().copied().collect();
-        (new.difference(&old).count(), old.difference(&new).count())
+        (added, removed)
     }
 
-    /// Drop decisions whose time is up; how many.
+    /// Drop decisions whose time is up; how many. Cheap until the first one is due.
     pub fn expire(&mut self, now: i64) -> usize {
+        if now < self.next_expiry {
+            return 0;
+        }
         let n = self.held.len();
         self.held.retain(|_, h| h.until > now);
+        self.next_expiry = self
+            .held
+            .values()
+            .map(|h| h.until)
+            .min()
+            .unwrap_or(i64::MAX);
         n - self.held.len()
     }
 }
