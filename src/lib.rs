@@ -32,6 +32,7 @@ pub mod duration;
 pub mod error;
 pub mod exit_codes;
 pub mod firewall;
+pub mod fleet;
 pub mod logs;
 pub mod module;
 pub mod patch;

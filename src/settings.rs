@@ -174,6 +174,9 @@ pub struct Settings {
     /// (from-sip-external's `Log()`). Off: any dialplan `Log()` can write that text.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dialplan_rejections: bool,
+    /// Share bans with a fleet of PBXes through CrowdSec's Local API ([`crate::fleet`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crowdsec: Option<crate::fleet::Crowdsec>,
 }
 
 fn default_ident() -> Vec<String> {
@@ -207,6 +210,7 @@ impl Default for Settings {
             ami: None,
             syslog_ident: default_ident(),
             dialplan_rejections: false,
+            crowdsec: None,
         }
     }
 }
@@ -327,6 +331,9 @@ impl Settings {
                 ));
             }
         }
+        if let Some(cs) = &self.crowdsec {
+            cs.validate()?;
+        }
         if let Some(inc) = &self.bantime_increment {
             if inc.factor < 1 {
                 return Err("bantime_increment.factor: must be at least 1".into());
@@ -376,7 +383,7 @@ fn nets_or_addrs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D
 }
 
 /// serde glue: durations as fail2ban-style text (`10m`) or bare seconds.
-mod duration_serde {
+pub(crate) mod duration_serde {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};

@@ -15,6 +15,7 @@ mod corpus;
 mod detect;
 mod example_tree;
 mod firewall;
+mod fleet;
 mod install;
 mod log_formats;
 mod mini_tree;

@@ -65,7 +65,8 @@ impl Watcher {
         // Check the firewall every second, not every minute.
         let text = std::fs::read_to_string(cfg).unwrap();
         if !text.contains("firewall_check") {
-            std::fs::write(cfg, format!("{text}\nfirewall_check = \"1s\"\n")).unwrap();
+            // Top-level key: before any [table] of the file.
+            std::fs::write(cfg, format!("firewall_check = \"1s\"\n{text}")).unwrap();
         }
         let child = Command::new("ip")
             .args(["netns", "exec", &pair.pbx])

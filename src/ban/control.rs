@@ -61,9 +61,19 @@ pub fn ban(
     Ok(len)
 }
 
+/// What `unban ADDR` did.
+pub enum Unbanned {
+    /// Our own ban, lifted; with what the operator should know about the fleet (our pushed
+    /// decision deleted or not, a fleet ban still holding the address).
+    Local { notes: Vec<String> },
+    /// Not ours: a fleet ban, lifted on this PBX only (the message says how to lift it
+    /// everywhere).
+    Fleet(String),
+}
+
 /// Lift the ban on `net`. Without a state directory there is nothing recorded, and none is
-/// created: only the firewall is asked.
-pub fn unban(settings: &Settings, fw: &mut dyn Firewall, net: IpNet, now: i64) -> Result<()> {
+/// created: only the firewall (and the fleet's bans) are asked.
+pub fn unban(settings: &Settings, fw: &mut dyn Firewall, net: IpNet, now: i64) -> Result<Unbanned> {
     let has_state = settings.state_dir.is_dir();
     let mut st = if has_state {
         Some(State::open(&settings.state_dir)?)
@@ -72,17 +82,30 @@ pub fn unban(settings: &Settings, fw: &mut dyn Firewall, net: IpNet, now: i64) -
     };
     let known = st.as_ref().is_some_and(|s| s.get(&net).is_some());
     let in_kernel = fw.list().map(|l| l.contains(&net)).unwrap_or(false);
+    let watcher = state::watcher_running(&settings.state_dir);
     if !known && !in_kernel {
+        // Not banned by us: perhaps by the fleet (kept apart; lifted here only).
+        if let Some(msg) =
+            crate::fleet::unban::lift_fleet_ban(settings, fw.name(), &net, watcher, now)?
+        {
+            return Ok(Unbanned::Fleet(msg));
+        }
         return Err(Error::nothing_to_do(
             format!("{net} is not banned"),
             Some("`astpatch status` lists the current bans"),
         ));
     }
+    // Asked before our own decision is deleted (which it must not count as the fleet's).
+    let fleet_holds = crate::fleet::unban::still_held(settings, &net, now);
     if let Some(st) = st.as_mut() {
         st.record_unban(net, "manual", now)?;
     }
     fw.unban(net)?;
-    Ok(())
+    let mut notes: Vec<String> = crate::fleet::unban::after_local_unban(settings, &net, watcher)
+        .into_iter()
+        .collect();
+    notes.extend(fleet_holds);
+    Ok(Unbanned::Local { notes })
 }
 
 /// Lift every ban; returns how many were active. Our firewall objects stay, empty.
@@ -106,7 +129,14 @@ pub enum Purged {
 /// `unban --all --purge`: every ban lifted and every firewall object astpatch made, of every
 /// backend, removed (before an uninstall). A running watcher would put them back at its next
 /// check, so it must be stopped first.
-pub fn purge(settings: &Settings, now: i64) -> Result<Vec<(Backend, Purged)>> {
+/// What `unban --all --purge` removed: per backend, and the fleet's own objects (its table,
+/// sets and chain).
+pub struct PurgeReport {
+    pub backends: Vec<(Backend, Purged)>,
+    pub fleet: Vec<String>,
+}
+
+pub fn purge(settings: &Settings, now: i64) -> Result<PurgeReport> {
     if state::watcher_running(&settings.state_dir) {
         return Err(Error::environment(
             format!(
@@ -136,7 +166,11 @@ pub fn purge(settings: &Settings, now: i64) -> Result<Vec<(Backend, Purged)>> {
         firewall::for_backend(b, Box::new(SystemRunner::host())).teardown()?;
         out.push((b, Purged::Removed));
     }
-    Ok(out)
+    let fleet = crate::fleet::enforce::teardown(&SystemRunner::host())?;
+    Ok(PurgeReport {
+        backends: out,
+        fleet,
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -176,6 +210,9 @@ pub struct Status {
     pub unproven_lines: Option<u64>,
     /// The AMI link, while the watcher runs with `[ami]`.
     pub ami: Option<String>,
+    /// The CrowdSec link and the fleet's bans, when `[crowdsec]` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<crate::fleet::status::FleetStatus>,
     pub currently_banned: usize,
     pub total_banned: u64,
     pub banned: Vec<BanInfo>,
@@ -228,6 +265,7 @@ pub fn status(settings: &Settings, fw: &dyn Firewall, now: i64) -> Result<Status
         truncated_lines: stats.as_ref().map(|s| s.truncated),
         unproven_lines: stats.as_ref().map(|s| s.unproven),
         ami: stats.as_ref().and_then(|s| s.ami.clone()),
+        fleet: crate::fleet::status::report(settings, now),
         currently_banned: banned.len(),
         total_banned: st.total_banned(),
         banned,

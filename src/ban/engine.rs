@@ -133,6 +133,8 @@ pub struct Engine {
     /// ones, so they are not counted a second time.
     events_live: bool,
     out: Box<dyn Write + Send>,
+    /// Told after each ban is recorded (the fleet thread's nudge); must not block.
+    on_ban: Option<Box<dyn FnMut() + Send>>,
 }
 
 impl Engine {
@@ -205,7 +207,14 @@ impl Engine {
             ami_link: None,
             events_live: false,
             out,
+            on_ban: None,
         }
+    }
+
+    /// Called after every ban recorded in the journal (the fleet pushes it; it must not
+    /// block: the log loop never waits on the network).
+    pub fn set_on_ban(&mut self, f: Box<dyn FnMut() + Send>) {
+        self.on_ban = Some(f);
     }
 
     /// The settings in force.
@@ -240,6 +249,11 @@ impl Engine {
         if new.ami != old.ami {
             notes.push("[ami] changes only with a restart; keeping the old connection".into());
             new.ami = old.ami.clone();
+        }
+        if new.crowdsec != old.crowdsec {
+            // The fleet thread took its settings at start (and ignoreip with them).
+            notes.push("[crowdsec] changes only with a restart; keeping the old link".into());
+            new.crowdsec = old.crowdsec.clone();
         }
         if new.maxretry != old.maxretry || new.findtime != old.findtime {
             notes.push(format!(
@@ -761,6 +775,10 @@ impl Engine {
         }
         for _ in &bans {
             self.metrics.ban("log");
+        }
+        // The fleet thread pushes from the journal: tell it there is something new.
+        if let Some(f) = self.on_ban.as_mut() {
+            f();
         }
         let batch: Vec<(IpNet, Option<i64>)> = bans.iter().map(|b| (b.net, b.until)).collect();
         let fw = self.fw.as_mut().expect("state implies firewall");

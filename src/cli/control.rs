@@ -27,6 +27,18 @@ pub fn run_ban(
         crate::duration::format(len),
         fw.name()
     );
+    if let Some(cs) = settings.crowdsec.as_ref().filter(|c| c.push) {
+        // The journal is the fleet's push queue: the watcher's fleet thread sends it.
+        println!(
+            "fleet: the watcher pushes it to {} {}",
+            cs.base_url(),
+            if crate::ban::state::watcher_running(&settings.state_dir) {
+                "now (or when the LAPI answers again)"
+            } else {
+                "when it next runs"
+            }
+        );
+    }
     Ok(exit_codes::SUCCESS)
 }
 
@@ -40,7 +52,11 @@ pub fn run_unban(
 ) -> Result<u8> {
     let now = now_secs();
     if purge {
-        for (b, done) in control::purge(settings, now)? {
+        let report = control::purge(settings, now)?;
+        for o in report.fleet {
+            println!("{} fleet: {o} removed", style.ok("purged"));
+        }
+        for (b, done) in report.backends {
             match done {
                 Purged::ToolMissing(tool) => {
                     println!("{b}: {tool} is not installed, nothing to remove")
@@ -63,8 +79,15 @@ pub fn run_unban(
         return Ok(exit_codes::SUCCESS);
     }
     let net = policy::parse_target(target.expect("clap requires ADDR or --all"))?;
-    control::unban(settings, &mut *fw, net, now)?;
-    println!("{} {net}", style.ok("unbanned"));
+    match control::unban(settings, &mut *fw, net, now)? {
+        control::Unbanned::Fleet(msg) => println!("{} {msg}", style.ok("unbanned")),
+        control::Unbanned::Local { notes } => {
+            println!("{} {net}", style.ok("unbanned"));
+            for n in notes {
+                println!("{n}");
+            }
+        }
+    }
     Ok(exit_codes::SUCCESS)
 }
 
@@ -168,6 +191,9 @@ pub fn run_status(
             left,
             b.ban.reason
         );
+    }
+    if let Some(f) = &s.fleet {
+        crate::cli::fleet_status::print_fleet(f, now_secs(), style);
     }
     Ok(exit_codes::SUCCESS)
 }

@@ -122,6 +122,18 @@ pub const SETTINGS: &[SettingDoc] = &[
         text: "The watcher writes its counters here in Prometheus' text format every 5 seconds, \
                for node_exporter's textfile collector (no socket is opened). Off unless set.",
     },
+    SettingDoc {
+        key: "crowdsec",
+        default: "{ url = \"http://127.0.0.1:8080\", machine_id = \"pbx-a\", password_file = \"/etc/astpatch/crowdsec.secret\", api_key_file = \"/etc/astpatch/crowdsec.key\", pull_every = \"10s\", push = true, pull = true }",
+        text: "Share bans with a fleet of PBXes through CrowdSec's Local API (also written as a \
+               [crowdsec] table). url: the LAPI. push: every ban made here becomes an alert \
+               with its decision, sent as the watcher machine machine_id (cscli machines add \
+               ID --password ...) with password or password_file. pull: the fleet's Ip and \
+               Range ban decisions are enforced here in firewall objects of their own \
+               (astpatch-fleet), pulled every pull_every with the bouncer key api_key or \
+               api_key_file (cscli bouncers add NAME); ignoreip, this host's own, loopback and \
+               link-local addresses are never banned. Off unless set.",
+    },
 ];
 
 /// Keys off by default: written commented out, with an example value.
@@ -131,6 +143,7 @@ const OFF_BY_DEFAULT: &[&str] = &[
     "bantime_increment",
     "ipv6_prefix",
     "metrics_file",
+    "crowdsec",
 ];
 
 /// The settings file the package installs as a conffile: every setting, commented out, at its
@@ -305,6 +318,14 @@ mod tests {
                 secret_file: Some("/etc/astpatch/ami.secret".into()),
             }),
             asterisk_conf: Some("/opt/a/asterisk.conf".into()),
+            crowdsec: Some(
+                toml::from_str(
+                    "url = \"http://127.0.0.1:8080\"
+push = false
+api_key = \"k\"",
+                )
+                .unwrap(),
+            ),
             ..crate::settings::Settings::default()
         };
         s.tags = vec!["0123456789abcdef".parse().unwrap()];

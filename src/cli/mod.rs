@@ -6,6 +6,7 @@ pub mod apply;
 pub mod args;
 pub mod control;
 pub mod detect;
+pub mod fleet_status;
 pub mod import_fail2ban;
 pub mod install_watcher;
 pub mod manual;

@@ -148,6 +148,15 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
         e.set_ipv6(ipv6);
         e
     };
+    // The fleet link (CrowdSec LAPI) on a thread of its own; dropped (stopped) at return.
+    let fleet = if args.ban {
+        crate::fleet::worker::start(&settings, ipv6)?.inspect(|h| {
+            let h = h.nudger();
+            engine.set_on_ban(Box::new(move || h.nudge()));
+        })
+    } else {
+        None
+    };
     let trust = apply_tail_trust(&mut engine, &settings, args.ban);
     if !ipv6 {
         println!("{}", firewall::ipv6::OFF_LINE);
@@ -281,6 +290,9 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
             }
             if RELOAD.swap(false, Ordering::SeqCst) {
                 reload(&mut engine, &args);
+                if let Some(f) = &fleet {
+                    f.set_settings(engine.settings());
+                }
             }
             if !more {
                 follower.wait(wait);

@@ -24,6 +24,7 @@ use crate::settings::Settings;
 
 pub mod ami;
 pub mod firewall;
+pub mod fleet;
 pub mod logging;
 pub mod module;
 pub mod source;
@@ -31,6 +32,7 @@ pub mod watcher;
 
 use ami::*;
 use firewall::*;
+use fleet::*;
 use logging::*;
 use module::*;
 use source::*;
@@ -156,6 +158,7 @@ pub fn verify(inp: &Inputs, firewall: &dyn Fn(Backend) -> Box<dyn Firewall>) -> 
     checks.push(check_firewall(&state_dir, inp.settings, firewall));
     checks.extend(check_ami(inp, dirs.as_ref()));
     checks.extend(check_trust_setting(inp.settings.patched));
+    checks.extend(check_fleet(inp.settings, &state_dir));
     VerifyReport {
         ok: checks.iter().all(|c| c.status != Status::Fail),
         checks,

@@ -1,6 +1,7 @@
 //! Helpers shared by integration tests.
 #![allow(dead_code)]
 
+pub mod crowdsec;
 pub mod env;
 pub mod fixtures;
 pub mod live_asterisk;
