@@ -80,73 +80,18 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
     }
     // Positions are fixed before anything announces readiness (start-up line, pid file), so
     // "start at the end" means the end as of when we said we were watching.
-    // A banning watcher resumes each log where the last one stopped (a report-only run
-    // neither reads nor writes positions); --from-start applies to logs without one.
-    let resume = if args.ban {
-        state::read_positions(&settings.state_dir)
-    } else {
-        Default::default()
-    };
-    let mut follower = Follower::new(
-        &settings.logs,
-        FollowOptions {
-            from_start: args.from_start,
-            resume,
-            lookback: settings.findtime,
-            ..FollowOptions::default()
-        },
-    );
+    let mut follower = follow_logs(&settings, &args);
     let out = Box::new(std::io::stdout());
     let local = crate::firewall::host::local_addresses();
     let ipv6 = firewall::ipv6::host_has_ipv6();
-    let mut _lock = None;
-    let mut engine = if args.ban {
-        let lock = state::lock_watcher(&settings.state_dir)?;
-        let fw_lock = state::lock_firewall(&settings.state_dir)?;
-        _lock = Some((lock, fw_lock));
-        let st = State::open(&settings.state_dir)?;
-        let mut fw =
-            firewall::for_backend_with(settings.backend, Box::new(SystemRunner::host()), ipv6);
-        fw.keep_session();
-        fw.ensure()?;
-        let mut e = Engine::new(
-            settings.clone(),
-            Some(st),
-            Some(fw),
-            local,
-            args.from_start,
-            out,
-        );
-        match state::HealthFile::open(&settings.state_dir) {
-            Ok(h) => e.set_health_file(h),
-            Err(err) => println!("warning: {err}; `astpatch status` cannot show storage trouble"),
-        }
-        let r = e.reconcile(now_secs())?;
-        println!(
-            "astpatch watch: backend {}, {} active bans ({} re-added to the firewall, {} unknown removed, {} expired)",
-            settings.backend, r.active, r.readded, r.removed_unknown, r.expired
-        );
-        // Without it `status` and `verify` do not see the watcher, but it bans all the same:
-        // a full disk must not keep it from starting.
-        if let Err(err) = state::write_pid_file(
-            &settings.state_dir,
-            &state::PidFile {
-                pid: std::process::id(),
-                logs: settings.logs.clone(),
-                backend: settings.backend,
-                started_at: now_secs(),
-            },
-        ) {
-            println!(
-                "error: {err}; banning goes on, but `astpatch status` and `verify` will not see this watcher until it is restarted with room on the disk"
-            );
-        }
-        e
+    let (mut engine, _locks) = if args.ban {
+        let (e, locks) = banning_engine(&settings, &args, local, ipv6, out)?;
+        (e, Some(locks))
     } else {
         println!("astpatch watch: report only (no --ban): nothing is banned");
         let mut e = Engine::new(settings.clone(), None, None, local, args.from_start, out);
         e.set_ipv6(ipv6);
-        e
+        (e, None)
     };
     // The fleet link (CrowdSec LAPI) on a thread of its own; dropped (stopped) at return.
     let fleet = if args.ban {
@@ -158,27 +103,8 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
         None
     };
     let trust = apply_tail_trust(&mut engine, &settings, args.ban);
-    if !ipv6 {
-        println!("{}", firewall::ipv6::OFF_LINE);
-    }
-    println!("{}", trust.line());
-    for l in &settings.logs {
-        if !l.exists() {
-            println!("waiting for {} to appear", l.display());
-        }
-    }
-    if !follower.using_inotify() {
-        println!("inotify unavailable: polling the logs every second");
-    }
-    let ami = settings.ami.clone().map(|cfg| {
-        println!(
-            "AMI: connecting to {}:{} as {} for security events",
-            cfg.host, cfg.port, cfg.username
-        );
-        let (tx, rx) = std::sync::mpsc::sync_channel(4096);
-        crate::ami::client::spawn(cfg, tx);
-        rx
-    });
+    announce(&settings, &follower, &trust, ipv6);
+    let ami = start_ami(&settings);
     // An AMI event is acted on within this; a log line wakes the wait at once anyway.
     let wait = if ami.is_some() {
         Duration::from_millis(5)
@@ -190,77 +116,7 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
     let result = (|| -> Result<()> {
         while !STOP.load(Ordering::SeqCst) {
             let now = now_secs();
-            // Both callbacks need the engine; events are rare, so collect them and apply
-            // them in order before each line.
-            let events = std::cell::RefCell::new(Vec::<std::path::PathBuf>::new());
-            let engine_cell = std::cell::RefCell::new(&mut engine);
-            let more = follower.read_available(
-                &mut |path, line, replay| {
-                    let mut e = engine_cell.borrow_mut();
-                    for p in events.borrow_mut().drain(..) {
-                        e.file_restarted(&p);
-                    }
-                    e.on_log_line_as(path, line, replay, now);
-                },
-                &mut |ev| match ev {
-                    Event::Opened(p) => {
-                        println!("following {}", p.display());
-                        events.borrow_mut().push(p);
-                    }
-                    Event::Rotated(p) => {
-                        println!(
-                            "{} was rotated; following the new file (the old one is read to its end)",
-                            p.display()
-                        );
-                        events.borrow_mut().push(p);
-                    }
-                    Event::Truncated(p) => {
-                        println!("{} was truncated; reading from its start", p.display());
-                        events.borrow_mut().push(p);
-                    }
-                    Event::FromCopy(p, copy) => println!(
-                        "{}: the lines not yet read when it was truncated are read from {}",
-                        p.display(),
-                        copy.display()
-                    ),
-                    Event::LineTooLong(p) => {
-                        println!("warning: {}: skipped an overlong line", p.display())
-                    }
-                    Event::Unreadable(p, why) => {
-                        println!("error: cannot read {}: {why}; its failures are not counted until it can be read", p.display());
-                        unreadable_said = Some(now);
-                    }
-                    Event::Readable(p) => println!("{} can be read again", p.display()),
-                    Event::Resumed {
-                        log,
-                        from,
-                        offset,
-                        newer,
-                    } => {
-                        if log == from {
-                            println!("{}: resuming at byte {offset} where the last run stopped", log.display());
-                        } else {
-                            println!(
-                                "{}: rotated while no watcher ran; resuming in {} at byte {offset}, then {newer} newer rotated files and the log",
-                                log.display(),
-                                from.display()
-                            );
-                        }
-                    }
-                    Event::Missed(p, n) => println!(
-                        "{}: rotated {} more times since the last look; reading those files too",
-                        p.display(),
-                        n
-                    ),
-                    Event::ResumeLost(p) => println!(
-                        "{}: the file the last run read is gone; reading the log from its start",
-                        p.display()
-                    ),
-                },
-            );
-            for p in events.borrow_mut().drain(..) {
-                engine_cell.borrow_mut().file_restarted(&p);
-            }
+            let more = read_once(&mut follower, &mut engine, now, &mut unreadable_said);
             if let Some(rx) = &ami {
                 drain_ami(&mut engine, rx, now_secs());
             }
@@ -312,6 +168,194 @@ pub fn run_watch(settings: Settings, args: WatchArgs) -> Result<u8> {
         settings.state_dir.display()
     );
     Ok(exit_codes::SUCCESS)
+}
+
+/// One read of every log: each line to the engine, each event said (and a file that starts
+/// afresh flushed in order). True when there is more to read at once.
+fn read_once(
+    follower: &mut Follower,
+    engine: &mut Engine,
+    now: i64,
+    unreadable_said: &mut Option<i64>,
+) -> bool {
+    // Both callbacks need the engine; events are rare, so collect them and apply
+    // them in order before each line.
+    let events = std::cell::RefCell::new(Vec::<std::path::PathBuf>::new());
+    let engine_cell = std::cell::RefCell::new(engine);
+    let more = follower.read_available(
+        &mut |path, line, replay| {
+            let mut e = engine_cell.borrow_mut();
+            for p in events.borrow_mut().drain(..) {
+                e.file_restarted(&p);
+            }
+            e.on_log_line_as(path, line, replay, now);
+        },
+        &mut |ev| match ev {
+            Event::Opened(p) => {
+                println!("following {}", p.display());
+                events.borrow_mut().push(p);
+            }
+            Event::Rotated(p) => {
+                println!(
+                    "{} was rotated; following the new file (the old one is read to its end)",
+                    p.display()
+                );
+                events.borrow_mut().push(p);
+            }
+            Event::Truncated(p) => {
+                println!("{} was truncated; reading from its start", p.display());
+                events.borrow_mut().push(p);
+            }
+            Event::FromCopy(p, copy) => println!(
+                "{}: the lines not yet read when it was truncated are read from {}",
+                p.display(),
+                copy.display()
+            ),
+            Event::LineTooLong(p) => {
+                println!("warning: {}: skipped an overlong line", p.display())
+            }
+            Event::Unreadable(p, why) => {
+                println!("error: cannot read {}: {why}; its failures are not counted until it can be read", p.display());
+                *unreadable_said = Some(now);
+            }
+            Event::Readable(p) => println!("{} can be read again", p.display()),
+            Event::Resumed {
+                log,
+                from,
+                offset,
+                newer,
+            } => {
+                if log == from {
+                    println!("{}: resuming at byte {offset} where the last run stopped", log.display());
+                } else {
+                    println!(
+                        "{}: rotated while no watcher ran; resuming in {} at byte {offset}, then {newer} newer rotated files and the log",
+                        log.display(),
+                        from.display()
+                    );
+                }
+            }
+            Event::Missed(p, n) => println!(
+                "{}: rotated {} more times since the last look; reading those files too",
+                p.display(),
+                n
+            ),
+            Event::ResumeLost(p) => println!(
+                "{}: the file the last run read is gone; reading the log from its start",
+                p.display()
+            ),
+        },
+    );
+    for p in events.borrow_mut().drain(..) {
+        engine_cell.borrow_mut().file_restarted(&p);
+    }
+    more
+}
+
+/// The logs followed: a banning watcher resumes each where the last one stopped (a report-only
+/// run neither reads nor writes positions); --from-start applies to logs without one.
+fn follow_logs(settings: &Settings, args: &WatchArgs) -> Follower {
+    let resume = if args.ban {
+        state::read_positions(&settings.state_dir)
+    } else {
+        Default::default()
+    };
+    Follower::new(
+        &settings.logs,
+        FollowOptions {
+            from_start: args.from_start,
+            resume,
+            lookback: settings.findtime,
+            ..FollowOptions::default()
+        },
+    )
+}
+
+/// The banning engine: this watcher owns the state dir and the firewall objects (locks held
+/// for its life), the firewall is usable, the kernel agrees with the state, and the pid file
+/// says so.
+fn banning_engine(
+    settings: &Settings,
+    args: &WatchArgs,
+    local: Vec<std::net::IpAddr>,
+    ipv6: bool,
+    out: Box<dyn std::io::Write + Send>,
+) -> Result<(Engine, (state::FileLock, state::FileLock))> {
+    let locks = (
+        state::lock_watcher(&settings.state_dir)?,
+        state::lock_firewall(&settings.state_dir)?,
+    );
+    let st = State::open(&settings.state_dir)?;
+    let mut fw = firewall::for_backend_with(settings.backend, Box::new(SystemRunner::host()), ipv6);
+    fw.keep_session();
+    fw.ensure()?;
+    let mut e = Engine::new(
+        settings.clone(),
+        Some(st),
+        Some(fw),
+        local,
+        args.from_start,
+        out,
+    );
+    match state::HealthFile::open(&settings.state_dir) {
+        Ok(h) => e.set_health_file(h),
+        Err(err) => println!("warning: {err}; `astpatch status` cannot show storage trouble"),
+    }
+    let r = e.reconcile(now_secs())?;
+    println!(
+        "astpatch watch: backend {}, {} active bans ({} re-added to the firewall, {} unknown removed, {} expired)",
+        settings.backend, r.active, r.readded, r.removed_unknown, r.expired
+    );
+    // Without it `status` and `verify` do not see the watcher, but it bans all the same:
+    // a full disk must not keep it from starting.
+    if let Err(err) = state::write_pid_file(
+        &settings.state_dir,
+        &state::PidFile {
+            pid: std::process::id(),
+            logs: settings.logs.clone(),
+            backend: settings.backend,
+            started_at: now_secs(),
+        },
+    ) {
+        println!(
+            "error: {err}; banning goes on, but `astpatch status` and `verify` will not see this watcher until it is restarted with room on the disk"
+        );
+    }
+    Ok((e, locks))
+}
+
+/// What the operator reads once the watcher is up.
+fn announce(
+    settings: &Settings,
+    follower: &Follower,
+    trust: &crate::ban::trust::TailTrust,
+    ipv6: bool,
+) {
+    if !ipv6 {
+        println!("{}", firewall::ipv6::OFF_LINE);
+    }
+    println!("{}", trust.line());
+    for l in &settings.logs {
+        if !l.exists() {
+            println!("waiting for {} to appear", l.display());
+        }
+    }
+    if !follower.using_inotify() {
+        println!("inotify unavailable: polling the logs every second");
+    }
+}
+
+/// The AMI connection on its own thread, when `[ami]` is set.
+fn start_ami(settings: &Settings) -> Option<std::sync::mpsc::Receiver<Note>> {
+    settings.ami.clone().map(|cfg| {
+        println!(
+            "AMI: connecting to {}:{} as {} for security events",
+            cfg.host, cfg.port, cfg.username
+        );
+        let (tx, rx) = std::sync::mpsc::sync_channel(4096);
+        crate::ami::client::spawn(cfg, tx);
+        rx
+    })
 }
 
 /// What the AMI connection said since the last turn of the loop.
