@@ -48,6 +48,18 @@ pub fn run(files: &[PathBuf], settings: &Settings, json: bool, style: Style) -> 
 /// The human-readable report (also pinned by snapshot tests).
 pub fn render_text(r: &ScanReport, trust: &TailTrust, style: Style) -> String {
     let mut o = String::new();
+    header(&mut o, r, trust, style);
+    rules_table(&mut o, r);
+    addresses_table(&mut o, r, style);
+    would_ban(&mut o, r);
+    chan_sip_notes(&mut o, r);
+    not_believed(&mut o, r);
+    evasion(&mut o, r);
+    o
+}
+
+/// The summary: what was read, the window, the settings and the trust in force.
+fn header(o: &mut String, r: &ScanReport, trust: &TailTrust, style: Style) {
     let files = if r.files.len() == 1 {
         r.files[0].clone()
     } else {
@@ -82,6 +94,10 @@ pub fn render_text(r: &ScanReport, trust: &TailTrust, style: Style) -> String {
         crate::duration::format(Duration::from_secs(r.findtime_secs)),
     );
     let _ = writeln!(o, "{}", trust.line());
+}
+
+/// Failure lines per rule, by what they name.
+fn rules_table(o: &mut String, r: &ScanReport) {
     if !r.rules.is_empty() {
         let _ = writeln!(o);
         let _ = writeln!(
@@ -97,6 +113,10 @@ pub fn render_text(r: &ScanReport, trust: &TailTrust, style: Style) -> String {
             );
         }
     }
+}
+
+/// The addresses blamed, the first TEXT_ADDRESSES of them.
+fn addresses_table(o: &mut String, r: &ScanReport, style: Style) {
     if !r.addresses.is_empty() {
         let _ = writeln!(o);
         let _ = writeln!(
@@ -130,6 +150,10 @@ pub fn render_text(r: &ScanReport, trust: &TailTrust, style: Style) -> String {
             );
         }
     }
+}
+
+/// Whom the watcher would ban.
+fn would_ban(o: &mut String, r: &ScanReport) {
     let banned: Vec<&str> = r
         .addresses
         .iter()
@@ -156,6 +180,10 @@ pub fn render_text(r: &ScanReport, trust: &TailTrust, style: Style) -> String {
             );
         }
     }
+}
+
+/// chan_sip lines without a believable address, and tags no build has.
+fn chan_sip_notes(o: &mut String, r: &ScanReport) {
     let chan_sip_blind: u64 = r
         .rules
         .iter()
@@ -186,6 +214,10 @@ pub fn render_text(r: &ScanReport, trust: &TailTrust, style: Style) -> String {
             plural(tag_forged, "chan_sip line")
         );
     }
+}
+
+/// Lines not believed, per input.
+fn not_believed(o: &mut String, r: &ScanReport) {
     if r.sources.iter().any(|s| s.counts.total() > 0) {
         let _ = writeln!(o);
         let _ = writeln!(
@@ -210,6 +242,10 @@ pub fn render_text(r: &ScanReport, trust: &TailTrust, style: Style) -> String {
              on anyone."
         );
     }
+}
+
+/// Security events without a believed address, and ambiguous lines per candidate pair.
+fn evasion(o: &mut String, r: &ScanReport) {
     let events_blind: u64 = r
         .rules
         .iter()
@@ -254,11 +290,11 @@ pub fn render_text(r: &ScanReport, trust: &TailTrust, style: Style) -> String {
         let _ = writeln!(
             o,
             "note: in each pair one address is usually the sender, hiding behind an address it \
-             wrote into a field; a log line cannot say which. Security events read from AMI will \
-             (README, Evasion)."
+             wrote into a field; a log line cannot say which. With [ami] set, the watcher counts such \
+             PJSIP and AMI attempts from their security events, which name the real source \
+             (README, Security events over AMI)."
         );
     }
-    o
 }
 
 /// Candidate pairs shown in the text report.
