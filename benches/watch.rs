@@ -4,6 +4,8 @@
 //! * latency from a failure line appended to the log to the ban being in the kernel (the
 //!   watcher prints `ban …` only after the firewall command returned), p50/p99 over 1,000
 //!   bans, per backend, one ban at a time so no queueing inflates it;
+//! * latency from a PJSIP security event on the AMI socket to the ban in the kernel, likewise
+//!   (`-- ami` runs only these);
 //! * restore time for 100k bans per backend (10k for iptables: one rule per ban);
 //! * the watcher's peak RSS after following a log with 1M distinct failing addresses;
 //! * a burst: N attackers × maxretry lines appended in one write, to every ban in the kernel
@@ -122,6 +124,114 @@ fn latency(backend: &str, n: u32) {
     lat.sort();
     println!(
         "latency {backend:<9} line appended -> ban in kernel over {n} bans: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (kernel holds {held})",
+        ms(pct(&lat, 0.50)),
+        ms(pct(&lat, 0.99)),
+        ms(*lat.last().unwrap())
+    );
+    assert_eq!(held, n as usize);
+}
+
+/// Latency from a PJSIP security event written on the AMI socket to the ban in the kernel
+/// (the watcher says `ban …` after the firewall returned): a TCP server in the pbx namespace
+/// answers as Asterisk 20.20.1's manager did and writes one InvalidPassword event per address.
+fn ami_latency(backend: &str, n: u32) {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let pair = netns::Pair::new();
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("messages");
+    std::fs::write(&log, "").unwrap();
+    let (port_tx, port_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<(Ipv4Addr, mpsc::Sender<Instant>)>();
+    let ns = format!("/var/run/netns/{}", pair.pbx);
+    std::thread::spawn(move || {
+        let fd = std::fs::File::open(&ns).unwrap();
+        // SAFETY: this thread only; its sockets stay in the pbx namespace.
+        assert_eq!(
+            unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        port_tx.send(l.local_addr().unwrap().port()).unwrap();
+        let (mut c, _) = l.accept().unwrap();
+        c.set_nodelay(true).unwrap();
+        c.write_all(b"Asterisk Call Manager/9.0.0\r\n").unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let k = c.read(&mut buf).unwrap();
+            got.extend_from_slice(&buf[..k]);
+        }
+        c.write_all(b"Response: Success\r\nMessage: Authentication accepted\r\n\r\n")
+            .unwrap();
+        for (a, sent) in go_rx {
+            let ev = format!(
+                "Event: InvalidPassword\r\nPrivilege: security,all\r\nEventTV: 2026-11-30T05:39:47.302+0000\r\nSeverity: Error\r\nService: PJSIP\r\nEventVersion: 2\r\nAccountID: 200\r\nSessionID: c5\r\nLocalAddress: IPV4/UDP/10.250.0.1/5060\r\nRemoteAddress: IPV4/UDP/{a}/5060\r\nChallenge: 1\r\nReceivedChallenge: 1\r\nReceivedHash: ab\r\n\r\n"
+            );
+            let t0 = Instant::now();
+            c.write_all(ev.as_bytes()).unwrap();
+            let _ = sent.send(t0);
+        }
+    });
+    let port = port_rx.recv().unwrap();
+    let cfg = config(d.path(), backend, 1, &log);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{text}[ami]\nport = {port}\nusername = \"astpatch\"\nsecret = \"s\"\n"),
+    )
+    .unwrap();
+    let mut child = Reap(
+        Command::new("ip")
+            .args([
+                "netns", "exec", &pair.pbx, BIN, "watch", "--ban", "--config",
+            ])
+            .arg(&cfg)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (tx, rx) = mpsc::channel();
+    let out = child.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send((l, Instant::now()));
+        }
+    });
+    loop {
+        let (l, _) = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("AMI login reported");
+        if l.starts_with("AMI: logged in") {
+            break;
+        }
+    }
+    let mut lat = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let a = addr(i);
+        let (stx, srx) = mpsc::channel();
+        go_tx.send((a, stx)).unwrap();
+        let t0 = srx.recv().unwrap();
+        let want = format!("ban {a}/32 ");
+        loop {
+            let (l, t) = rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("ban reported");
+            if l.starts_with(&want) {
+                lat.push(t - t0);
+                break;
+            }
+        }
+    }
+    let fw = firewall::for_backend(
+        backend_of(backend),
+        Box::new(SystemRunner::in_netns(&pair.pbx)),
+    );
+    let held = fw.list().unwrap().len();
+    drop(child);
+    lat.sort();
+    println!(
+        "ami-latency {backend:<9} AMI event -> ban in kernel over {n} bans: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (kernel holds {held})",
         ms(pct(&lat, 0.50)),
         ms(pct(&lat, 0.99)),
         ms(*lat.last().unwrap())
@@ -501,6 +611,11 @@ fn main() {
     for b in ["iptables", "ipset", "nftables"] {
         if wanted(b) || wanted("latency") {
             latency(b, bans);
+        }
+    }
+    for b in ["iptables", "ipset", "nftables"] {
+        if wanted(b) || wanted("ami") {
+            ami_latency(b, bans);
         }
     }
     for b in ["ipset", "nftables"] {
