@@ -76,23 +76,7 @@ fn latency(backend: &str, n: u32) {
     let log = d.path().join("messages");
     std::fs::write(&log, "").unwrap();
     let cfg = config(d.path(), backend, 1, &log);
-    let mut child = Reap(
-        Command::new("ip")
-            .args([
-                "netns", "exec", &pair.pbx, BIN, "watch", "--ban", "--config",
-            ])
-            .arg(&cfg)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let (tx, rx) = mpsc::channel();
-    let out = child.0.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for l in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send((l, Instant::now()));
-        }
-    });
+    let (child, rx) = banning_watcher(&pair, &cfg);
     // Wait for the start-up line.
     let (first, _) = rx
         .recv_timeout(Duration::from_secs(20))
@@ -104,31 +88,10 @@ fn latency(backend: &str, n: u32) {
         let a = addr(i);
         let t0 = Instant::now();
         f.write_all(line(a).as_bytes()).unwrap();
-        let want = format!("ban {a}/32 ");
-        loop {
-            let (l, t) = rx
-                .recv_timeout(Duration::from_secs(10))
-                .expect("ban reported");
-            if l.starts_with(&want) {
-                lat.push(t - t0);
-                break;
-            }
-        }
+        lat.push(said(&rx, &format!("ban {a}/32 "), 10) - t0);
     }
-    let fw = firewall::for_backend(
-        backend_of(backend),
-        Box::new(SystemRunner::in_netns(&pair.pbx)),
-    );
-    let held = fw.list().unwrap().len();
     drop(child);
-    lat.sort();
-    println!(
-        "latency {backend:<9} line appended -> ban in kernel over {n} bans: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (kernel holds {held})",
-        ms(pct(&lat, 0.50)),
-        ms(pct(&lat, 0.99)),
-        ms(*lat.last().unwrap())
-    );
-    assert_eq!(held, n as usize);
+    report("latency", "line appended", backend, &pair, lat, n);
 }
 
 /// Latency from a PJSIP security event written on the AMI socket to the ban in the kernel
@@ -181,12 +144,28 @@ fn ami_latency(backend: &str, n: u32) {
         format!("{text}[ami]\nport = {port}\nusername = \"astpatch\"\nsecret = \"s\"\n"),
     )
     .unwrap();
+    let (child, rx) = banning_watcher(&pair, &cfg);
+    said(&rx, "AMI: logged in", 20);
+    let mut lat = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let a = addr(i);
+        let (stx, srx) = mpsc::channel();
+        go_tx.send((a, stx)).unwrap();
+        let t0 = srx.recv().unwrap();
+        lat.push(said(&rx, &format!("ban {a}/32 "), 10) - t0);
+    }
+    drop(child);
+    report("ami-latency", "AMI event", backend, &pair, lat, n);
+}
+
+/// A banning watcher in the pbx namespace, each line it prints timestamped on arrival.
+fn banning_watcher(pair: &netns::Pair, cfg: &Path) -> (Reap, mpsc::Receiver<(String, Instant)>) {
     let mut child = Reap(
         Command::new("ip")
             .args([
                 "netns", "exec", &pair.pbx, BIN, "watch", "--ban", "--config",
             ])
-            .arg(&cfg)
+            .arg(cfg)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap(),
@@ -198,40 +177,38 @@ fn ami_latency(backend: &str, n: u32) {
             let _ = tx.send((l, Instant::now()));
         }
     });
+    (child, rx)
+}
+
+/// When the watcher said a line starting with `prefix` (within `secs`).
+fn said(rx: &mpsc::Receiver<(String, Instant)>, prefix: &str, secs: u64) -> Instant {
     loop {
-        let (l, _) = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("AMI login reported");
-        if l.starts_with("AMI: logged in") {
-            break;
+        let (l, t) = rx
+            .recv_timeout(Duration::from_secs(secs))
+            .unwrap_or_else(|_| panic!("no {prefix:?} said"));
+        if l.starts_with(prefix) {
+            return t;
         }
     }
-    let mut lat = Vec::with_capacity(n as usize);
-    for i in 0..n {
-        let a = addr(i);
-        let (stx, srx) = mpsc::channel();
-        go_tx.send((a, stx)).unwrap();
-        let t0 = srx.recv().unwrap();
-        let want = format!("ban {a}/32 ");
-        loop {
-            let (l, t) = rx
-                .recv_timeout(Duration::from_secs(10))
-                .expect("ban reported");
-            if l.starts_with(&want) {
-                lat.push(t - t0);
-                break;
-            }
-        }
-    }
+}
+
+/// p50 / p99 / max of `lat`, and the kernel holding all `n` bans.
+fn report(
+    label: &str,
+    from: &str,
+    backend: &str,
+    pair: &netns::Pair,
+    mut lat: Vec<Duration>,
+    n: u32,
+) {
     let fw = firewall::for_backend(
         backend_of(backend),
         Box::new(SystemRunner::in_netns(&pair.pbx)),
     );
     let held = fw.list().unwrap().len();
-    drop(child);
     lat.sort();
     println!(
-        "ami-latency {backend:<9} AMI event -> ban in kernel over {n} bans: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (kernel holds {held})",
+        "{label} {backend:<9} {from} -> ban in kernel over {n} bans: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (kernel holds {held})",
         ms(pct(&lat, 0.50)),
         ms(pct(&lat, 0.99)),
         ms(*lat.last().unwrap())

@@ -59,77 +59,114 @@ fn run(cfg: &AmiSettings, tx: &SyncSender<Note>) {
     }
 }
 
-/// One connection, until it fails (why, and whether it had logged in) or the watcher is gone.
-fn session(cfg: &AmiSettings, tx: &SyncSender<Note>) -> Result<(), (String, bool)> {
-    let secret = cfg.secret().map_err(|e| (e, false))?;
-    let addr = (cfg.host.as_str(), cfg.port)
-        .to_socket_addrs()
-        .map_err(|e| (format!("{}:{}: {e}", cfg.host, cfg.port), false))?
-        .next()
-        .ok_or_else(|| (format!("{}: no address", cfg.host), false))?;
-    let mut s = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
-        .map_err(|e| (format!("cannot connect to {addr}: {e}"), false))?;
-    let _ = s.set_nodelay(true);
+/// A logged-in manager connection: the stream, what was read past the login response, and
+/// the banner.
+pub struct Session {
+    pub stream: TcpStream,
+    pub split: Splitter,
+    pub banner: String,
+    pub addr: std::net::SocketAddr,
+}
+
+/// Connect and log in with `Events: {events}` (`security` for the watcher, `off` for verify).
+/// Why not, in one sentence, when the manager cannot be reached or refuses the login.
+pub fn login(
+    cfg: &AmiSettings,
+    events: &str,
+    read_timeout: Option<Duration>,
+) -> Result<Session, String> {
+    let secret = cfg.secret()?;
     // A value with CR or LF would be an action of its own: refused, not sent.
     if cfg.username.contains(['\r', '\n']) || secret.contains(['\r', '\n']) {
-        return Err((
-            "the AMI username or secret holds a line break".into(),
-            false,
-        ));
+        return Err("the AMI username or secret holds a line break".into());
     }
-    s.write_all(
-        format!(
-            "Action: Login\r\nUsername: {}\r\nSecret: {secret}\r\nEvents: security\r\n\r\n",
-            cfg.username
+    let addr = (cfg.host.as_str(), cfg.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("{}:{}: {e}", cfg.host, cfg.port))?
+        .next()
+        .ok_or_else(|| format!("{}: no address", cfg.host))?;
+    let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
+        .map_err(|e| format!("cannot connect to the manager at {addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(read_timeout);
+    stream
+        .write_all(
+            format!(
+                "Action: Login\r\nUsername: {}\r\nSecret: {secret}\r\nEvents: {events}\r\n\r\n",
+                cfg.username
+            )
+            .as_bytes(),
         )
-        .as_bytes(),
-    )
-    .map_err(|e| (format!("{addr}: {e}"), false))?;
+        .map_err(|e| format!("{addr}: {e}"))?;
     let mut split = Splitter::default();
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = [0u8; 4096];
     let mut banner = None;
-    let mut logged_in = false;
     loop {
-        let n = s
-            .read(&mut buf)
-            .map_err(|e| (format!("{addr}: {e}"), logged_in))?;
+        let n = stream.read(&mut buf).map_err(|e| format!("{addr}: {e}"))?;
         if n == 0 {
-            return Err((format!("{addr} closed the connection"), logged_in));
+            return Err(format!("{addr} closed the connection"));
         }
         split.push(&buf[..n]);
         if banner.is_none() {
-            match split.banner() {
-                Some(b) => banner = Some(b),
-                None => continue,
-            }
-        }
-        while let Some(block) = split.next_block() {
-            let Ok(block) = block else { continue };
-            if !logged_in {
-                let text = String::from_utf8_lossy(block);
-                if !text.contains("Response: Success") {
-                    let why = text
-                        .lines()
-                        .find_map(|l| l.strip_prefix("Message: "))
-                        .unwrap_or("no success response")
-                        .to_owned();
-                    return Err((format!("login as {} refused: {why}", cfg.username), false));
-                }
-                logged_in = true;
-                let b = banner.clone().unwrap_or_default();
-                let note = if has_security_class(&b) {
-                    Note::Up { banner: b }
-                } else {
-                    Note::NoSecurityClass { banner: b }
-                };
-                tx.send(note).map_err(|_| (String::new(), true)).ok();
+            banner = split.banner();
+            if banner.is_none() {
                 continue;
             }
+        }
+        if let Some(block) = split.next_block() {
+            let Ok(block) = block else { continue };
+            let text = String::from_utf8_lossy(block);
+            if !text.contains("Response: Success") {
+                let why = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Message: "))
+                    .unwrap_or("no success response");
+                return Err(format!("login as {} refused: {why}", cfg.username));
+            }
+            let _ = stream.set_read_timeout(None);
+            return Ok(Session {
+                stream,
+                split,
+                banner: banner.unwrap_or_default(),
+                addr,
+            });
+        }
+    }
+}
+
+/// One connection, until it fails (why, and whether it had logged in) or the watcher is gone.
+fn session(cfg: &AmiSettings, tx: &SyncSender<Note>) -> Result<(), (String, bool)> {
+    let Session {
+        mut stream,
+        mut split,
+        banner,
+        addr,
+    } = login(cfg, "security", None).map_err(|e| (e, false))?;
+    let note = if has_security_class(&banner) {
+        Note::Up { banner }
+    } else {
+        Note::NoSecurityClass { banner }
+    };
+    if tx.send(note).is_err() {
+        return Ok(());
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        // Blocks already read with the login response first, then the socket.
+        while let Some(block) = split.next_block() {
+            let Ok(block) = block else { continue };
             let v = judge_block(block);
             if v != Verdict::NotFailure && tx.send(Note::Event(v)).is_err() {
                 return Ok(());
             }
         }
+        let n = stream
+            .read(&mut buf)
+            .map_err(|e| (format!("{addr}: {e}"), true))?;
+        if n == 0 {
+            return Err((format!("{addr} closed the connection"), true));
+        }
+        split.push(&buf[..n]);
     }
 }
 

@@ -191,9 +191,9 @@ mod tests {
             judge_block(b),
             Verdict::Refused(Malformed::Duplicate(_))
         ));
-        // An empty line inside AccountID ends the event early and starts one of the sender's:
-        // the first half has no address, the second repeats the real RemoteAddress key? No —
-        // it is a block of its own, whose RemoteAddress is followed by the real one.
+        // An empty line inside AccountID ends the event early and starts a block of the
+        // sender's own; Asterisk's fields after AccountID, the real RemoteAddress among them,
+        // land in that block too, so it holds the key twice and is refused.
         let forged = b"Event: InvalidAccountID\r\nService: PJSIP\r\nRemoteAddress: IPV4/UDP/192.0.2.1/5060\r\nSessionID: s\r\nRemoteAddress: IPV4/UDP/10.96.0.2/5060";
         assert!(matches!(judge_block(forged), Verdict::Refused(_)));
     }

@@ -1,8 +1,7 @@
 //! The AMI link, shown only with `[ami]`: manager.conf enables the manager and gives the user a
 //! `read` that covers security events, and (on the live system) the manager answers and takes
 //! the login.
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::io::Write;
 use std::time::Duration;
 
 use super::*;
@@ -107,53 +106,9 @@ pub fn manager_user_reads_security(text: &str, user: &str) -> Result<(), String>
 
 /// Log in (no events), and log off: the banner, or why not.
 fn login(cfg: &crate::settings::AmiSettings) -> Result<String, String> {
-    let secret = cfg.secret()?;
-    let addr = (cfg.host.as_str(), cfg.port)
-        .to_socket_addrs()
-        .map_err(|e| format!("{}:{}: {e}", cfg.host, cfg.port))?
-        .next()
-        .ok_or_else(|| format!("{}: no address", cfg.host))?;
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
-        .map_err(|e| format!("the manager at {addr} does not answer: {e}"))?;
-    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
-    s.write_all(
-        format!(
-            "Action: Login\r\nUsername: {}\r\nSecret: {secret}\r\nEvents: off\r\n\r\n",
-            cfg.username
-        )
-        .as_bytes(),
-    )
-    .map_err(|e| format!("{addr}: {e}"))?;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    let mut split = crate::ami::message::Splitter::default();
-    let mut banner = None;
-    loop {
-        let n = s.read(&mut buf).map_err(|e| format!("{addr}: {e}"))?;
-        if n == 0 {
-            return Err(format!("{addr} closed the connection"));
-        }
-        got.extend_from_slice(&buf[..n]);
-        split.push(&buf[..n]);
-        if banner.is_none() {
-            banner = split.banner();
-        }
-        if let Some(Ok(block)) = split.next_block() {
-            let text = String::from_utf8_lossy(block).into_owned();
-            let _ = s.write_all(b"Action: Logoff\r\n\r\n");
-            return if text.contains("Response: Success") {
-                Ok(banner.unwrap_or_default())
-            } else {
-                Err(format!(
-                    "login as {} refused: {}",
-                    cfg.username,
-                    text.lines()
-                        .find_map(|l| l.strip_prefix("Message: "))
-                        .unwrap_or("no success response")
-                ))
-            };
-        }
-    }
+    let mut s = crate::ami::client::login(cfg, "off", Some(Duration::from_secs(3)))?;
+    let _ = s.stream.write_all(b"Action: Logoff\r\n\r\n");
+    Ok(s.banner)
 }
 
 #[cfg(test)]
